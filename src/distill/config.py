@@ -1,0 +1,383 @@
+"""Typed configs: one pydantic model per stage, and a Recipe that holds them.
+
+These classes are the single source of truth for the YAML recipes, the CLI (`key=value` dotted
+overrides) and the Python API. Every model forbids unknown keys, so a typo fails loudly with the file
+and the field path instead of being silently ignored.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from distill.errors import DistillError
+
+DEFAULT_MODEL = "bundled:smollm2-135m-instruct"
+
+# R1 (DeepSeek-AI 2025, sec. 2.3 / eval setup): no system prompt, the math instruction below.
+MATH_PROMPT = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+CODE_PROMPT = (
+    "{problem}\nPlease reason step by step, then give your complete solution as one Python code block."
+)
+MCQ_PROMPT = (
+    "{problem}\n\n{choices}\n\nPlease reason step by step, and put the letter of your final answer "
+    "within \\boxed{{}}."
+)
+
+
+class Config(BaseModel):
+    """Base for every config: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # Fields that do not change a stage's output (paths, concurrency): left out of its config hash.
+    unhashed: ClassVar[frozenset[str]] = frozenset()
+
+
+def config_hash(config: Config) -> str:
+    """Stable 12-hex digest of what determines a stage's output."""
+
+    def strip(cfg: Any) -> Any:
+        if isinstance(cfg, Config):
+            return {k: strip(getattr(cfg, k)) for k in type(cfg).model_fields if k not in cfg.unhashed}
+        if isinstance(cfg, (list, tuple)):
+            return [strip(v) for v in cfg]
+        if isinstance(cfg, dict):
+            return {k: strip(v) for k, v in cfg.items()}
+        if isinstance(cfg, Path):
+            return str(cfg)
+        return cfg
+
+    blob = json.dumps(strip(config), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------------------- generation
+class SamplingConfig(Config):
+    temperature: float = Field(0.6, ge=0.0, description="R1 default 0.6")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="R1 default 0.95")
+    max_tokens: int = Field(32768, ge=1, description="completion budget; R1 uses 32k for real teachers")
+    n: int = Field(1, ge=1, description="samples per problem")
+    seed: int = Field(0, description="base seed; each (problem, sample) derives its own from it")
+
+
+class PromptConfig(Config):
+    system_prompt: str | None = Field(None, description="R1: none")
+    templates: dict[str, str] = Field(
+        default_factory=lambda: {"math": MATH_PROMPT, "code": CODE_PROMPT, "mcq": MCQ_PROMPT,
+                                 "text": "{problem}"},
+        description="per-domain user-turn templates; {problem} and, for mcq, {choices}",
+    )
+    prefill_think: bool = Field(True, description="start the assistant turn with '<think>\\n' (R1)")
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class VLLMConfig(Config):
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    kv_cache_gib: int = Field(4, description="VLLM_CPU_KVCACHE_SPACE on CPU builds")
+    max_num_seqs: int = 256
+    enforce_eager: bool = False
+    extra: dict[str, Any] = Field(default_factory=dict, description="passed to vllm.LLM as is")
+
+
+class OpenAIConfig(Config):
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the key")
+    served_model: str | None = Field(None, description="model name on the server (default: model)")
+    concurrency: int = 32
+    max_retries: int = 6
+    timeout_s: float = 600.0
+
+
+class HFConfig(Config):
+    batch_size: int = 16
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+
+class GenerateConfig(Config):
+    unhashed: ClassVar[frozenset[str]] = frozenset(
+        {"problems", "output", "shard", "batch_size", "limit", "vllm", "openai", "hf"})
+
+    model: str = Field(DEFAULT_MODEL, description="hub id, local folder, .gguf file or bundled:NAME")
+    backend: Literal["vllm", "openai", "hf"] = "vllm"
+    problems: Path | None = Field(None, description="Problem JSONL (or an importer spec, see docs)")
+    output: Path | None = Field(None, description="Trace JSONL; default RUN_DIR/traces.jsonl")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    prompts: PromptConfig = Field(default_factory=PromptConfig)
+    reasoning_format: Literal["auto", "think", "plain"] = Field(
+        "auto", description="how to split reasoning from answer: <think> tags, plain CoT, or detect")
+    shard: str | None = Field(None, pattern=r"^\d+/\d+$", description="K/N: this worker's slice")
+    batch_size: int = Field(256, ge=1, description="problems in flight at once (bounds memory)")
+    limit: int | None = Field(None, ge=1, description="only the first N problems")
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+    hf: HFConfig = Field(default_factory=HFConfig)
+
+
+# --------------------------------------------------------------------------------------------- filter
+class SandboxConfig(Config):
+    timeout_s: float = 10.0
+    memory_mb: int = 1024
+    max_processes: int = 64
+    max_file_mb: int = 16
+    max_output_kb: int = 256
+
+
+class QualityConfig(Config):
+    require_think: bool = True
+    drop_truncated: bool = True
+    max_lang_mix: float = Field(0.05, ge=0, le=1, description="share of letters in foreign scripts")
+    repeat_ngram: int = 20
+    max_repeat_frac: float = Field(0.3, ge=0, le=1, description="share of repeated word n-grams")
+    min_tokens: int = 0
+    max_tokens: int | None = None
+    max_paragraph_chars: int = 3000
+    allow_code_in_reasoning: bool = False
+
+
+class DedupConfig(Config):
+    exact: bool = True
+    near: bool = True
+    threshold: float = Field(0.9, gt=0, le=1, description="MinHash Jaccard above which two traces are near-duplicates")
+    num_perm: int = 128
+    shingle: int = 5
+
+
+class DecontamConfig(Config):
+    against: list[Path] = Field(default_factory=list, description="Problem JSONL of every evaluation set")
+    ngram: int = 8
+
+
+class SelectConfig(Config):
+    policy: Literal["all", "shortest", "random", "diverse"] = "all"
+    k: int | None = Field(None, ge=1, description="keep at most k verified traces per problem")
+    seed: int = 0
+
+
+class FilterConfig(Config):
+    unhashed: ClassVar[frozenset[str]] = frozenset({"input", "problems", "output_dir", "workers"})
+
+    input: Path | None = Field(None, description="Trace JSONL; default RUN_DIR/traces.jsonl")
+    problems: Path | None = Field(None, description="Problem JSONL with gold answers / tests")
+    output_dir: Path | None = Field(None, description="default RUN_DIR/filter")
+    verify: bool = True
+    math_timeout_s: float = 5.0
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    decontaminate: DecontamConfig = Field(default_factory=DecontamConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    checks: list[str] = Field(default_factory=list, description="extra per-trace checks: registered name or module:function")
+    steps: list[str] = Field(default_factory=list, description="extra dataset-level steps: registered name or module:function")
+    workers: int = Field(0, ge=0, description="processes; 0 = all cores")
+
+
+# ------------------------------------------------------------------------------------------------ sft
+class LoraConfig(Config):
+    r: int = Field(16, ge=1)
+    alpha: int = 32
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class QuantConfig(Config):
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+
+class SFTConfig(Config):
+    unhashed: ClassVar[frozenset[str]] = frozenset({"train_file", "output_dir", "logging_steps", "save_steps"})
+
+    model: str = DEFAULT_MODEL
+    train_file: Path | None = Field(None, description="kept traces; default RUN_DIR/filter/kept.jsonl")
+    output_dir: Path | None = Field(None, description="default RUN_DIR/student")
+    method: Literal["full", "lora", "qlora"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    quant: QuantConfig = Field(default_factory=QuantConfig)
+    max_length: int = 4096
+    overlong: Literal["drop", "truncate"] = Field("drop", description="what to do with examples over max_length")
+    packing: bool = True
+    epochs: float = 3.0
+    max_steps: int = Field(-1, description="overrides epochs when > 0")
+    learning_rate: float = 1e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    per_device_batch_size: int = 1
+    gradient_accumulation_steps: int = 8
+    gradient_checkpointing: bool = True
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    eval_fraction: float = Field(0.05, ge=0, lt=1)
+    logging_steps: int = 1
+    save_steps: int = 50
+    seed: int = 42
+    merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
+
+
+# ----------------------------------------------------------------------------------------------- eval
+class BenchmarkConfig(Config):
+    name: str
+    path: Path
+    limit: int | None = None
+
+
+class EvalConfig(Config):
+    unhashed: ClassVar[frozenset[str]] = frozenset({"output_dir", "vllm", "openai", "hf"})
+
+    models: list[str] = Field(default_factory=list, description="default: the SFT base model and the student")
+    benchmarks: list[BenchmarkConfig] = Field(default_factory=list)
+    k: int = Field(4, ge=1, description="samples per problem: pass@1 is their mean, cons@k their vote")
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=32768))
+    prompts: PromptConfig = Field(default_factory=PromptConfig)
+    backend: Literal["vllm", "openai", "hf"] = "vllm"
+    output_dir: Path | None = Field(None, description="default RUN_DIR/eval")
+    math_timeout_s: float = 5.0
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+    hf: HFConfig = Field(default_factory=HFConfig)
+
+
+# --------------------------------------------------------------------------------------------- recipe
+class Recipe(Config):
+    """A whole run: generate -> filter -> sft -> eval inside one run directory."""
+
+    name: str = "unnamed"
+    description: str = ""
+    run_dir: Path = Path("runs/unnamed")
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _wire_stage_paths(self) -> "Recipe":
+        """Fill each unset path from the run directory so the stages chain."""
+        run = self.run_dir
+        gen, flt, sft, ev = self.generate, self.filter, self.sft, self.eval
+        if gen.output is None:
+            gen.output = run / "traces.jsonl"
+        if flt.input is None:
+            flt.input = gen.output
+        if flt.problems is None:
+            flt.problems = gen.problems
+        if flt.output_dir is None:
+            flt.output_dir = run / "filter"
+        if sft.train_file is None:
+            sft.train_file = flt.output_dir / "kept.jsonl"
+        if sft.output_dir is None:
+            sft.output_dir = run / "student"
+        if ev.output_dir is None:
+            ev.output_dir = run / "eval"
+        return self
+
+
+STAGES: dict[str, type[Config]] = {
+    "generate": GenerateConfig, "filter": FilterConfig, "sft": SFTConfig, "eval": EvalConfig,
+}
+
+
+# ------------------------------------------------------------------------------------ loading + errors
+class ConfigError(DistillError):
+    pass
+
+
+def _describe(error: dict[str, Any], source: str) -> str:
+    field = ".".join(str(p) for p in error["loc"]) or "<top level>"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: unknown field '{field}'. Remove it or check its spelling " \
+               f"(`distill recipes schema` lists every field)."
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{source}: field '{field}' has the bad value {shown}: {error['msg'][0].lower()}{error['msg'][1:]}."
+
+
+def validate_config(cls: type[Config], data: dict[str, Any], source: str) -> Config:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e, source) for e in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`sft.lora.r=32` -> (['sft','lora','r'], 32); the value is read as YAML so types come out right."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected KEY=VALUE, e.g. sft.lora.r=32")
+    key, _, raw = text.partition("=")
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"override '{text}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such recipe file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
+    """Load a recipe YAML (or the defaults when `path` is None) and apply dotted overrides."""
+    data = load_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides or [])
+    source = str(path) if path is not None else "<defaults>"
+    if overrides:
+        source += " (with overrides " + " ".join(overrides) + ")"
+    return validate_config(Recipe, data, source)  # type: ignore[return-value]
+
+
+def load_stage(stage: str, path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """A stage config from a recipe file (its `stage:` section, wired through the Recipe) or a bare stage YAML."""
+    if path is not None:
+        data = load_yaml(path)
+        if any(k in data for k in ("generate", "filter", "sft", "eval", "run_dir", "name")):
+            recipe = load_recipe(path, [f"{stage}.{o}" if "=" in o else o for o in (overrides or [])])
+            return getattr(recipe, stage)
+    else:
+        data = {}
+    data = apply_overrides(data, overrides or [])
+    return validate_config(STAGES[stage], data, str(path or f"<{stage} defaults>"))
+
+
+def dump_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

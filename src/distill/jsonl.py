@@ -1,0 +1,208 @@
+"""Streaming JSON Lines: a reader that names `file:line` for a bad line, and a crash-safe appender.
+
+The appender's promise: after a SIGKILL at any moment the file holds only whole, parseable lines
+(each batch goes down in one `write` and is fsync'd; a torn tail from a dying disk or filesystem is cut
+off when the file is next opened), and a rerun skips every key already written.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from distill.errors import DistillError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class JsonlError(DistillError):
+    """A line that is not valid JSON or not a valid record; the message starts with `file:line`."""
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+class JsonlReader:
+    """Iterate records of a JSONL file lazily.
+
+    on_error="raise" stops at the first bad line with `path:line: why`; "skip" counts bad lines in
+    `.skipped` (and keeps the first few messages in `.errors`) so a long run can go on.
+    """
+
+    def __init__(self, path: str | Path, model: type[M] | None = None,
+                 on_error: Literal["raise", "skip"] = "raise"):
+        self.path = Path(path)
+        self.model = model
+        self.on_error = on_error
+        self.skipped = 0
+        self.errors: list[str] = []
+
+    def _bad(self, lineno: int, why: str) -> None:
+        message = f"{self.path}:{lineno}: {why}"
+        if self.on_error == "raise":
+            raise JsonlError(message)
+        self.skipped += 1
+        if len(self.errors) < 20:
+            self.errors.append(message)
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self.path.exists():
+            raise JsonlError(f"{self.path}: no such file")
+        with _open_text(self.path) as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    self._bad(lineno, f"not valid JSON ({exc.msg} at column {exc.colno})")
+                    continue
+                if not isinstance(obj, dict):
+                    self._bad(lineno, f"expected a JSON object, got {type(obj).__name__}")
+                    continue
+                if self.model is None:
+                    yield obj
+                    continue
+                try:
+                    yield self.model.model_validate(obj)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    field = ".".join(str(p) for p in first["loc"]) or "<record>"
+                    self._bad(lineno, f"field '{field}': {first['msg']} "
+                                      f"(expected a valid {self.model.__name__})")
+
+
+def read_jsonl(path: str | Path, model: type[M] | None = None,
+               on_error: Literal["raise", "skip"] = "raise") -> Iterator[Any]:
+    return iter(JsonlReader(path, model, on_error))
+
+
+def count_lines(path: str | Path) -> int:
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with _open_text(path) as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def _repair_tail(path: Path) -> int:
+    """Cut a torn last line (no newline, or not JSON) so appends start on a clean line; returns bytes cut."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as handle:
+        chunk = min(size, 1 << 20)
+        handle.seek(size - chunk)
+        tail = handle.read(chunk)
+        if tail.endswith(b"\n"):
+            last_start = tail.rfind(b"\n", 0, len(tail) - 1) + 1
+            try:
+                json.loads(tail[last_start:])
+                return 0
+            except json.JSONDecodeError:
+                cut_at = size - chunk + last_start
+        else:
+            cut_at = size - chunk + tail.rfind(b"\n") + 1
+        handle.truncate(cut_at)
+        handle.flush()
+        os.fsync(handle.fileno())
+        return size - cut_at
+
+
+class JsonlWriter:
+    """Append-only JSONL writer that resumes by key.
+
+    `key` maps a record (dict) to its identity; keys already in the file are loaded at open so
+    `writer.has(key)` lets a stage skip finished work, and `write` refuses to duplicate a key.
+    Records are buffered and written as one batch every `flush_every` records (and on close).
+    """
+
+    def __init__(self, path: str | Path, key: Callable[[dict], str] | None = None, flush_every: int = 16):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.key = key
+        self.flush_every = flush_every
+        self.keys: set[str] = set()
+        self.repaired_bytes = 0
+        if self.path.exists():
+            self.repaired_bytes = _repair_tail(self.path)
+            if key is not None:
+                for obj in JsonlReader(self.path, on_error="skip"):
+                    self.keys.add(key(obj))
+        self._buffer: list[bytes] = []
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def has(self, key: str) -> bool:
+        return key in self.keys
+
+    @property
+    def written(self) -> int:
+        return len(self.keys)
+
+    def write(self, record: dict | BaseModel) -> bool:
+        obj = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+        if self.key is not None:
+            k = self.key(obj)
+            if k in self.keys:
+                return False
+            self.keys.add(k)
+        self._buffer.append(json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n")
+        if len(self._buffer) >= self.flush_every:
+            self.flush()
+        return True
+
+    def write_many(self, records: Iterable[dict | BaseModel]) -> int:
+        return sum(self.write(r) for r in records)
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        self.flush()
+        os.close(self._fd)
+        self._fd = -1
+
+    def __enter__(self) -> "JsonlWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a whole file so readers see the old or the new content, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

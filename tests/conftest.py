@@ -1,0 +1,36 @@
+"""Shared fixtures: offline hub, the bundled models, and one vLLM engine for the whole session."""
+from __future__ import annotations
+
+import os
+
+# Before anything imports transformers or vllm: never reach a hub, keep vLLM's CPU KV cache small,
+# and keep the engine core in this process so one engine can be shared by every test.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from distill.models import resolve_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> str:
+    """Folder of the bundled SmolLM2-135M-Instruct (converted from its GGUF once, then cached)."""
+    return resolve_model("bundled:smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    """Folder of a 2-layer random Llama with the SmolLM2 tokenizer."""
+    return resolve_model("bundled:tiny")
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(smollm2):
+    """The one vLLM engine (SmolLM2) the suite shares; ~45 s to start on the CPU."""
+    from distill.config import VLLMConfig
+    from distill.generate.engine import shared_llm
+
+    return shared_llm(smollm2, VLLMConfig(kv_cache_gib=2, max_model_len=2048), seed=0)
