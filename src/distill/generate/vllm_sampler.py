@@ -1,0 +1,79 @@
+"""The vLLM side of seeded sampling: a v1 batch-level logits processor.
+
+Loaded into every engine `shared_llm` builds, and into a server with
+`vllm serve MODEL --logits-processors distill.generate.vllm_sampler:SeededSampler`. A request opts in
+through `SamplingParams.extra_args` (the server's `vllm_xargs`) with the keys below; every other request
+is left alone, so the processor costs nothing to traffic that does not use it. For opted-in rows it
+draws the token with `sampling.sample_rows` and leaves a one-hot row behind, which the engine's greedy
+path (temperature 0) or its random path (any temperature) both turn into that token.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from vllm import SamplingParams
+from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
+from vllm.v1.sample.logits_processor.builtin import process_dict_updates
+
+from distill.generate.sampling import one_hot_logits, sample_rows, uniform
+
+KEY, TEMPERATURE, TOP_P = "distill_key", "distill_temperature", "distill_top_p"
+
+
+@dataclass
+class _Row:
+    key: int
+    temperature: float
+    top_p: float
+    output_ids: list[int]  # vLLM's live list of this request's output tokens: its length is the position
+
+
+def seeded_extra_args(key: int, temperature: float, top_p: float) -> dict[str, int | float]:
+    return {KEY: key, TEMPERATURE: float(temperature), TOP_P: float(top_p)}
+
+
+class SeededSampler(LogitsProcessor):
+    @classmethod
+    def validate_params(cls, sampling_params: SamplingParams) -> None:
+        args = sampling_params.extra_args or {}
+        if KEY not in args:
+            return
+        if not isinstance(args[KEY], int) or not 0 <= args[KEY] < 2**63:
+            raise ValueError(f"extra_args[{KEY!r}] must be an int in [0, 2**63)")
+        if float(args.get(TEMPERATURE, 1.0)) <= 0:
+            raise ValueError(f"extra_args[{TEMPERATURE!r}] must be > 0 (greedy requests need no key)")
+        if not 0 < float(args.get(TOP_P, 1.0)) <= 1:
+            raise ValueError(f"extra_args[{TOP_P!r}] must be in (0, 1]")
+
+    def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool) -> None:
+        self.device = device
+        self.rows: dict[int, _Row] = {}
+
+    def is_argmax_invariant(self) -> bool:
+        return False  # it decides the argmax: vLLM must run it before greedy decoding
+
+    def update_state(self, batch_update: BatchUpdate | None) -> None:
+        process_dict_updates(self.rows, batch_update, self._new_row)
+
+    @staticmethod
+    def _new_row(params: SamplingParams, _prompt_ids: list[int] | None, output_ids: list[int]) -> _Row | None:
+        args = params.extra_args or {}
+        if KEY not in args:
+            return None
+        return _Row(int(args[KEY]), float(args.get(TEMPERATURE, 1.0)), float(args.get(TOP_P, 1.0)), output_ids)
+
+    def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self.rows:
+            return logits
+        index = sorted(i for i in self.rows if i < logits.shape[0])
+        if not index:
+            return logits
+        rows = [self.rows[i] for i in index]
+        u = torch.tensor([uniform(r.key, len(r.output_ids)) for r in rows], dtype=torch.float64)
+        temperature = torch.tensor([r.temperature for r in rows], dtype=torch.float32)
+        top_p = torch.tensor([r.top_p for r in rows], dtype=torch.float64)
+        rows_t = torch.tensor(index, dtype=torch.long, device=logits.device)
+        tokens = sample_rows(logits[rows_t], temperature, top_p, u)
+        one_hot_logits(logits, rows_t, tokens)
+        return logits

@@ -1,0 +1,40 @@
+"""The CLI shell: every command listed, recipes browsable, models listed."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = [sys.executable, str(Path(__file__).parents[1] / "cli.py")]
+
+
+def cli(*args):
+    return subprocess.run(CLI + list(args), capture_output=True, text=True)
+
+
+def test_help_lists_every_command():
+    out = cli("--help").stdout
+    for command in ("generate", "filter", "sft", "eval", "run", "demo", "recipes", "models"):
+        assert command in out
+
+
+def test_recipes_list_show_cp_schema(tmp_path):
+    listing = cli("recipes", "list")
+    assert listing.returncode == 0 and "demo" in listing.stdout
+    shown = cli("recipes", "show", "demo", "--resolved")
+    assert shown.returncode == 0 and "temperature: 0.6" in shown.stdout
+    copied = cli("recipes", "cp", "demo", str(tmp_path))
+    assert copied.returncode == 0 and (tmp_path / "demo.yaml").exists()
+    again = cli("recipes", "cp", "demo", str(tmp_path))
+    assert again.returncode == 2 and "not overwriting" in again.stderr
+    schema = json.loads(cli("recipes", "schema").stdout)
+    assert schema["title"] == "Recipe"
+
+
+def test_models_lists_bundled():
+    out = cli("models")
+    assert out.returncode == 0 and "bundled:smollm2-135m-instruct" in out.stdout and "bundled:tiny" in out.stdout
+
+
+def test_stage_without_input_says_what_is_missing():
+    out = cli("generate")
+    assert out.returncode == 2 and "--problems" in out.stderr and "Traceback" not in out.stderr
