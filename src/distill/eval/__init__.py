@@ -1,0 +1,7 @@
+"""Evaluation: pass@1 over k samples, unbiased pass@k, cons@k, 95% intervals, models side by side."""
+from __future__ import annotations
+
+from distill.eval.metrics import pass_at_k
+from distill.eval.run import EvalResult, evaluate
+
+__all__ = ["EvalResult", "evaluate", "pass_at_k"]

@@ -1,0 +1,11 @@
+"""Rejection sampling: keep the traces that verify and read well (see `distill.filter.run`).
+
+    from distill.filter import filter_traces, check, dataset_step, CheckResult
+"""
+from __future__ import annotations
+
+from distill.filter.registry import CheckResult, check, dataset_step, get_check, get_step
+from distill.filter.run import FilterResult, filter_traces, load_problems
+
+__all__ = ["filter_traces", "FilterResult", "CheckResult", "check", "dataset_step", "get_check", "get_step",
+           "load_problems"]

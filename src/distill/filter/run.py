@@ -1,0 +1,336 @@
+"""`filter_traces`: Trace JSONL in; kept.jsonl, rejected.jsonl, stats.json, decontamination.json out.
+
+1. Per trace, on all cores (`distill.verify.workers.SupervisedPool`): quality checks, the verifier, custom
+   checks -> OUTPUT/checked.jsonl, one Verdict per trace in input order. This is the expensive pass and it
+   resumes: a rerun after a crash skips every trace already in checked.jsonl (started over only when the
+   per-trace settings changed).
+2. Dataset steps over the traces still kept, streaming: exact and near dedup, decontamination, custom
+   steps (these get a list), per-problem selection. They only mark traces as removed.
+3. One more pass over checked.jsonl writes kept.jsonl and rejected.jsonl (each reject with every failing
+   check) and the statistics, each file atomically, so the outputs are whole or absent.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill.config import FilterConfig
+from distill.errors import DistillError
+from distill.filter import checks as quality
+from distill.filter import registry, worker
+from distill.filter.decontam import Decontaminator
+from distill.filter.dedup import Deduplicator
+from distill.filter.progress import progress_bar
+from distill.filter.select import Candidate, choose
+from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_json, count_lines
+from distill.records import Problem, Trace, Verdict, trace_key
+from distill.verify import MATH_GRACE_S
+from distill.verify.workers import Failure, Retry, SupervisedPool
+
+CHECKED, KEPT, REJECTED = "checked.jsonl", "kept.jsonl", "rejected.jsonl"
+STATS, DECONTAM, STATE = "stats.json", "decontamination.json", "checked.state.json"
+VERIFIERS = ["problem", "math_verify", "code_tests", "mcq_letter"]
+STEPS = ["dedup_exact", "dedup_near", "decontaminate"]
+
+
+@dataclass
+class FilterResult:
+    output_dir: Path
+    kept: int
+    rejected: int
+    stats: dict = field(default_factory=dict)
+
+
+def filter_traces(config: FilterConfig, *, progress: bool = True) -> FilterResult:
+    """Run the rejection-sampling filter described in the module docstring."""
+    started = time.monotonic()
+    source, out = _paths(config)
+    problems = load_problems(config.problems) if config.problems is not None else {}
+    custom = [(name, registry.get_check(name)) for name in config.checks]
+    steps = [(name, registry.get_step(name)) for name in config.steps]
+    settings = worker.Settings(verify=config.verify, math_timeout_s=config.math_timeout_s,
+                               sandbox=config.sandbox, quality=config.quality, custom=custom)
+    workers = config.workers or len(os.sched_getaffinity(0))
+    decontam = Decontaminator(config.decontaminate) if config.decontaminate.against else None
+    with SupervisedPool(worker.run_task, workers, initializer=worker.init, initargs=(settings,)) as pool:
+        counts = _check_traces(config, source, out, problems, pool, progress)
+        removals, modified, step_counts = _dataset_steps(config, out, problems, steps, decontam, pool, progress)
+        restarts = pool.restarts
+    stats = _write_outputs(out, problems, removals, modified, order=_funnel_order(custom, steps))
+    stats.update(input=str(source), workers=workers, worker_restarts=restarts, steps=step_counts,
+                 elapsed_s=round(time.monotonic() - started, 2), **counts)
+    atomic_write_json(out / STATS, stats)
+    if decontam is not None:
+        atomic_write_json(out / DECONTAM, decontam.report(step_counts.get("decontaminate", 0)))
+    return FilterResult(out, stats["kept"], stats["rejected"], stats)
+
+
+# ---------------------------------------------------------------------------------------------- setup
+def _paths(config: FilterConfig) -> tuple[Path, Path]:
+    if config.input is None:
+        raise DistillError("filter.input is not set: give the Trace JSONL to filter (in a recipe it defaults "
+                           "to RUN_DIR/traces.jsonl)")
+    if not Path(config.input).exists():
+        raise DistillError(f"filter.input: {config.input}: no such file")
+    if config.output_dir is None:
+        raise DistillError("filter.output_dir is not set (in a recipe it defaults to RUN_DIR/filter)")
+    if config.verify and config.problems is None:
+        raise DistillError("filter.problems is not set: verification needs the Problem JSONL with the gold "
+                           "answers and tests (or set filter.verify=false to run the quality checks only)")
+    if config.problems is not None and not Path(config.problems).exists():
+        raise DistillError(f"filter.problems: {config.problems}: no such file")
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return Path(config.input), out
+
+
+def load_problems(path: Path) -> dict[str, Problem]:
+    problems: dict[str, Problem] = {}
+    for lineno, problem in enumerate(JsonlReader(path, Problem), start=1):
+        if problem.id in problems:
+            raise DistillError(f"{path}:{lineno}: duplicate problem id '{problem.id}'")
+        problems[problem.id] = problem
+    return problems
+
+
+def _per_trace_hash(config: FilterConfig) -> str:
+    """What the per-trace verdicts depend on; dataset-step settings may change without redoing them."""
+    part = {k: getattr(config, k) for k in ("verify", "math_timeout_s", "sandbox", "quality", "checks")}
+    blob = json.dumps({k: v.model_dump() if hasattr(v, "model_dump") else v for k, v in part.items()},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------------------ 1. per trace
+def _check_traces(config: FilterConfig, source: Path, out: Path, problems: dict[str, Problem],
+                  pool: SupervisedPool, progress: bool) -> dict[str, int]:
+    checked = out / CHECKED
+    state = {"per_trace_hash": _per_trace_hash(config)}
+    if checked.exists() and (not (out / STATE).exists() or json.loads((out / STATE).read_text()) != state):
+        checked.unlink()  # made with other per-trace settings: its verdicts do not apply
+    atomic_write_json(out / STATE, state)
+    total = count_lines(source)
+    counts = {"total": 0, "resumed": 0, "duplicate_keys": 0}
+    queued: set[str] = set()
+    with JsonlWriter(checked, key=lambda r: trace_key(r["problem_id"], r["sample"])) as writer, \
+            progress_bar("filter: checking traces", total, "traces", enabled=progress) as advance:
+
+        def tasks() -> Iterator[tuple]:
+            for trace in JsonlReader(source, Trace):
+                key = trace.key
+                if key in queued or writer.has(key):
+                    counts["resumed" if writer.has(key) and key not in queued else "duplicate_keys"] += 1
+                    queued.add(key)
+                    advance(1)
+                    continue
+                queued.add(key)
+                problem = problems.get(trace.problem_id)
+                yield ("trace", trace.to_json(), problem.to_json() if problem else None, {})
+
+        for verdict in pool.imap(tasks(), lambda task, failure: _on_failure(task, failure, config)):
+            writer.write(verdict)
+            advance(1)
+    counts["total"] = count_lines(checked)
+    return counts
+
+
+def _on_failure(task: tuple, failure: Failure, config: FilterConfig) -> Any:
+    """A phase hung (worker killed) or raised: retry the trace with that phase marked failed."""
+    if task[0] == "minhash":
+        return None
+    _, trace_data, problem_data, skipped = task
+    if failure.killed and failure.phase == "verify":
+        reason = f"no verdict within the time bound (math_timeout_s={config.math_timeout_s:g} + " \
+                 f"{MATH_GRACE_S:g} s grace, or the sandbox timeout): verifier process killed"
+    elif failure.killed:
+        reason = f"{failure.phase} overran its time budget or crashed: worker killed"
+    else:
+        reason = f"error: {failure.reason.splitlines()[0]}"
+    if failure.phase in ("quality", "verify") or failure.phase.startswith("check:"):
+        return Retry(("trace", trace_data, problem_data, {**skipped, failure.phase: reason}))
+    trace = Trace.model_validate(trace_data)
+    return worker.make_verdict(trace, [("worker", registry.CheckResult(False, reason))]).to_json()
+
+
+# ------------------------------------------------------------------------------- 2. dataset steps
+def _dataset_steps(config: FilterConfig, out: Path, problems: dict[str, Problem], steps: list,
+                   decontam: Decontaminator | None, pool: SupervisedPool, progress: bool,
+                   ) -> tuple[dict[str, dict], dict[str, Verdict], dict[str, int]]:
+    """Decide which kept traces the dataset-level steps remove: key -> {'check', 'detail'}."""
+    removals: dict[str, dict] = {}
+    counts: Counter = Counter()
+    dedup = Deduplicator(config.dedup) if (config.dedup.exact or config.dedup.near) else None
+    want_sigs = (dedup is not None and config.dedup.near) or \
+        (config.select.policy == "diverse" and config.select.k is not None)
+    survivors: dict[str, list[Candidate]] = defaultdict(list)
+    signatures: dict[str, np.ndarray] = dedup.signatures if dedup is not None else {}
+    kept_total = sum(1 for v in JsonlReader(out / CHECKED) if v["kept"])
+    with progress_bar("filter: dataset steps", kept_total, "traces", enabled=progress) as advance:
+        for verdict, sig in _kept_with_signatures(out, config, pool, want_sigs):
+            key = trace_key(verdict["problem_id"], verdict["sample"])
+            advance(1)
+            removal = dedup.seen(key, worker.trace_text_of(verdict), sig) if dedup is not None else None
+            if removal is None and decontam is not None:
+                hit = decontam.match(verdict["problem_id"], _problem_text(verdict, problems))
+                if hit is not None:
+                    removal = ("decontaminate", f"shares the {config.decontaminate.ngram}-gram "
+                                                f"'{hit['ngram']}' with {hit['benchmark_id']} in {hit['benchmark']}")
+            if removal is not None:
+                removals[key] = {"check": removal[0], "detail": removal[1]}
+                counts[removal[0]] += 1
+                continue
+            if sig is not None:
+                signatures.setdefault(key, sig)
+            survivors[verdict["problem_id"]].append(
+                Candidate(key, verdict["sample"], verdict.get("completion_tokens") or len(verdict["completion"])))
+    modified: dict[str, Verdict] = {}
+    if steps:
+        survivors, modified = _custom_steps(out, steps, survivors, removals, counts)
+    for problem_id, candidates in survivors.items():
+        keep = {c.key for c in choose(problem_id, candidates, config.select, signatures)}
+        for c in candidates:
+            if c.key not in keep:
+                removals[c.key] = {"check": "select", "detail": f"policy '{config.select.policy}' kept "
+                                                                f"{len(keep)} of {len(candidates)} verified traces"}
+                counts["select"] += 1
+    return removals, modified, dict(counts)
+
+
+def _kept_with_signatures(out: Path, config: FilterConfig, pool: SupervisedPool,
+                          want: bool) -> Iterator[tuple[dict, np.ndarray | None]]:
+    """Kept verdicts in file order with their MinHash signatures, computed on the pool."""
+    kept = (v for v in JsonlReader(out / CHECKED) if v["kept"])
+    if not want:
+        for verdict in kept:
+            yield verdict, None
+        return
+    pending: deque[dict] = deque()
+
+    def tasks() -> Iterator[tuple]:
+        for verdict in kept:
+            pending.append(verdict)
+            yield ("minhash", worker.trace_text_of(verdict), config.dedup.num_perm, config.dedup.shingle)
+
+    for sig in pool.imap(tasks(), lambda task, failure: _on_failure(task, failure, config)):
+        yield pending.popleft(), sig
+
+
+def _problem_text(verdict: dict, problems: dict[str, Problem]) -> str:
+    problem = problems.get(verdict["problem_id"])
+    return problem.problem if problem is not None else quality.prompt_text(Trace.model_validate(verdict))
+
+
+def _custom_steps(out: Path, steps: list, survivors: dict[str, list[Candidate]], removals: dict[str, dict],
+                  counts: Counter) -> tuple[dict[str, list[Candidate]], dict[str, Verdict]]:
+    """Run user steps on the surviving verdicts (held in memory: that is the step API)."""
+    alive = {c.key for group in survivors.values() for c in group}
+    current = [Verdict.model_validate(v) for v in JsonlReader(out / CHECKED)
+               if trace_key(v["problem_id"], v["sample"]) in alive]
+    for name, step in steps:
+        try:
+            returned = list(step(list(current)))
+        except Exception as exc:
+            raise DistillError(f"dataset step '{name}' raised {type(exc).__name__}: {exc}") from exc
+        if not all(isinstance(v, Verdict) for v in returned):
+            raise DistillError(f"dataset step '{name}' must return Verdicts")
+        by_key = {v.key: v for v in returned}
+        for verdict in current:
+            result = by_key.get(verdict.key)
+            if result is None or not result.kept:
+                detail = "; ".join(r.get("detail", "") for r in result.reasons) if result is not None else ""
+                removals[verdict.key] = {"check": name, "detail": detail or f"removed by dataset step '{name}'"}
+                counts[name] += 1
+        current = [v for v in returned if v.kept and v.key in {c.key for c in current}]
+    modified = {v.key: v for v in current}
+    groups: dict[str, list[Candidate]] = defaultdict(list)
+    for v in current:
+        groups[v.problem_id].append(Candidate(v.key, v.sample, v.completion_tokens or len(v.completion)))
+    return groups, modified
+
+
+# ---------------------------------------------------------------------------------------- 3. outputs
+def _funnel_order(custom: list, steps: list) -> list[str]:
+    names = [name for name, _, _ in quality.QUALITY_CHECKS] + ["quality"] + VERIFIERS
+    return names + [n for n, _ in custom] + ["worker"] + STEPS + [n for n, _ in steps] + ["select"]
+
+
+def _write_outputs(out: Path, problems: dict[str, Problem], removals: dict[str, dict],
+                   modified: dict[str, Verdict], order: list[str]) -> dict:
+    rank = {name: i for i, name in enumerate(order)}
+    failed: dict[str, Counter] = defaultdict(Counter)  # domain -> check -> every failure
+    first: dict[str, Counter] = defaultdict(Counter)   # domain -> check -> rejects it was the first reason of
+    totals: dict[str, Counter] = defaultdict(Counter)
+    with _AtomicLines(out / KEPT) as kept_file, _AtomicLines(out / REJECTED) as rejected_file:
+        for data in JsonlReader(out / CHECKED):
+            key = trace_key(data["problem_id"], data["sample"])
+            verdict = modified[key].to_json() if key in modified else data
+            if verdict["kept"] and key in removals:
+                verdict = {**verdict, "kept": False, "reasons": verdict.get("reasons", []) + [removals[key]]}
+            problem = problems.get(verdict["problem_id"])
+            domain = problem.domain if problem is not None else "unknown"
+            totals[domain]["total"] += 1
+            if verdict["kept"]:
+                totals[domain]["kept"] += 1
+                kept_file.write(verdict)
+                continue
+            rejected_file.write(verdict)
+            names = [r["check"] for r in verdict["reasons"]]
+            for name in dict.fromkeys(names):
+                failed[domain][name] += 1
+            first[domain][min(names, key=lambda n: rank.get(n, len(rank)))] += 1
+    return _stats(order, totals, failed, first)
+
+
+def _stats(order: list[str], totals: dict, failed: dict, first: dict) -> dict:
+    def funnel(domain_first: Counter, total: int) -> list[dict]:
+        rows, remaining = [{"stage": "input", "remaining": total}], total
+        names = [n for n in order if domain_first.get(n)] + sorted(set(domain_first) - set(order))
+        for name in names:
+            remaining -= domain_first[name]
+            rows.append({"stage": name, "removed": domain_first[name], "remaining": remaining})
+        return rows
+
+    all_failed, all_first, all_totals = Counter(), Counter(), Counter()
+    for domain in totals:
+        all_failed.update(failed[domain])
+        all_first.update(first[domain])
+        all_totals.update(totals[domain])
+    per_domain = {d: {"total": t["total"], "kept": t["kept"], "rejected": t["total"] - t["kept"],
+                      "failed": dict(failed[d]), "funnel": funnel(first[d], t["total"])}
+                  for d, t in sorted(totals.items())}
+    return {"kept": all_totals["kept"], "rejected": all_totals["total"] - all_totals["kept"],
+            "failed": dict(all_failed), "funnel": funnel(all_first, all_totals["total"]),
+            "per_domain": per_domain}
+
+
+class _AtomicLines:
+    """Write JSON lines to a temp file beside `path`; replace `path` only when all are written."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.handle = open(self.tmp, "w", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def __enter__(self) -> "_AtomicLines":
+        return self
+
+    def __exit__(self, exc_type, *exc: object) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)

@@ -1,0 +1,162 @@
+"""Verifiers shared by the filter and evaluation: does this answer solve that problem?
+
+    verify(problem, answer_text) -> VerifyResult(passed, check, detail, extracted)
+
+Domains: math (math-verify against the gold answer), code (the problem's tests in the sandbox), mcq (the
+chosen letter), text (no verifier: passed, check "none"). Every call ends within its bound: math runs in a
+helper process that is killed after `math_timeout_s` (+1 s grace), code in the sandbox with its own
+timeout. `verify_many` does the same for a stream of answers on all cores, in input order.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from distill.config import SandboxConfig
+from distill.records import Problem
+from distill.verify import code as code_verifier
+from distill.verify import math as math_verifier
+from distill.verify import mcq as mcq_verifier
+from distill.verify.workers import Failure, SupervisedPool, phase
+
+# Time a guarded math check may run past its own timeout before its process is killed: math-verify
+# stops itself at the timeout for anything written in Python, the kill is for code stuck in C.
+MATH_GRACE_S = 1.0
+# Sandbox start, cleanup and scheduling on a loaded machine, on top of the program's own timeout.
+CODE_GRACE_S = 10.0
+
+__all__ = ["VerifyResult", "verify", "verify_inline", "verify_many", "extract_final_answer", "verify_budget_s",
+           "SandboxConfig"]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    passed: bool
+    check: str  # math_verify | code_tests | mcq_letter | none
+    detail: str
+    extracted: str | None  # the answer the verifier looked at (boxed text, code, letter)
+
+
+def check_name(problem: Problem) -> str:
+    return {"math": math_verifier.CHECK, "code": code_verifier.CHECK, "mcq": mcq_verifier.CHECK}.get(
+        problem.domain, "none")
+
+
+def verify_budget_s(problem: Problem, math_timeout_s: float, sandbox: SandboxConfig | None) -> float:
+    """Wall time after which a verification counts as hung and its process may be killed."""
+    if problem.domain == "code":
+        return (sandbox or SandboxConfig()).timeout_s + CODE_GRACE_S
+    return math_timeout_s + MATH_GRACE_S
+
+
+def verify_inline(problem: Problem, answer_text: str, *, math_timeout_s: float = 5.0,
+                  sandbox: SandboxConfig | None = None) -> VerifyResult:
+    """`verify` in this process, for callers that already bound its time (a SupervisedPool task)."""
+    name = check_name(problem)
+    if problem.domain == "math":
+        if problem.answer is None:
+            return VerifyResult(False, name, "problem has no gold answer", None)
+        passed, detail, extracted = math_verifier.check_math(problem.answer, answer_text, math_timeout_s)
+        return VerifyResult(passed, name, detail, extracted)
+    if problem.domain == "code":
+        passed, detail, extracted, _ = code_verifier.check_code(problem, answer_text, sandbox or SandboxConfig())
+        return VerifyResult(passed, name, detail, extracted)
+    if problem.domain == "mcq":
+        passed, detail, extracted = mcq_verifier.check_mcq(problem, answer_text)
+        return VerifyResult(passed, name, detail, extracted)
+    return VerifyResult(True, name, "no verifier for text problems", None)
+
+
+def verify(problem: Problem, answer_text: str, *, math_timeout_s: float = 5.0,
+           sandbox: SandboxConfig | None = None) -> VerifyResult:
+    """Check one answer; math goes through a helper process so a pathological expression cannot hang us."""
+    if problem.domain != "math":
+        return verify_inline(problem, answer_text, math_timeout_s=math_timeout_s, sandbox=sandbox)
+    return _guard().run(("verify", problem, answer_text, math_timeout_s))
+
+
+def extract_final_answer(problem: Problem, answer_text: str, *, math_timeout_s: float = 5.0) -> str | None:
+    """The final answer in a canonical form, so equivalent answers vote together (majority vote, cons@k).
+
+    math: sympy-canonical ('\\frac{1}{2}', '0.5' and '1/2' all give '1/2'); mcq: the letter; code: the code
+    block; text: the stripped answer."""
+    if problem.domain == "math":
+        return _guard().run(("extract", problem, answer_text, math_timeout_s))
+    if problem.domain == "mcq":
+        return mcq_verifier.extract_letter(problem, answer_text)
+    if problem.domain == "code":
+        return code_verifier.extract_code(answer_text)
+    return answer_text.strip() or None
+
+
+def _guarded_task(task: tuple) -> VerifyResult | str | None:
+    kind, problem, answer_text, timeout_s = task
+    phase(kind, timeout_s + MATH_GRACE_S)
+    if kind == "extract":
+        return math_verifier.normalized_answer(answer_text, timeout_s)
+    return verify_inline(problem, answer_text, math_timeout_s=timeout_s)
+
+
+def _guard_failure(task: tuple, failure: Failure) -> VerifyResult | None:
+    kind, problem, _, timeout_s = task
+    if kind == "extract":
+        return None
+    if failure.killed:
+        return VerifyResult(False, check_name(problem), f"no verdict within {timeout_s:g} s (+{MATH_GRACE_S:g} s "
+                            "grace): verifier process killed", None)
+    return VerifyResult(False, check_name(problem), f"verifier error: {failure.reason.splitlines()[0]}", None)
+
+
+class _MathGuard:
+    """One long-lived helper process for math checks, replaced whenever it has to be killed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pool: SupervisedPool | None = None
+
+    def run(self, task: tuple):
+        with self.lock:
+            if self.pool is None:
+                self.pool = SupervisedPool(_guarded_task, 1)
+            return next(self.pool.imap([task], _guard_failure))
+
+    def close(self) -> None:
+        with self.lock:
+            if self.pool is not None:
+                self.pool.close()
+                self.pool = None
+
+
+_GUARD = _MathGuard()
+atexit.register(_GUARD.close)
+
+
+def _guard() -> _MathGuard:
+    return _GUARD
+
+
+def _many_task(task: tuple) -> VerifyResult:
+    problem, answer_text, timeout_s, sandbox = task
+    phase("verify", verify_budget_s(problem, timeout_s, sandbox))
+    return verify_inline(problem, answer_text, math_timeout_s=timeout_s, sandbox=sandbox)
+
+
+def _many_failure(task: tuple, failure: Failure) -> VerifyResult:
+    problem, _, timeout_s, sandbox = task
+    if failure.killed:
+        budget = verify_budget_s(problem, timeout_s, sandbox)
+        return VerifyResult(False, check_name(problem), f"no verdict within {budget:g} s: verifier process killed",
+                            None)
+    return VerifyResult(False, check_name(problem), f"verifier error: {failure.reason.splitlines()[0]}", None)
+
+
+def verify_many(items: Iterable[tuple[Problem, str]], *, math_timeout_s: float = 5.0,
+                sandbox: SandboxConfig | None = None, workers: int = 0) -> Iterator[VerifyResult]:
+    """verify() over (problem, answer_text) pairs on `workers` processes (0 = all cores), in input order."""
+    size = workers or len(os.sched_getaffinity(0))
+    tasks = ((problem, text, math_timeout_s, sandbox) for problem, text in items)
+    with SupervisedPool(_many_task, size) as pool:
+        yield from pool.imap(tasks, _many_failure)

@@ -1,0 +1,221 @@
+"""A process pool whose tasks have hard time budgets: a task that overruns is SIGKILLed with its worker.
+
+multiprocessing.Pool and ProcessPoolExecutor cannot stop one running task: a sympy simplification stuck
+in C, or a check with an infinite loop, would hang the whole run. Here each worker runs one task at a
+time; the task announces its phases (`phase("verify", 6.0)`), and the parent kills a worker whose phase
+outlives its budget, starts a fresh one, and asks the caller what to do with the task (`on_failure`:
+give a final result, or `Retry` it with that phase skipped). Results come back in input order, with at
+most `window` tasks in flight so memory stays flat on any input size.
+
+Workers come from the forkserver (a clean process that imported the verifiers once), so they start in
+milliseconds, inherit no threads or GPU state from the caller, and never re-import torch.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import resource
+import signal
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+PRELOAD = ["distill.verify", "distill.filter.checks"]
+_connection: Connection | None = None  # set inside a worker: where phase() reports to
+
+
+def phase(name: str, budget_s: float) -> None:
+    """Inside a pool task: start a phase that must end within `budget_s` seconds. No-op elsewhere."""
+    if _connection is not None:
+        _connection.send(("phase", name, float(budget_s)))
+
+
+@dataclass(frozen=True)
+class Failure:
+    phase: str
+    reason: str  # e.g. "no result within 6 s (worker killed)" or the traceback of an exception
+    killed: bool  # the worker was killed (timeout or crash) rather than the task raising
+
+
+@dataclass(frozen=True)
+class Retry(Generic[T]):
+    task: T
+
+
+def _worker_main(conn: Connection, fn: Callable[[Any], Any], initializer: Callable[..., None] | None,
+                 initargs: tuple, memory_limit_mb: int | None) -> None:
+    global _connection
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if memory_limit_mb:
+        # Soft limit only: a pathological expression gets MemoryError instead of eating the machine,
+        # and sandboxed children may still set their own limits.
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit_mb * 1024 * 1024, hard))
+    if initializer is not None:
+        initializer(*initargs)
+    _connection = conn
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        index, task = message
+        try:
+            result = fn(task)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+            conn.send(("error", index, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"))
+            continue
+        conn.send(("done", index, result))
+
+
+class _Worker:
+    def __init__(self, ctx, target_args: tuple):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, *target_args), daemon=True)
+        self.process.start()
+        child.close()
+        self.index: int | None = None
+        self.task: Any = None
+        self.phase = "start"
+        self.deadline = 0.0
+
+    def assign(self, index: int, task: Any, budget_s: float) -> None:
+        self.index, self.task, self.phase = index, task, "start"
+        self.deadline = time.monotonic() + budget_s
+        self.conn.send((index, task))
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.join()
+        self.conn.close()
+
+
+class SupervisedPool(Generic[T, R]):
+    """`workers` processes running `fn(task)`; see the module docstring."""
+
+    def __init__(self, fn: Callable[[T], R], workers: int, *, initializer: Callable[..., None] | None = None,
+                 initargs: tuple = (), start_budget_s: float = 60.0, memory_limit_mb: int | None = 4096,
+                 preload: list[str] | None = None):
+        self.ctx = mp.get_context("forkserver")
+        self.ctx.set_forkserver_preload(PRELOAD if preload is None else preload)
+        self.target_args = (fn, initializer, initargs, memory_limit_mb)
+        self.start_budget_s = start_budget_s
+        self.size = max(1, workers)
+        self.workers: list[_Worker] = []
+        self.restarts = 0
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self.ctx, self.target_args)
+        self.workers.append(worker)
+        return worker
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.kill()
+        self.workers.remove(worker)
+        self.restarts += 1
+
+    def imap(self, tasks: Iterable[T], on_failure: Callable[[T, Failure], R | Retry[T]],
+             window: int | None = None) -> Iterator[R]:
+        """Yield fn(task) for every task, in input order."""
+        window = window or self.size * 8
+        source = iter(enumerate(tasks))
+        exhausted = False
+        retries: deque[tuple[int, T]] = deque()
+        done: dict[int, R] = {}
+        next_out = 0
+        submitted = 0
+        while True:
+            while next_out in done:
+                yield done.pop(next_out)
+                next_out += 1
+            idle = [w for w in self.workers if w.index is None]
+            while len(self.workers) < self.size:
+                idle.append(self._spawn())
+            while idle and (retries or (not exhausted and submitted - next_out < window)):
+                if retries:
+                    index, task = retries.popleft()
+                else:
+                    try:
+                        index, task = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    submitted += 1
+                idle.pop().assign(index, task, self.start_budget_s)
+            busy = [w for w in self.workers if w.index is not None]
+            if not busy:
+                if exhausted and not retries and next_out >= submitted:
+                    return
+                continue
+            timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=timeout)
+            for worker in busy:
+                outcome = self._poll(worker, worker.conn in ready or worker.process.sentinel in ready)
+                if outcome is None:
+                    continue
+                index, task = worker.index, worker.task
+                worker.index, worker.task = None, None
+                kind, payload = outcome
+                if kind == "done":
+                    done[index] = payload
+                    continue
+                failure = payload
+                if failure.killed:
+                    self._replace(worker)
+                decision = on_failure(task, failure)
+                if isinstance(decision, Retry):
+                    retries.append((index, decision.task))
+                else:
+                    done[index] = decision
+
+    def _poll(self, worker: _Worker, ready: bool) -> tuple[str, Any] | None:
+        """Drain one worker's messages; ('done', result) or ('failed', Failure) when its task ended."""
+        while ready and worker.conn.poll():
+            try:
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                break
+            if message[0] == "phase":
+                _, worker.phase, budget = message
+                worker.deadline = time.monotonic() + budget
+            elif message[0] == "done":
+                return "done", message[2]
+            else:
+                return "failed", Failure(worker.phase, message[2], killed=False)
+        if not worker.process.is_alive():
+            code = worker.process.exitcode
+            return "failed", Failure(worker.phase, f"worker died (exit code {code}) in phase '{worker.phase}'",
+                                     killed=True)
+        if time.monotonic() >= worker.deadline:
+            return "failed", Failure(worker.phase, f"phase '{worker.phase}' overran its time budget "
+                                                   f"(worker killed)", killed=True)
+        return None
+
+    def close(self) -> None:
+        for worker in self.workers:
+            if worker.index is None and worker.process.is_alive():
+                try:
+                    worker.conn.send(None)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 2.0
+        for worker in self.workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            worker.kill()
+        self.workers.clear()
+
+    def __enter__(self) -> "SupervisedPool[T, R]":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
