@@ -57,11 +57,11 @@ def _pairs(rng: random.Random, low_a: int, high_a: int, low_b: int, high_b: int)
     return pairs
 
 
-def build(n_train: int = 384, n_eval: int = 96, seed: int = SEED) -> dict[str, list[dict]]:
+def build(n_train: int = 320, n_eval: int = 96, seed: int = SEED) -> dict[str, list[dict]]:
     """Both splits, half multiplication stories and half additions each, interleaved so any prefix mixes them."""
     rng = random.Random(seed)
     # Number pairs are dealt out once, so no pair appears in both splits.
-    mul_pairs = iter(_pairs(rng, 3, 9, 11, 25))
+    mul_pairs = iter(_pairs(rng, 3, 9, 11, 40))
     add_pairs = iter(_pairs(rng, 11, 89, 11, 89))
     splits: dict[str, list[dict]] = {}
     for split, size in (("eval", n_eval), ("train", n_train)):

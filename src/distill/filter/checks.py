@@ -38,6 +38,8 @@ _SCRIPT_RANGES = [
 _STARTS = [start for start, _ in _SCRIPT_RANGES]
 NEUTRAL = {None, "Greek"}
 _LETTER = re.compile(r"[^\W\d_]")
+# Math is script-neutral: LaTeX spans and commands, and lone Latin letters (variables), are not language.
+_MATH = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+|(?<![A-Za-z])[A-Za-z](?![A-Za-z])", re.S)
 _NON_ASCII_LETTER = re.compile(r"[^\W\d_a-zA-Z]")
 
 
@@ -48,6 +50,7 @@ def script_of(char: str) -> str | None:
 
 
 def script_counts(text: str) -> Counter:
+    text = _MATH.sub(" ", text)
     counts: Counter = Counter()
     ascii_letters = len(_LETTER.findall(text)) - len(others := _NON_ASCII_LETTER.findall(text))
     if ascii_letters:

@@ -30,6 +30,7 @@ from distill.errors import DistillError
 from distill.records import Problem, Trace, Verdict
 
 ENTRY_POINT_GROUP = "distill.checks"
+DEFAULT_CHECK_TIMEOUT_S = 60.0
 
 CheckFn = Callable[[Trace, "Problem | None"], Any]
 StepFn = Callable[[list[Verdict]], Iterable[Verdict]]
@@ -52,7 +53,8 @@ def _same(a: Callable, b: Callable) -> bool:
         getattr(a, "__code__", None) is not None and a.__code__.co_filename == b.__code__.co_filename
 
 
-def _register(table: dict[str, Callable], kind: str, name: str) -> Callable[[F], F]:
+def _register(table: dict[str, Callable], kind: str, name: str, timeout_s: float | None = None
+              ) -> Callable[[F], F]:
     if not isinstance(name, str) or not name or ":" in name:
         raise DistillError(f"@{kind}({name!r}): the name must be a non-empty string without ':'")
 
@@ -63,14 +65,24 @@ def _register(table: dict[str, Callable], kind: str, name: str) -> Callable[[F],
                                f"{old.__module__}.{old.__qualname__}; pick another name")
         table[name] = fn
         fn.__distill_kind__ = kind  # type: ignore[attr-defined]
+        if timeout_s is not None:
+            fn.__distill_timeout_s__ = float(timeout_s)  # type: ignore[attr-defined]
         return fn
 
     return decorator
 
 
-def check(name: str) -> Callable[[F], F]:
-    """Register `fn(trace, problem) -> CheckResult | (passed, reason[, score]) | bool` as a per-trace check."""
-    return _register(_CHECKS, "check", name)
+def check(name: str, *, timeout_s: float = DEFAULT_CHECK_TIMEOUT_S) -> Callable[[F], F]:
+    """Register `fn(trace, problem) -> CheckResult | (passed, reason[, score]) | bool` as a per-trace check.
+
+    A call that runs longer than `timeout_s` has its worker killed and fails the trace with that reason."""
+    if timeout_s <= 0:
+        raise DistillError(f"@check({name!r}): timeout_s must be positive, got {timeout_s}")
+    return _register(_CHECKS, "check", name, timeout_s)
+
+
+def check_timeout_s(fn: Callable) -> float:
+    return getattr(fn, "__distill_timeout_s__", DEFAULT_CHECK_TIMEOUT_S)
 
 
 def dataset_step(name: str) -> Callable[[F], F]:

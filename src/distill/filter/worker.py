@@ -12,13 +12,12 @@ from typing import Any
 from distill.config import QualityConfig, SandboxConfig
 from distill.filter.checks import quality_checks
 from distill.filter.dedup import signature, trace_text
-from distill.filter.registry import CheckFn, CheckResult, as_check_result
+from distill.filter.registry import CheckFn, CheckResult, as_check_result, check_timeout_s
 from distill.records import Problem, Trace, Verdict
 from distill.verify import check_name, verify_budget_s, verify_inline
 from distill.verify.workers import phase
 
 QUALITY_BUDGET_S = 30.0  # the built-in checks are linear-time; this only catches a pathological regex
-CUSTOM_BUDGET_S = 60.0   # per custom check and trace
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def evaluate(trace: Trace, problem: Problem | None, skipped: dict[str, str]) -> 
         if key in skipped:
             results.append((name, CheckResult(False, skipped[key])))
             continue
-        phase(key, CUSTOM_BUDGET_S)
+        phase(key, check_timeout_s(fn))
         try:
             results.append((name, as_check_result(fn(trace, problem), name)))
         except Exception as exc:  # noqa: BLE001 - a buggy check rejects the trace with its error, visibly

@@ -8,6 +8,7 @@ inside `distill.verify.workers.SupervisedPool`, which kills the process. `distil
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import re
 import threading
@@ -17,6 +18,8 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 from math_verify import verify as mv_verify
 
 CHECK = "math_verify"
+# math-verify logs every timeout as a warning; the verdict's detail already says so.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
 # A final answer is short; a longer "answer" is a model that dumped its work into the box. Past this
 # many characters (or 20x the gold's length) we reject without handing it to the parser.
 MIN_ANSWER_CHARS_LIMIT = 1000
@@ -26,6 +29,7 @@ UNBOXED_TAIL_CHARS = 4000
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 _FINAL_PHRASE = re.compile(r"(?:answer\s*(?:is|:)|^####)\s*\$?([^\n$]+?)\$?\s*\.?\s*$", re.I | re.M)
 _INTEGER = re.compile(r"^[+-]?\d+$")
+_RATIONAL = re.compile(r"(?P<sign>-)?\+?(?:\\frac\{(?P<num>\d+)\}\{(?P<den>\d+)\}|(?P<dec>\d{1,15}(?:\.\d{1,6})?))")
 _SPACING = re.compile(r"\\[,;:! ]|\\left|\\right|\s+")
 
 
@@ -76,11 +80,9 @@ def parse_gold(gold: str, timeout_s: int | None) -> list:
     return parse(f"${gold}$", parsing_timeout=timeout_s) or parse(gold, parsing_timeout=timeout_s)
 
 
-def parse_answer(extracted: str | None, answer_text: str, timeout_s: int | None) -> list:
+def parse_answer(extracted: str, timeout_s: int | None) -> list:
     configs = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-    if extracted is not None:
-        return parse(f"\\boxed{{{extracted}}}", extraction_config=configs, parsing_timeout=timeout_s)
-    return parse(answer_text[-UNBOXED_TAIL_CHARS:], extraction_config=configs, parsing_timeout=timeout_s)
+    return parse(f"\\boxed{{{extracted}}}", extraction_config=configs, parsing_timeout=timeout_s)
 
 
 def normalize(parsed: list, extracted: str | None) -> str | None:
@@ -103,35 +105,64 @@ def normalize(parsed: list, extracted: str | None) -> str | None:
 def check_math(gold: str, answer_text: str, timeout_s: float) -> tuple[bool, str, str | None]:
     """(passed, detail, extracted) for one answer against one gold answer."""
     extracted = final_answer_text(answer_text)
+    if extracted is None:
+        # No box and no "the answer is": we do not guess from the last number in the text, which would
+        # keep traces that never committed to an answer.
+        return False, "no final answer found (no \\boxed{} and no 'the answer is ...')", None
     limit = max(MIN_ANSWER_CHARS_LIMIT, 20 * len(gold))
-    if extracted is not None and len(extracted) > limit:
+    if len(extracted) > limit:
         return False, f"final answer is {len(extracted)} characters long (limit {limit})", extracted[:200]
-    # Cheap and sound shortcuts: identical strings are equal; two plain integers compare exactly.
-    if extracted is not None and _squash(extracted) == _squash(gold):
-        return True, "matches the gold answer", extracted
-    if extracted is not None and _INTEGER.match(_squash(extracted)) and _INTEGER.match(_squash(gold)):
-        same = int(_squash(extracted)) == int(_squash(gold))
-        detail = "matches the gold answer" if same else f"{_squash(extracted)} != gold {_squash(gold)}"
-        return same, detail, extracted
+    shortcut = _shortcut(gold, extracted)
+    if shortcut is not None:
+        return shortcut[0], shortcut[1], extracted
     seconds = _alarm_seconds(timeout_s)
     gold_parsed = parse_gold(gold, seconds)
-    answer_parsed = parse_answer(extracted, answer_text, seconds)
+    answer_parsed = parse_answer(extracted, seconds)
     if not answer_parsed:
-        return False, "no final answer found (no \\boxed{} and no 'the answer is')" if extracted is None \
-            else f"could not parse the final answer {extracted[:80]!r}", extracted
+        return False, f"could not parse the final answer {extracted[:80]!r}", extracted
     if not gold_parsed:
         return False, f"gold answer {gold[:80]!r} could not be parsed and differs as a string", extracted
     passed = mv_verify(gold_parsed, answer_parsed, timeout_seconds=seconds)
-    shown = extracted if extracted is not None else str(answer_parsed[-1])
-    detail = "equivalent to the gold answer" if passed else f"{shown[:80]!r} is not equivalent to gold {gold[:80]!r}"
+    detail = "equivalent to the gold answer" if passed else f"{extracted[:80]!r} is not equivalent to gold {gold[:80]!r}"
     return passed, detail, extracted
+
+
+def _rational(text: str) -> tuple[Fraction, bool] | None:
+    """An integer, fraction or short decimal written plainly -> (exact value, written with a decimal point)."""
+    match = _RATIONAL.fullmatch(text)
+    if match is None:
+        return None
+    sign = -1 if match["sign"] else 1
+    if match["num"] is not None:
+        if int(match["den"]) == 0:
+            return None
+        return sign * Fraction(int(match["num"]), int(match["den"])), False
+    return sign * Fraction(match["dec"]), "." in match["dec"]
+
+
+def _shortcut(gold: str, extracted: str) -> tuple[bool, str] | None:
+    """Decide without sympy when that is sound: same text, or two plain numbers.
+
+    Integers and fractions compare exactly. A decimal only short-cuts to *equal*: math-verify rounds to 6
+    places, so 0.333333 counts as 1/3 there, and an unequal decimal goes the full way to agree with it."""
+    squashed_gold, squashed = _squash(gold), _squash(extracted)
+    if squashed == squashed_gold:
+        return True, "matches the gold answer"
+    a, b = _rational(squashed), _rational(squashed_gold)
+    if a is None or b is None:
+        return None
+    if a[0] == b[0]:
+        return True, "equal to the gold answer"
+    if a[1] or b[1]:
+        return None
+    return False, f"{squashed} != gold {squashed_gold}"
 
 
 def normalized_answer(answer_text: str, timeout_s: float) -> str | None:
     """The final answer in canonical form (for majority votes), or None when there is none."""
     extracted = final_answer_text(answer_text)
-    if extracted is not None and len(extracted) > MIN_ANSWER_CHARS_LIMIT:
+    if extracted is None or len(extracted) > MIN_ANSWER_CHARS_LIMIT:
         return None
-    if extracted is not None and _INTEGER.match(_squash(extracted)):
+    if _INTEGER.match(_squash(extracted)):
         return str(int(_squash(extracted)))
-    return normalize(parse_answer(extracted, answer_text, _alarm_seconds(timeout_s)), extracted)
+    return normalize(parse_answer(extracted, _alarm_seconds(timeout_s)), extracted)

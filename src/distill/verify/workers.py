@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-PRELOAD = ["distill.verify", "distill.filter.checks"]
+PRELOAD = ["distill.verify", "distill.verify._warm", "distill.filter.worker"]
 _connection: Connection | None = None  # set inside a worker: where phase() reports to
 
 

@@ -1,0 +1,194 @@
+"""Filter throughput: verified math traces/s against single-process math-verify, and sandboxed code tests/s.
+
+    .venv/bin/python bench/filter.py [--problems 500] [--samples 4]
+
+Math: MATH-500 gold answers turned into R1-format traces (the reference solution as the reasoning), per
+problem one answer boxed as written, one rewritten in an equivalent form, two perturbed to be wrong.
+The baseline is what a script would do without this toolkit: for each trace, math-verify `parse` the
+gold and the answer and `verify` them, in one process. The filter runs in full (quality checks,
+verification, dedup, selection, outputs) with all cores and with one worker. We also report how often
+the two agree on correctness.
+
+Code: HumanEval's 164 canonical solutions with their tests, each in a fresh sandbox, on all cores
+(`verify_many`) and one at a time.
+
+Writes bench/results/filter.json and bench/results/filter.md.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results"
+MATH_PROMPT = "{}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+
+
+def equivalent_form(gold: str) -> str:
+    """The same answer written differently (what a model might box)."""
+    if re.fullmatch(r"-?\d+", gold):
+        return f"{gold}.0" if len(gold) < 10 else f"\\left({gold}\\right)"
+    rewritten = gold.replace("\\frac", "\\dfrac").replace(",", ", ").replace("\\left", "").replace("\\right", "")
+    return rewritten if rewritten != gold else f"{{{gold}}}"
+
+
+def wrong_form(gold: str, shift: int) -> str:
+    """A different answer: the first number moved by `shift`, or the answer plus `shift`."""
+    match = re.search(r"\d+", gold)
+    if match:
+        return f"{gold[:match.start()]}{int(match.group()) + shift}{gold[match.end():]}"
+    return f"{gold}+{shift}"
+
+
+def math_data(limit: int, samples: int, out: Path) -> tuple[Path, Path, list[dict], list[str]]:
+    from distill.records import Problem, Trace
+
+    rows = [json.loads(line) for line in open(DATA / "math500" / "test.jsonl")][:limit]
+    problems, traces, golds = [], [], []
+    for row in rows:
+        problem = Problem(id=row["unique_id"], problem=row["problem"], answer=row["answer"], source="math500")
+        problems.append(problem.to_json())
+        answers = [row["answer"], equivalent_form(row["answer"]), wrong_form(row["answer"], 1),
+                   wrong_form(row["answer"], 7)]
+        for sample in range(samples):
+            boxed = answers[sample % len(answers)]
+            reasoning = f"Attempt {sample + 1}. " + row["solution"]
+            answer = f"Putting it together, the final answer is $\\boxed{{{boxed}}}$."
+            completion = f"{reasoning}\n</think>\n\n{answer}"
+            traces.append(Trace(problem_id=problem.id, sample=sample, teacher="bench",
+                                prompt=[{"role": "user", "content": MATH_PROMPT.format(row["problem"])}],
+                                completion=completion, reasoning=reasoning, answer=answer, finish_reason="stop",
+                                completion_tokens=len(completion) // 4).to_json())
+            golds.append(row["answer"])
+    problem_file, trace_file = out / "problems.jsonl", out / "traces.jsonl"
+    problem_file.write_text("".join(json.dumps(p) + "\n" for p in problems))
+    trace_file.write_text("".join(json.dumps(t) + "\n" for t in traces))
+    return problem_file, trace_file, traces, golds
+
+
+def baseline_math_verify(traces: list[dict], golds: list[str]) -> tuple[float, list[bool]]:
+    from math_verify import parse, verify
+
+    start = time.perf_counter()
+    verdicts = []
+    for trace, gold in zip(traces, golds):
+        verdicts.append(bool(verify(parse(f"${gold}$"), parse(trace["answer"]))))
+    return time.perf_counter() - start, verdicts
+
+
+def run_filter(problem_file: Path, trace_file: Path, out: Path, workers: int) -> tuple[float, dict, list]:
+    from distill.config import FilterConfig
+    from distill.filter import filter_traces
+    from distill.jsonl import read_jsonl
+
+    config = FilterConfig(input=trace_file, problems=problem_file, output_dir=out, workers=workers)
+    start = time.perf_counter()
+    result = filter_traces(config, progress=False)
+    elapsed = time.perf_counter() - start
+    verdicts = [bool(v["scores"].get("math_verify")) for v in read_jsonl(out / "checked.jsonl")]
+    return elapsed, result.stats, verdicts
+
+
+def code_bench(workers: int) -> dict:
+    from distill.config import SandboxConfig
+    from distill.records import Problem
+    from distill.verify import verify, verify_many
+
+    with gzip.open(DATA / "humaneval" / "HumanEval.jsonl.gz", "rt") as handle:
+        rows = [json.loads(line) for line in handle]
+    items = [(Problem(id=r["task_id"], problem=r["prompt"], domain="code", entry_point=r["entry_point"],
+                      tests=f"{r['test']}\ncheck({r['entry_point']})\n"),
+              f"```python\n{r['prompt']}{r['canonical_solution']}```") for r in rows]
+    sandbox = SandboxConfig(timeout_s=30)
+    start = time.perf_counter()
+    parallel = list(verify_many(items, sandbox=sandbox, workers=workers))
+    parallel_s = time.perf_counter() - start
+    start = time.perf_counter()
+    serial = [verify(problem, answer, sandbox=sandbox) for problem, answer in items]
+    serial_s = time.perf_counter() - start
+    return {"programs": len(items), "passed": sum(r.passed for r in parallel),
+            "failed_ids": [p.id for (p, _), r in zip(items, parallel) if not r.passed],
+            "serial_passed": sum(r.passed for r in serial), "workers": workers,
+            "parallel_s": round(parallel_s, 2), "serial_s": round(serial_s, 2),
+            "tests_per_s": round(len(items) / parallel_s, 2), "serial_tests_per_s": round(len(items) / serial_s, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=4)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    from distill.verify.sandbox import default_layers
+
+    workers = len(os.sched_getaffinity(0))
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-filter-") as tmp:
+        tmp_path = Path(tmp)
+        problem_file, trace_file, traces, golds = math_data(args.problems, args.samples, tmp_path)
+        print(f"math: {len(traces)} traces from {args.problems} MATH-500 problems", flush=True)
+        base_s, base_verdicts = baseline_math_verify(traces, golds)
+        print(f"  baseline math-verify, 1 process: {base_s:.1f} s", flush=True)
+        full_s, stats, ours = run_filter(problem_file, trace_file, tmp_path / "all", workers)
+        print(f"  filter, {workers} workers: {full_s:.1f} s", flush=True)
+        one_s, _, _ = run_filter(problem_file, trace_file, tmp_path / "one", 1)
+        print(f"  filter, 1 worker: {one_s:.1f} s", flush=True)
+    agree = sum(a == b for a, b in zip(base_verdicts, ours))
+    math = {
+        "traces": len(traces), "problems": args.problems, "samples": args.samples,
+        "baseline_s": round(base_s, 2), "baseline_traces_per_s": round(len(traces) / base_s, 1),
+        "filter_s": round(full_s, 2), "filter_traces_per_s": round(len(traces) / full_s, 1),
+        "filter_1_worker_s": round(one_s, 2), "filter_1_worker_traces_per_s": round(len(traces) / one_s, 1),
+        "speedup_vs_baseline": round(base_s / full_s, 2), "speedup_from_workers": round(one_s / full_s, 2),
+        "baseline_correct": sum(base_verdicts), "filter_correct": sum(ours), "agreement": round(agree / len(traces), 4),
+        "kept": stats["kept"], "funnel": stats["funnel"],
+    }
+    print("code: HumanEval canonical solutions", flush=True)
+    code = code_bench(workers)
+    result = {"machine": {"cpus": workers, "platform": platform.platform(), "python": platform.python_version(),
+                          "load_avg_before": [round(x, 2) for x in load_before],
+                          "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
+              "sandbox_isolation": list(default_layers()), "math": math, "code": code}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "filter.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "filter.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def markdown(r: dict) -> str:
+    m, c = r["math"], r["code"]
+    return "\n".join([
+        f"Filter throughput ({r['machine']['cpus']} CPU cores, load average {r['machine']['load_avg_before'][0]} "
+        f"at the start; `bench/filter.py`)",
+        "",
+        "| workload | setup | time (s) | rate |",
+        "| --- | --- | ---: | ---: |",
+        f"| {m['traces']} MATH-500 traces | math-verify parse + verify, 1 process (baseline) | {m['baseline_s']} | "
+        f"{m['baseline_traces_per_s']} traces/s |",
+        f"| same | `filter_traces`, 1 worker (full filter) | {m['filter_1_worker_s']} | "
+        f"{m['filter_1_worker_traces_per_s']} traces/s |",
+        f"| same | `filter_traces`, {r['machine']['cpus']} workers (full filter) | {m['filter_s']} | "
+        f"**{m['filter_traces_per_s']} traces/s** ({m['speedup_vs_baseline']}x baseline) |",
+        f"| {c['programs']} HumanEval solutions + tests | sandbox, 1 at a time | {c['serial_s']} | "
+        f"{c['serial_tests_per_s']} tests/s |",
+        f"| same | sandbox, {c['workers']} workers (`verify_many`) | {c['parallel_s']} | "
+        f"**{c['tests_per_s']} tests/s** |",
+        "",
+        f"Math verdicts agree with the baseline on {m['agreement']:.1%} of traces "
+        f"({m['filter_correct']} vs {m['baseline_correct']} judged correct); {c['passed']}/{c['programs']} "
+        f"canonical solutions pass in the sandbox ({', '.join(r['sandbox_isolation'])}).",
+        "",
+    ])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Dataset and model cards in the Hugging Face format (YAML front matter + markdown), with PNG plots.
+
+A dataset card goes beside every filtered dataset (FILTER_DIR/README.md): provenance (teacher, prompts,
+sampling), the filter funnel, the token-length histogram and reject reasons as plots, the
+decontamination report and the license. A model card goes beside every student (STUDENT_DIR/README.md):
+recipe, data, training curve and the evaluation table. Both read only files the stages wrote, so a card
+can be rebuilt at any time from a run directory.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from distill.config import GenerateConfig, Recipe, SFTConfig, dump_yaml
+from distill.jsonl import atomic_write_text, count_lines, read_jsonl
+
+# Licenses of the models this project bundles; anything else is the user's to state.
+KNOWN_LICENSES = {"bundled:smollm2-135m-instruct": "apache-2.0", "bundled:tiny": "apache-2.0"}
+
+
+def _front_matter(meta: dict[str, Any]) -> str:
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                        (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "n>1M"
+
+
+# ---------------------------------------------------------------------------------------------- plots
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a server
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_token_lengths(kept: Path, rejected: Path, out: Path) -> Path | None:
+    """Histogram of completion tokens, kept against rejected (streams the files: ints only in memory)."""
+    lengths = {name: [r.get("completion_tokens", 0) for r in read_jsonl(path)]
+               for name, path in (("kept", kept), ("rejected", rejected)) if path.exists()}
+    if not any(lengths.values()):
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    top = max(max(v) for v in lengths.values() if v) or 1
+    bins = list(range(0, top + max(1, top // 30) + 1, max(1, top // 30)))
+    for (name, values), colour in zip(lengths.items(), ("tab:green", "tab:red")):
+        if values:
+            ax.hist(values, bins=bins, alpha=0.6, label=f"{name} ({len(values)})", color=colour)
+    ax.set_xlabel("completion tokens")
+    ax.set_ylabel("traces")
+    ax.set_title("Trace length")
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_reject_reasons(stats: dict[str, Any], out: Path) -> Path | None:
+    """Bar chart: how many traces each check failed (a trace can fail several)."""
+    failed = Counter(stats.get("failed", {}))
+    if not failed:
+        return None
+    plt = _pyplot()
+    names, counts = zip(*failed.most_common())
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(names) + 1.2), dpi=110)
+    ax.barh(list(reversed(names)), list(reversed(counts)), color="tab:red", alpha=0.7)
+    ax.set_xlabel("traces failing the check")
+    ax.set_title("Reject reasons")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def read_training_log(log_path: Path | None) -> list[dict[str, Any]]:
+    """Trainer log entries from a JSONL file or a JSON list (trainer_state.json's log_history works too)."""
+    if log_path is None or not Path(log_path).exists():
+        return []
+    path = Path(log_path)
+    if path.suffix == ".jsonl":
+        return [row for row in read_jsonl(path, on_error="skip")]
+    data = _read_json(path) or {}
+    return data.get("log_history", []) if isinstance(data, dict) else list(data)
+
+
+def plot_training_curve(entries: list[dict[str, Any]], out: Path) -> Path | None:
+    train = [(e.get("step", i), e["loss"]) for i, e in enumerate(entries) if "loss" in e]
+    held = [(e.get("step", i), e["eval_loss"]) for i, e in enumerate(entries) if "eval_loss" in e]
+    if not train and not held:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    if train:
+        ax.plot(*zip(*train), label="train loss", color="tab:blue")
+    if held:
+        ax.plot(*zip(*held), "o-", label="held-out loss", color="tab:orange")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("Training curve")
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+# --------------------------------------------------------------------------------------- dataset card
+@dataclass
+class DatasetCard:
+    path: Path
+    plots: dict[str, Path]
+
+
+def funnel_markdown(stats: dict[str, Any]) -> str:
+    rows = ["| step | removed | remaining |", "|---|---:|---:|"]
+    for row in stats.get("funnel", []):
+        rows.append(f"| {row['stage']} | {row.get('removed', '')} | {row['remaining']} |")
+    return "\n".join(rows) + "\n"
+
+
+def _decontam_markdown(report: dict[str, Any] | None) -> str:
+    if report is None:
+        return ("No decontamination was configured (`filter.decontaminate.against` is empty): the traces were "
+                "not checked against any evaluation set.\n")
+    lines = ["```json", json.dumps(report, indent=2, ensure_ascii=False)[:4000], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def write_dataset_card(filter_dir: Path, generate: GenerateConfig, *, problems_license: str | None = None,
+                       name: str = "distilled-traces", eval_sets: list[str] | None = None) -> DatasetCard:
+    """README.md + plots/ in `filter_dir` (which holds kept.jsonl, rejected.jsonl, stats.json)."""
+    filter_dir = Path(filter_dir)
+    stats = _read_json(filter_dir / "stats.json") or {}
+    decontam = _read_json(filter_dir / "decontamination.json")
+    kept = count_lines(filter_dir / "kept.jsonl")
+    plots = {}
+    for key, made in (("token_lengths", plot_token_lengths(filter_dir / "kept.jsonl", filter_dir / "rejected.jsonl",
+                                                           filter_dir / "plots" / "token_lengths.png")),
+                      ("reject_reasons", plot_reject_reasons(stats, filter_dir / "plots" / "reject_reasons.png"))):
+        if made is not None:
+            plots[key] = made
+    teacher_license = KNOWN_LICENSES.get(generate.model, "other")
+    meta = {
+        "pretty_name": name,
+        "license": teacher_license if problems_license is None else problems_license,
+        "language": ["en"],
+        "task_categories": ["text-generation"],
+        "tags": ["distillation", "reasoning", "chain-of-thought", "rejection-sampling", "synthetic"],
+        "size_categories": [_size_category(kept)],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "kept.jsonl"}]}],
+    }
+    s = generate.sampling
+    prompts = generate.prompts
+    body = [
+        f"# {name}\n",
+        f"Chain-of-thought traces written by `{generate.model}` and kept only when verified: "
+        f"{kept} kept of {kept + stats.get('rejected', 0)} generated.\n",
+        "## Provenance\n",
+        f"- **Teacher:** `{generate.model}` (backend `{generate.backend}`)",
+        f"- **Problems:** `{generate.problems}`" + (f" (first {generate.limit})" if generate.limit else ""),
+        f"- **Sampling:** temperature {s.temperature}, top-p {s.top_p}, at most {s.max_tokens} tokens, "
+        f"{s.n} samples a problem, seed {s.seed} (seeded per problem and sample: reruns reproduce the traces)",
+        f"- **System prompt:** {('`' + prompts.system_prompt + '`') if prompts.system_prompt else 'none (R1)'}; "
+        f"assistant turn prefilled with `<think>`: {prompts.prefill_think}",
+        "- **Prompt templates:**\n",
+        "```yaml", yaml.safe_dump(prompts.templates, allow_unicode=True).strip(), "```\n",
+        "## Filter funnel\n",
+        "Each rejected trace is counted at the first check it failed, in filter order.\n",
+        funnel_markdown(stats),
+    ]
+    if "token_lengths" in plots:
+        body.append("![token lengths](plots/token_lengths.png)\n")
+    if "reject_reasons" in plots:
+        body.append("Every check a rejected trace failed (one trace can fail several):\n")
+        body.append("![reject reasons](plots/reject_reasons.png)\n")
+    body += [
+        "## Decontamination\n",
+        (f"Checked against: {', '.join(f'`{e}`' for e in eval_sets)}.\n" if eval_sets else ""),
+        _decontam_markdown(decontam),
+        "## Format\n",
+        "`kept.jsonl`: one verified trace a line (`problem_id`, `sample`, `teacher`, `prompt`, `completion`, "
+        "`reasoning`, `answer`, `finish_reason`, token counts, `config_hash`, plus the filter's `kept`, "
+        "`reasons`, `scores`). `rejected.jsonl` has the same fields and every failed check in `reasons`. "
+        "SFT turns a row into `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`.\n",
+        "## License\n",
+        f"The traces are outputs of `{generate.model}` (license: {teacher_license}); the problems keep the "
+        "license of their source" + (f" ({problems_license})" if problems_license else "") + ". "
+        "See `data_cards/` in the distill repository for the sources the project ships.\n",
+    ]
+    path = filter_dir / "README.md"
+    atomic_write_text(path, _front_matter(meta) + "\n".join(body))
+    return DatasetCard(path, plots)
+
+
+# ----------------------------------------------------------------------------------------- model card
+def write_model_card(student_dir: Path, sft: SFTConfig, *, scores: dict[str, Any] | None = None,
+                     training: dict[str, Any] | None = None, log_path: Path | None = None,
+                     dataset_card: Path | None = None, recipe: Recipe | None = None,
+                     kept: int | None = None) -> Path:
+    """README.md in the student folder: what it was trained from, on what, how, and how it scores."""
+    from distill.eval.table import markdown_table
+
+    student_dir = Path(student_dir)
+    entries = read_training_log(log_path)
+    curve = plot_training_curve(entries, student_dir / "plots" / "training_curve.png")
+    meta: dict[str, Any] = {
+        "base_model": sft.model,
+        "library_name": "peft" if sft.method in ("lora", "qlora") else "transformers",
+        "license": KNOWN_LICENSES.get(sft.model, "other"),
+        "pipeline_tag": "text-generation",
+        "tags": ["distillation", "reasoning", "distill", sft.method],
+    }
+    if scores:
+        meta["model-index"] = [{"name": student_dir.name, "results": _model_index(scores)}]
+    body = [
+        f"# {recipe.name if recipe else student_dir.name}: distilled student\n",
+        (recipe.description.strip() + "\n") if recipe and recipe.description else "",
+        "## Training\n",
+        f"- **Base model:** `{sft.model}`; method **{sft.method}**"
+        + (f" (r={sft.lora.r}, alpha={sft.lora.alpha}, targets {sft.lora.target_modules})"
+           if sft.method != "full" else ""),
+        f"- **Data:** `{sft.train_file}`" + (f", {kept} verified traces" if kept is not None else "")
+        + (f" (dataset card: `{dataset_card}`)" if dataset_card else ""),
+        f"- **Schedule:** {sft.epochs} epochs" + (f" / {sft.max_steps} steps" if sft.max_steps > 0 else "")
+        + f", learning rate {sft.learning_rate} ({sft.lr_scheduler}, warmup {sft.warmup_ratio}), batch "
+        f"{sft.per_device_batch_size} x {sft.gradient_accumulation_steps} accumulation, max length "
+        f"{sft.max_length}, packing {sft.packing}, seed {sft.seed}",
+        "- Loss on the assistant turn only (`<think>\\n{reasoning}\\n</think>\\n\\n{answer}`, EOS included).\n",
+    ]
+    if training:
+        body += ["Final metrics:\n", "```json", json.dumps(training, indent=2, default=str)[:2000], "```\n"]
+    if curve is not None:
+        body.append("![training curve](plots/training_curve.png)\n")
+    body.append("## Evaluation\n")
+    if scores:
+        body += [f"k={scores['k']} samples a problem (temperature {scores['sampling']['temperature']}, top-p "
+                 f"{scores['sampling']['top_p']}, at most {scores['sampling']['max_tokens']} tokens); pass@1 is "
+                 "the mean over the k samples, cons@k the majority vote; [95% CI] bootstrap over problems "
+                 "(Wilson for 0/1 scores); the last column is the paired difference against the base.\n",
+                 markdown_table(scores)]
+    else:
+        body.append("Not evaluated yet: run `distill eval --models base=BASE,student=THIS_FOLDER --bench NAME=FILE`.\n")
+    if recipe is not None:
+        body += ["## Recipe\n", "```yaml", dump_yaml(recipe).strip(), "```\n"]
+    body += ["## Limitations\n",
+             "A student distilled from its own or a small teacher inherits that teacher's errors; scores hold "
+             "for the evaluated benchmarks and sampling settings only.\n"]
+    path = student_dir / "README.md"
+    atomic_write_text(path, _front_matter(meta) + "\n".join(body))
+    return path
+
+
+def _model_index(scores: dict[str, Any]) -> list[dict[str, Any]]:
+    label = next(reversed(scores["scores"]))  # the last model: the student in `base,student`
+    results = []
+    for bench, values in scores["scores"][label].items():
+        metrics = [{"type": name, "name": f"{name} (k={scores['k']})", "value": round(v["value"], 4)}
+                   for name, v in values.items() if isinstance(v, dict) and "value" in v]
+        results.append({"task": {"type": "text-generation"},
+                        "dataset": {"name": bench, "type": "json"}, "metrics": metrics})
+    return results

@@ -1,0 +1,99 @@
+"""`distill demo`: the whole loop on the bundled SmolLM2-135M-Instruct, teacher and student at once.
+
+It runs recipes/demo.yaml (or demo-quick.yaml with --quick) through `distill.pipeline.run`: the model
+samples 8 solutions to each training problem, the verified ones are kept, the same model is fine-tuned
+on them (rejection-sampling fine-tuning), and base and student are scored on held-out problems. It ends
+with the two pass@1 scores, their 95% intervals, the paired difference and the wall time. Reruns
+resume: a finished demo prints its result again in seconds.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from distill.config import Recipe, load_recipe
+from distill.errors import DistillError
+from distill.jsonl import atomic_write_json
+
+REPO = Path(__file__).resolve().parents[2]
+PATH_FIELDS = ("generate.problems", "filter.problems")
+
+
+def find_root() -> Path:
+    """The checkout holding recipes/ and data/demo/ (the working directory first, then this package's)."""
+    for root in (Path.cwd(), REPO):
+        if (root / "recipes" / "demo.yaml").exists() and (root / "data" / "demo" / "train.jsonl").exists():
+            return root
+    raise DistillError("the demo needs recipes/demo.yaml and data/demo/ from the distill repository; run it "
+                       "from a checkout (`git clone ... && cd distill && distill demo`)")
+
+
+def demo_recipe(*, quick: bool = False, run_dir: Path | None = None, overrides: list[str] | None = None) -> Recipe:
+    """The demo recipe with its data paths made absolute, so the demo runs from any directory."""
+    root = find_root()
+    name = "demo-quick.yaml" if quick else "demo.yaml"
+    base = load_recipe(root / "recipes" / name)
+    fixed = [f"generate.problems={_absolute(root, base.generate.problems)}",
+             f"filter.problems={_absolute(root, base.generate.problems)}",
+             "filter.decontaminate.against=[" + ",".join(str(_absolute(root, p))
+                                                           for p in base.filter.decontaminate.against) + "]"]
+    benches = ",".join(
+        "{name: %s, path: '%s'%s}" % (b.name, _absolute(root, b.path), f", limit: {b.limit}" if b.limit else "")
+        for b in base.eval.benchmarks)
+    fixed.append(f"eval.benchmarks=[{benches}]")
+    if run_dir is not None:
+        fixed.append(f"run_dir={Path(run_dir).resolve()}")
+    return load_recipe(root / "recipes" / name, fixed + list(overrides or []))
+
+
+def _absolute(root: Path, path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    return path if path.is_absolute() else (root / path).resolve()
+
+
+def headline(summary) -> dict:
+    """Base against student on the held-out benchmark: the numbers the demo is about."""
+    scores = summary.scores
+    if not scores:
+        raise DistillError("the demo finished without evaluation scores; see the run directory")
+    bench = next(iter(scores["benchmarks"]))
+    base, student = list(scores["scores"])[:2]
+    delta = scores["deltas"][student][bench]["pass@1"]
+    return {"benchmark": bench, "k": scores["k"],
+            "base": scores["scores"][base][bench], "student": scores["scores"][student][bench],
+            "difference": delta, "student_better": delta["ci_low"] > 0}
+
+
+def main(*, quick: bool = False, run_dir: Path | None = None, progress: bool = True,
+         overrides: list[str] | None = None) -> dict:
+    """Run the demo, print base vs student with intervals and the wall time; returns the headline."""
+    from rich.console import Console
+
+    from distill.pipeline import run
+
+    # Everything the demo needs ships with the package: never wait on a hub that may not be reachable.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    console = Console(stderr=True)
+    recipe = demo_recipe(quick=quick, run_dir=run_dir, overrides=overrides)
+    started = time.monotonic()
+    summary = run(recipe, progress=progress, console=console)
+    wall = time.monotonic() - started
+    result = headline(summary)
+    result.update(wall_s=round(wall, 1), quick=quick, run_dir=str(recipe.run_dir),
+                  stages={s.name: {"status": s.status, "seconds": s.seconds} for s in summary.stages})
+    atomic_write_json(Path(recipe.run_dir) / "demo.json", result)
+    b, s, d = result["base"]["pass@1"], result["student"]["pass@1"], result["difference"]
+    verdict = ("[bold green]the student is better: the whole interval of the difference is above 0[/]"
+               if result["student_better"] else
+               "[bold yellow]no clear improvement: the interval of the difference includes 0[/]")
+    console.rule("[bold]demo result")
+    console.print(f"held-out '{result['benchmark']}', pass@1 over k={result['k']} samples, 95% CI:\n"
+                  f"  base     {b['value']:.3f}  [{b['ci_low']:.3f}, {b['ci_high']:.3f}]\n"
+                  f"  student  {s['value']:.3f}  [{s['ci_low']:.3f}, {s['ci_high']:.3f}]\n"
+                  f"  student - base  {d['value']:+.3f}  [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] (paired bootstrap)\n"
+                  f"{verdict}\nwall time {wall:.0f} s ({wall / 60:.1f} min); report: {summary.report}",
+                  highlight=False)
+    return result

@@ -1,0 +1,88 @@
+"""Offline vLLM: the shared `vllm.LLM`, fed continuously so the engine never drains between batches.
+
+Requests go in one per (problem, sample) with n=1, so each carries its own random stream
+(`vllm_sampler.SeededSampler`) while vLLM's prefix cache still shares the prompt's KV blocks across
+the n samples. New requests are added as old ones finish, keeping `max_in_flight` in the engine.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+
+from distill.config import GenerateConfig
+from distill.generate.backends import Completion, Request
+from distill.generate.engine import shared_llm
+from distill.generate.prompts import render_prompt, template_opens_think
+from distill.models import resolve_model
+
+
+class VLLMBackend:
+    def __init__(self, config: GenerateConfig) -> None:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        self.config = config
+        self.teacher = config.model
+        self.llm = shared_llm(resolve_model(config.model), config.vllm, config.sampling.seed)
+        self.tokenizer = self.llm.get_tokenizer()
+        self._ids = itertools.count()
+        self._SamplingParams = SamplingParams
+        self._final_only = RequestOutputKind.FINAL_ONLY
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+
+    def prepare(self, request: Request) -> None:
+        text = render_prompt(self.tokenizer, request.messages, self.config.prompts)
+        request.prefilled_think = template_opens_think(text)
+        # The chat template already holds every special token it wants: no second BOS.
+        request.prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _params(self, request: Request):
+        from distill.generate.vllm_sampler import seeded_extra_args
+
+        sampling = self.config.sampling
+        extra = None
+        if sampling.temperature > 0:
+            # The engine decodes greedily; SeededSampler has already made the row one-hot.
+            extra = seeded_extra_args(request.key, sampling.temperature, sampling.top_p)
+        return self._SamplingParams(n=1, temperature=0.0, max_tokens=sampling.max_tokens,
+                                    extra_args=extra, output_kind=self._final_only)
+
+    def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
+        from vllm.inputs import TokensPrompt
+
+        engine = self.llm.llm_engine
+        pending: dict[str, Request] = {}
+        source = iter(requests)
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < max_in_flight:
+                    request = next(source, None)
+                    if request is None:
+                        exhausted = True
+                        break
+                    if len(request.prompt_ids) >= self.max_model_len:
+                        yield request, Completion("", "prompt_too_long", len(request.prompt_ids), 0)
+                        continue
+                    rid = str(next(self._ids))
+                    engine.add_request(rid, TokensPrompt(prompt_token_ids=request.prompt_ids),
+                                       self._params(request))
+                    pending[rid] = request
+                if not pending:
+                    return
+                for output in engine.step():
+                    if not output.finished:
+                        continue
+                    request = pending.pop(output.request_id)
+                    choice = output.outputs[0]
+                    yield request, Completion(
+                        text=choice.text, finish_reason=choice.finish_reason,
+                        prompt_tokens=len(output.prompt_token_ids or request.prompt_ids),
+                        completion_tokens=len(choice.token_ids))
+        finally:
+            # Interrupted mid-run: the engine is shared, so leave it empty for the next caller.
+            if pending:
+                engine.abort_request(list(pending))
+
+    def close(self) -> None:
+        pass  # the engine is process-wide (engine.shutdown_llm() stops it)

@@ -1,0 +1,119 @@
+"""Scale-out: split problems across N workers by a stable hash, and join their trace files again.
+
+`shard_of` hashes the problem id with SHA-256 (Python's `hash()` is salted per process), so every
+worker, on any machine, agrees on who owns a problem without talking to the others; all n samples of a
+problem land in the same shard. Shards are numbered 0..N-1: `shard=0/4` is the first of four.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from distill.errors import DistillError
+from distill.jsonl import JsonlReader, atomic_write_json
+from distill.records import Problem, Trace, trace_key
+
+_SHOWN = 20  # keys listed in a report; the counts are always complete
+
+
+def shard_of(problem_id: str, n: int) -> int:
+    digest = hashlib.sha256(str(problem_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % n
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 0 <= K < N."""
+    try:
+        k, n = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise DistillError(f"shard '{spec}': expected K/N, e.g. 0/4 for the first of four workers") from None
+    if n < 1 or not 0 <= k < n:
+        raise DistillError(f"shard '{spec}': K must be in 0..N-1 (shards are numbered from 0), N >= 1")
+    return k, n
+
+
+def expected_keys(problems: Path | Iterable[Problem], n: int) -> Iterable[str]:
+    """Every `problem_id#sample` key a complete run over `problems` with n samples writes."""
+    source = JsonlReader(problems, Problem) if isinstance(problems, (str, Path)) else problems
+    for problem in source:
+        for sample in range(n):
+            yield trace_key(problem.id, sample)
+
+
+def merge_shards(paths: list[Path], output: Path, expected: Iterable[str] | None = None) -> dict[str, Any]:
+    """Join shard trace files into `output` (first copy of each key wins) and report what is wrong.
+
+    The report counts duplicates (and those whose copies differ, a sign shards ran different configs),
+    lines that did not parse, config hashes seen, and, given the `expected` keys, the gaps (missing)
+    and strays (unexpected). `output` appears atomically, complete or not at all; the report is also
+    written beside it as `<stem>.merge.json`.
+    """
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        if not path.exists():
+            raise DistillError(f"{path}: no such shard file")
+    output = Path(output)
+    if output.resolve() in {p.resolve() for p in paths}:
+        raise DistillError(f"{output}: the merged file must not be one of the shards")
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    digests: dict[str, bytes] = {}  # key -> digest of the copy kept, to tell benign from conflicting
+    duplicates: Counter[str] = Counter()
+    conflicting: set[str] = set()
+    hashes: Counter[str] = Counter()
+    per_shard = []
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            for path in paths:
+                reader = JsonlReader(path, Trace, on_error="skip")
+                records = 0
+                for trace in reader:
+                    records += 1
+                    line = json.dumps(trace.to_json(), ensure_ascii=False)
+                    digest = hashlib.sha256(line.encode("utf-8")).digest()
+                    key = trace.key
+                    if key in digests:
+                        duplicates[key] += 1
+                        if digests[key] != digest:
+                            conflicting.add(key)
+                        continue
+                    digests[key] = digest
+                    hashes[trace.config_hash] += 1
+                    out.write(line + "\n")
+                per_shard.append({"path": str(path), "records": records, "bad_lines": reader.skipped,
+                                  "errors": reader.errors[:5]})
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+    report: dict[str, Any] = {
+        "output": str(output),
+        "written": len(digests),
+        "shards": per_shard,
+        "bad_lines": sum(s["bad_lines"] for s in per_shard),
+        "duplicates": sum(duplicates.values()),
+        "duplicate_keys": sorted(duplicates)[:_SHOWN],
+        "conflicting_duplicates": len(conflicting),
+        "conflicting_keys": sorted(conflicting)[:_SHOWN],
+        "config_hashes": dict(hashes),
+    }
+    if expected is not None:
+        want = set(expected)
+        missing = sorted(want.difference(digests))
+        unexpected = sorted(set(digests).difference(want))
+        report.update(expected=len(want), missing=len(missing), missing_keys=missing[:_SHOWN],
+                      unexpected=len(unexpected), unexpected_keys=unexpected[:_SHOWN])
+    report["complete"] = (report.get("missing", 0) == 0 and report["bad_lines"] == 0
+                          and report["conflicting_duplicates"] == 0 and len(hashes) <= 1)
+    atomic_write_json(output.with_name(output.stem + ".merge.json"), report)
+    return report

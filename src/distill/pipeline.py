@@ -1,0 +1,348 @@
+"""`distill run RECIPE`: generate -> filter -> sft -> eval in one run directory, resumable end to end.
+
+Every stage has a key: its config hash, the digests of the input files it reads, and the key of the stage
+before it (so new traces mean a new filter, a new student and a new evaluation). When a stage starts it
+writes RUN_DIR/stages/<stage>.json with status "running" and its key; when it ends, status "done" with
+its outputs and a summary. On a rerun:
+  - done with the same key: skipped;
+  - running with the same key (the process died): the stage runs again and resumes from its own files
+    (each stage appends by key or restarts from a checkpoint);
+  - any other key: the stage's old outputs are moved to RUN_DIR/stale/<time>/ and it starts fresh.
+Then the dataset card, the model card and the HTML report are rebuilt from what is on disk.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.config import Recipe, config_hash
+from distill.errors import DistillError
+from distill.jsonl import atomic_write_json
+
+STAGES = ("generate", "filter", "sft", "eval")
+
+
+@dataclass
+class StageReport:
+    name: str
+    status: str                   # ran | resumed | skipped | not configured
+    key: str
+    seconds: float
+    outputs: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    stages: list[StageReport]
+    funnel: list[dict[str, Any]] | None = None
+    training: dict[str, Any] | None = None
+    scores: dict[str, Any] | None = None
+    dataset_card: Path | None = None
+    model_card: Path | None = None
+    report: Path | None = None
+    wall_s: float = 0.0
+
+    def stage(self, name: str) -> StageReport:
+        return next(s for s in self.stages if s.name == name)
+
+
+# ----------------------------------------------------------------------------------------------- keys
+def file_digest(path: Path | str | None) -> str:
+    """Content digest of an input file (or of the spec, when it is not a file)."""
+    if path is None:
+        return "none"
+    path = Path(path)
+    if not path.is_file():
+        return "spec:" + str(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def stage_keys(recipe: Recipe) -> dict[str, str]:
+    """Each stage's key, chained: a change upstream changes every key after it."""
+    gen, flt, sft, ev = recipe.generate, recipe.filter, recipe.sft, recipe.eval
+    keys: dict[str, str] = {}
+    # `limit` and `shard` are unhashed in GenerateConfig (they pick work, not settings) but change the output.
+    keys["generate"] = _key(config_hash(gen), file_digest(gen.problems), gen.limit, gen.shard)
+    keys["filter"] = _key(config_hash(flt), keys["generate"], file_digest(flt.problems),
+                          [file_digest(p) for p in flt.decontaminate.against])
+    keys["sft"] = _key(config_hash(sft), keys["filter"])
+    keys["eval"] = _key(config_hash(ev), keys["sft"], [file_digest(b.path) for b in ev.benchmarks])
+    return keys
+
+
+# ------------------------------------------------------------------------------------------ manifests
+def manifest_path(run_dir: Path, stage: str) -> Path:
+    return Path(run_dir) / "stages" / f"{stage}.json"
+
+
+def read_manifest(run_dir: Path, stage: str) -> dict[str, Any] | None:
+    path = manifest_path(run_dir, stage)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise DistillError(f"{path}: not valid JSON ({exc}); delete it to rerun the stage") from None
+
+
+def stage_outputs(recipe: Recipe, stage: str) -> list[Path]:
+    """What a stage writes, to move aside when it must start over."""
+    if stage == "generate":
+        out = Path(recipe.generate.output)
+        return [out] + sorted(p for p in out.parent.glob(f"{out.stem}.*") if p != out)
+    if stage == "filter":
+        return [Path(recipe.filter.output_dir), Path(recipe.run_dir) / "dataset"]
+    if stage == "sft":
+        return [Path(recipe.sft.output_dir)]
+    return [Path(recipe.eval.output_dir)]
+
+
+def retire(recipe: Recipe, stage: str, old_key: str) -> Path | None:
+    """Move a stage's outputs from another configuration to RUN_DIR/stale/<time>-<stage>-<old key>/."""
+    target = Path(recipe.run_dir) / "stale" / f"{time.strftime('%Y%m%d-%H%M%S')}-{stage}-{old_key}"
+    moved = False
+    for path in stage_outputs(recipe, stage):
+        if path.exists():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), str(target / path.name))
+            moved = True
+    return target if moved else None
+
+
+# ----------------------------------------------------------------------------------------------- stages
+def _run_generate(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
+    from distill.generate import generate
+
+    if recipe.generate.problems is None:
+        raise DistillError(f"recipe '{recipe.name}': generate.problems is not set (a Problem JSONL file)")
+    result = generate(recipe.generate, progress=progress)
+    return ({"traces": str(result.output), "stats": str(result.stats_path)},
+            {"written": result.written, "skipped": result.skipped, **_small(result.stats)})
+
+
+def _run_filter(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
+    from distill.export import export_dataset
+    from distill.filter import filter_traces
+
+    result = filter_traces(recipe.filter, progress=progress)
+    kept = Path(result.output_dir) / "kept.jsonl"
+    exported = export_dataset(kept, Path(recipe.run_dir) / "dataset")
+    return ({"filter_dir": str(result.output_dir), "kept": str(kept), "dataset": str(exported.dataset_dir),
+             "parquet": str(exported.parquet_path)},
+            {"kept": result.kept, "rejected": result.rejected, "funnel": result.stats.get("funnel", [])})
+
+
+def _run_sft(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
+    from distill.sft import train
+
+    result = train(recipe.sft, progress=progress)
+    student = result.merged_dir or result.adapter_dir or result.output_dir
+    outputs = {"student": str(student), "output_dir": str(result.output_dir)}
+    for name in ("adapter_dir", "merged_dir", "log_path", "plot_path"):
+        value = getattr(result, name, None)
+        if value is not None:
+            outputs[name] = str(value)
+    return outputs, {"metrics": _small(result.metrics)}
+
+
+def _run_eval(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
+    from distill.eval import evaluate
+
+    result = evaluate(recipe.eval, progress=progress, aliases=model_aliases(recipe, state))
+    return {"scores": str(result.scores_path)}, {"scores_path": str(result.scores_path)}
+
+
+RUNNERS: dict[str, Callable[[Recipe, bool, dict], tuple[dict, dict]]] = {
+    "generate": _run_generate, "filter": _run_filter, "sft": _run_sft, "eval": _run_eval}
+
+
+def model_aliases(recipe: Recipe, state: dict[str, Any] | None = None) -> dict[str, str]:
+    """`base` is the model SFT started from; `student` what it produced (merged when there is one)."""
+    manifest = (state or {}).get("sft") or read_manifest(recipe.run_dir, "sft") or {}
+    student = manifest.get("outputs", {}).get("student")
+    if student is None:
+        student = str(Path(recipe.sft.output_dir) / "merged")
+    return {"base": recipe.sft.model, "student": student}
+
+
+def _small(stats: Any) -> dict[str, Any]:
+    """A stage's stats, minus anything too big for a manifest."""
+    if not isinstance(stats, dict):
+        return {}
+    return {k: v for k, v in stats.items() if len(json.dumps(v, default=str)) < 20_000}
+
+
+# -------------------------------------------------------------------------------------------------- run
+def run(recipe: Recipe, *, progress: bool = True, stages: list[str] | None = None, console=None) -> RunSummary:
+    """Run (or resume) every stage of `recipe` whose output is missing or stale, then cards and report."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    started = time.monotonic()
+    run_dir = Path(recipe.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.yaml").write_text(_recipe_yaml(recipe))
+    keys = stage_keys(recipe)
+    wanted = stages or list(STAGES)
+    unknown = sorted(set(wanted) - set(STAGES))
+    if unknown:
+        raise DistillError(f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
+    reports: list[StageReport] = []
+    state: dict[str, dict[str, Any]] = {}
+    for stage in STAGES:
+        if stage not in wanted:
+            continue
+        if stage == "eval" and not recipe.eval.benchmarks:
+            reports.append(StageReport(stage, "not configured", keys[stage], 0.0))
+            continue
+        reports.append(_run_stage(recipe, stage, keys[stage], progress, state, console))
+    summary = finish(recipe, reports, started, progress=progress, console=console)
+    return summary
+
+
+def _run_stage(recipe: Recipe, stage: str, key: str, progress: bool, state: dict, console) -> StageReport:
+    run_dir = Path(recipe.run_dir)
+    old = read_manifest(run_dir, stage)
+    if old is not None and old.get("key") == key and old.get("status") == "done":
+        state[stage] = old
+        if progress:
+            console.print(f"[dim]{stage}: done earlier for this configuration (key {key}), skipped[/]")
+        return StageReport(stage, "skipped", key, old.get("seconds", 0.0), old.get("outputs", {}),
+                           old.get("summary", {}))
+    resumed = old is not None and old.get("key") == key
+    if old is not None and not resumed:
+        moved = retire(recipe, stage, old.get("key", "unknown"))
+        if progress and moved is not None:
+            console.print(f"[yellow]{stage}: configuration changed; old outputs moved to {moved}[/]")
+    elif old is None:
+        # No manifest but outputs on disk: written by the stage commands run by hand, or by an older
+        # distill. Their keys are unknown, so resuming into them could mix configurations.
+        leftovers = [p for p in stage_outputs(recipe, stage) if p.exists()]
+        if leftovers:
+            moved = retire(recipe, stage, "unknown")
+            if progress:
+                console.print(f"[yellow]{stage}: outputs without a stage manifest moved to {moved}[/]")
+    if progress:
+        console.rule(f"[bold]{stage}[/]" + (" (resuming)" if resumed else ""))
+    begin = time.monotonic()
+    manifest = {"stage": stage, "key": key, "status": "running", "started": _now(),
+                "config_hash": config_hash(getattr(recipe, stage))}
+    atomic_write_json(manifest_path(run_dir, stage), manifest)
+    outputs, summary = RUNNERS[stage](recipe, progress, state)
+    seconds = round(time.monotonic() - begin, 2)
+    manifest.update(status="done", finished=_now(), seconds=seconds, outputs=outputs, summary=summary)
+    atomic_write_json(manifest_path(run_dir, stage), manifest)
+    state[stage] = manifest
+    return StageReport(stage, "resumed" if resumed else "ran", key, seconds, outputs, summary)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _recipe_yaml(recipe: Recipe) -> str:
+    from distill.config import dump_yaml
+
+    return dump_yaml(recipe)
+
+
+# ----------------------------------------------------------------------------------------------- finish
+def finish(recipe: Recipe, reports: list[StageReport], started: float, *, progress: bool = True,
+           console=None) -> RunSummary:
+    """Cards, report and the closing summary, from the files the stages left on disk."""
+    from distill import cards, report
+
+    run_dir = Path(recipe.run_dir)
+    summary = RunSummary(run_dir, reports)
+    by_name = {r.name: r for r in reports}
+    flt = by_name.get("filter")
+    if flt is not None and flt.outputs:
+        stats = _load_json(Path(recipe.filter.output_dir) / "stats.json") or {}
+        summary.funnel = stats.get("funnel")
+        summary.dataset_card = cards.write_dataset_card(
+            Path(recipe.filter.output_dir), recipe.generate, name=f"{recipe.name}-traces",
+            eval_sets=[str(p) for p in recipe.filter.decontaminate.against]).path
+    sft = by_name.get("sft")
+    ev = by_name.get("eval")
+    if ev is not None and ev.outputs:
+        summary.scores = _load_json(Path(ev.outputs["scores"]))
+    if sft is not None and sft.outputs:
+        summary.training = sft.summary.get("metrics")
+        log_path = sft.outputs.get("log_path")
+        summary.model_card = cards.write_model_card(
+            Path(recipe.sft.output_dir), recipe.sft, scores=summary.scores, training=summary.training,
+            log_path=Path(log_path) if log_path else None, dataset_card=summary.dataset_card, recipe=recipe,
+            kept=(flt.summary.get("kept") if flt is not None else None))
+    summary.wall_s = round(time.monotonic() - started, 1)
+    summary.report = report.write_report(recipe, summary)
+    atomic_write_json(run_dir / "summary.json", summary_json(summary))
+    if progress:
+        print_summary(summary, console)
+    return summary
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def summary_json(summary: RunSummary) -> dict[str, Any]:
+    return {
+        "run_dir": str(summary.run_dir), "wall_s": summary.wall_s,
+        "stages": [{"name": s.name, "status": s.status, "key": s.key, "seconds": s.seconds, "outputs": s.outputs}
+                   for s in summary.stages],
+        "funnel": summary.funnel, "training": summary.training,
+        "scores": summary.scores.get("scores") if summary.scores else None,
+        "deltas": summary.scores.get("deltas") if summary.scores else None,
+        "dataset_card": str(summary.dataset_card) if summary.dataset_card else None,
+        "model_card": str(summary.model_card) if summary.model_card else None,
+        "report": str(summary.report) if summary.report else None,
+    }
+
+
+def print_summary(summary: RunSummary, console) -> None:
+    from rich.table import Table
+
+    from distill.eval.table import scores_table
+
+    stages = Table(title=f"run {summary.run_dir} ({summary.wall_s:.0f} s this invocation)")
+    for column in ("stage", "status", "seconds", "key"):
+        stages.add_column(column)
+    for s in summary.stages:
+        stages.add_row(s.name, s.status, f"{s.seconds:.1f}", s.key)
+    console.print(stages)
+    if summary.funnel:
+        funnel = Table(title="filter funnel (each reject counted at its first failed check)")
+        for column in ("step", "removed", "remaining"):
+            funnel.add_column(column)
+        for row in summary.funnel:
+            funnel.add_row(row["stage"], str(row.get("removed", "")), str(row["remaining"]))
+        console.print(funnel)
+    if summary.training:
+        shown = {k: v for k, v in summary.training.items() if isinstance(v, (int, float, str))}
+        console.print("training: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in shown.items()))
+    if summary.scores:
+        console.print(scores_table(summary.scores))
+    for label, path in (("dataset card", summary.dataset_card), ("model card", summary.model_card),
+                        ("report", summary.report)):
+        if path is not None:
+            console.print(f"{label}: {path}")

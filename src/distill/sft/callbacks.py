@@ -1,0 +1,132 @@
+"""Trainer callbacks: the per-step JSONL log, a rich progress bar with token rates, and the loss plot.
+
+All three act on the main process only (`state.is_world_process_zero`): under `accelerate launch` the
+other ranks train but write nothing.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_text
+
+LOGGED = ("loss", "grad_norm", "learning_rate", "eval_loss", "epoch", "mean_token_accuracy", "entropy")
+
+
+def rewind_log(path: Path, step: int) -> dict[str, Any] | None:
+    """Keep the rows up to `step` (a resumed run redoes the steps after its checkpoint); return the last one."""
+    if not path.exists():
+        return None
+    rows = [row for row in JsonlReader(path, on_error="skip") if row.get("step", 0) <= step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return rows[-1] if rows else None
+
+
+class JsonlLogCallback(TrainerCallback):
+    """One JSON object per logging event: step, loss, grad_norm, learning_rate or eval_loss, tokens so far."""
+
+    def __init__(self, path: Path, token_counter, resumed_row: dict[str, Any] | None = None):
+        self.path = Path(path)
+        self.tokens = token_counter
+        self.elapsed_before = float(resumed_row.get("elapsed_s", 0.0)) if resumed_row else 0.0
+        self.writer: JsonlWriter | None = None
+        self.started = time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+        if state.is_world_process_zero:
+            self.writer = JsonlWriter(self.path, flush_every=1)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.writer is None or not logs:
+            return
+        row: dict[str, Any] = {"step": state.global_step}
+        row.update({k: float(logs[k]) for k in LOGGED if k in logs})
+        if not any(k in row for k in ("loss", "eval_loss")):
+            return  # the end-of-training summary, which metrics.json holds
+        row["tokens"] = int(self.tokens.real)
+        row["loss_tokens"] = int(self.tokens.supervised)
+        row["elapsed_s"] = round(self.elapsed_before + time.perf_counter() - self.started, 3)
+        self.writer.write(row)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class RichProgressCallback(TrainerCallback):
+    """Steps, elapsed/remaining time, non-pad tokens per second and the latest loss."""
+
+    def __init__(self, token_counter):
+        self.tokens = token_counter
+        self.progress = None
+        self.task = None
+        self.started = 0.0
+        self.tokens_at_start = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("[bold]sft"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[rate]}"),
+                                 TextColumn("{task.fields[loss]}"))
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step,
+                                           rate="", loss="")
+        self.started = time.perf_counter()
+        self.tokens_at_start = self.tokens.real
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is None:
+            return
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        rate = (self.tokens.real - self.tokens_at_start) / seconds
+        self.progress.update(self.task, completed=state.global_step, rate=f"{rate:,.0f} tok/s")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is not None and logs and "loss" in logs:
+            self.progress.update(self.task, loss=f"loss {logs['loss']:.4f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def plot_log(log_path: Path, png_path: Path) -> Path:
+    """Loss (train and eval), grad norm and learning rate against the step, one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(JsonlReader(log_path, on_error="skip")) if Path(log_path).exists() else []
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = (("loss", ("loss", "eval_loss")), ("grad norm", ("grad_norm",)), ("learning rate", ("learning_rate",)))
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            points = [(r["step"], r[key]) for r in rows if key in r]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o" if key == "eval_loss" or len(points) < 30 else None, markersize=3,
+                        label=key)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if title == "loss":
+            ax.legend()
+    fig.tight_layout()
+    png_path = Path(png_path)
+    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(png_path)
+    return png_path

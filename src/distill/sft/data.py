@@ -1,0 +1,260 @@
+"""Kept traces -> tokenized chat examples whose labels cover the assistant turn and its end-of-turn token.
+
+The assistant turn is `<think>\\n{reasoning}\\n</think>\\n\\n{answer}` (DESIGN.md). Two things make this more
+than `apply_chat_template`:
+
+* Loss goes on what the student must produce at inference: the tokens after the generation prompt, up to
+  and including the token that ends the turn (students that never learn to stop are the known failure of
+  R1-style distillation). The prompt is tokenized exactly as inference tokenizes it, and the full sequence
+  must start with those very ids, so the mask cannot drift from what `apply_chat_template` gives.
+* Some templates (DeepSeek-R1-Distill's, for one) strip `<think>...</think>` from every assistant message,
+  the last included, and some prefill `<think>\\n` in the generation prompt. Rendering the conversation would
+  then train on answers without reasoning. We detect that by rendering a sentinel in place of the assistant
+  text and rebuild the turn as `generation prompt + completion + the template's own turn ending`.
+
+`build_dataset` streams a JSONL of kept traces into an Arrow dataset on disk (memory stays flat whatever
+the file size) and applies the over-length policy, recording what it did to every record.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from distill.errors import DistillError
+from distill.jsonl import JsonlReader
+from distill.records import Trace
+
+IGNORE = -100
+SENTINEL = "\u2063DISTILL_ASSISTANT_TURN\u2063"  # invisible separators: no template rewrites this
+
+Status = Literal["ok", "truncated", "dropped_overlong", "not_kept"]
+
+
+class ExampleError(DistillError):
+    """A trace that cannot become a training example (the loader adds file:line)."""
+
+
+def assistant_content(reasoning: str, answer: str) -> str:
+    return f"<think>\n{reasoning}\n</think>\n\n{answer}"
+
+
+def _render(tokenizer, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    except Exception as exc:  # jinja errors: a template that rejects this conversation shape
+        raise ExampleError(f"the chat template rejected the conversation ({type(exc).__name__}: {exc})") from None
+
+
+def _prefilled(generation_prompt: str, content: str, longest: int = 64) -> int:
+    """How many leading characters of `content` the generation prompt already holds (e.g. '<think>\\n')."""
+    for k in range(min(longest, len(content), len(generation_prompt)), 0, -1):
+        if generation_prompt.endswith(content[:k]):
+            return k
+    return 0
+
+
+def _is_special(tokenizer, token_id: int) -> bool:
+    if token_id in set(tokenizer.all_special_ids):
+        return True
+    added = tokenizer.added_tokens_decoder.get(token_id)
+    return bool(added is not None and added.special)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str            # the whole training sequence as text
+    prompt: str          # the generation prompt (what inference feeds the model)
+    completion: str      # what the model must write after the prompt, without the turn ending
+    turn_end: str        # the template's end-of-turn token text, trained as part of the completion
+    stop_id: int
+    template_kept_reasoning: bool
+
+
+def render_example(tokenizer, messages: list[dict[str, str]], reasoning: str, answer: str) -> Rendered:
+    content = assistant_content(reasoning, answer)
+    prompt = _render(tokenizer, messages, generation_prompt=True)
+    completion = content[_prefilled(prompt, content):]
+
+    # The direct way first: the template renders our assistant text untouched.
+    full = _render(tokenizer, [*messages, {"role": "assistant", "content": content}], generation_prompt=False)
+    kept = full.startswith(prompt) and full[len(prompt):].startswith(completion)
+    if kept:
+        tail = full[len(prompt) + len(completion):]
+    else:
+        # The template rewrote the turn (stripped the reasoning, reformatted it): take its framing from a
+        # sentinel turn and put our text inside it.
+        probe = _render(tokenizer, [*messages, {"role": "assistant", "content": SENTINEL}], generation_prompt=False)
+        at = probe.find(SENTINEL)
+        if at < 0:
+            raise ExampleError("the chat template drops the assistant message entirely; cannot train on it")
+        head, tail = probe[:at], probe[at + len(SENTINEL):]
+        if not prompt.startswith(head):
+            raise ExampleError(
+                "the chat template renders the generation prompt differently from the conversation it starts "
+                f"(prompt ends {prompt[-40:]!r}, conversation has {head[-40:]!r}); set a training-compatible "
+                "chat template on the student's tokenizer")
+
+    tail_ids = tokenizer(tail, add_special_tokens=False).input_ids if tail else []
+    if tail_ids and _is_special(tokenizer, tail_ids[0]):
+        stop_id = tail_ids[0]
+        turn_end = tokenizer.convert_ids_to_tokens(stop_id)
+        rest = tail[tail.find(turn_end) + len(turn_end):]
+    else:
+        # No special token closes the turn: append EOS ourselves, or the student never learns to stop.
+        if tokenizer.eos_token is None:
+            raise ExampleError("the tokenizer has no EOS token and its chat template ends turns without one")
+        turn_end, stop_id, rest = tokenizer.eos_token, tokenizer.eos_token_id, tail
+    return Rendered(text=prompt + completion + turn_end + rest, prompt=prompt, completion=completion,
+                    turn_end=turn_end, stop_id=int(stop_id), template_kept_reasoning=kept)
+
+
+def build_example(tokenizer, messages: list[dict[str, str]], reasoning: str, answer: str) -> dict[str, Any]:
+    """Token ids and labels of one trace: labels are -100 except on the completion and its end-of-turn token."""
+    r = render_example(tokenizer, messages, reasoning, answer)
+    prompt_ids = tokenizer(r.prompt, add_special_tokens=False).input_ids
+    ids = tokenizer(r.text, add_special_tokens=False).input_ids
+    if ids[:len(prompt_ids)] != prompt_ids:
+        raise ExampleError("the prompt's tokens merge with the completion's first tokens, so the training "
+                           "sequence would not start with what inference feeds the model")
+    start = len(prompt_ids)
+    # The turn ends at the first stop token after the prompt; a stop token inside the text would teach the
+    # student to end its answer early.
+    try:
+        end = ids.index(r.stop_id, start)
+    except ValueError:
+        raise ExampleError(f"the end-of-turn token {r.turn_end!r} is missing from the rendered example") from None
+    completion_ids = tokenizer(r.completion, add_special_tokens=False).input_ids
+    if r.stop_id in completion_ids:
+        raise ExampleError(f"the reasoning or answer contains the end-of-turn token {r.turn_end!r}")
+    labels = [IGNORE] * start + ids[start:end + 1] + [IGNORE] * (len(ids) - end - 1)
+    return {"input_ids": ids, "labels": labels, "stop_id": r.stop_id,
+            "template_kept_reasoning": r.template_kept_reasoning}
+
+
+# ------------------------------------------------------------------------------------------ datasets
+@lru_cache(maxsize=4)
+def load_tokenizer(model_path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.chat_template is None:
+        raise DistillError(f"{model_path}: the tokenizer has no chat template; give the student one "
+                           "(e.g. copy chat_template.jinja from its instruct sibling) before SFT")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _examples(train_file: str, model_path: str, max_length: int, overlong: str,
+              fingerprint: str) -> Iterator[dict[str, Any]]:
+    """Every record of the file, tokenized, with what the over-length policy did to it (`status`)."""
+    del fingerprint  # only there so a changed file gets a new cache entry
+    tokenizer = load_tokenizer(model_path)
+    reader = JsonlReader(train_file, Trace)
+    for lineno, trace in enumerate(reader, start=1):
+        base = {"problem_id": trace.problem_id, "sample": trace.sample}
+        if getattr(trace, "kept", True) is False:
+            yield {**base, "input_ids": [], "labels": [], "n_tokens": 0, "length": 0, "status": "not_kept",
+                   "stop_id": -1}
+            continue
+        try:
+            ex = build_example(tokenizer, trace.prompt, trace.reasoning, trace.answer)
+        except ExampleError as exc:
+            raise DistillError(f"{train_file}: record {lineno} ({trace.key}): {exc}") from None
+        n = len(ex["input_ids"])
+        status: Status = "ok"
+        ids, labels = ex["input_ids"], ex["labels"]
+        if n > max_length:
+            if overlong == "drop":
+                status, ids, labels = "dropped_overlong", [], []
+            else:
+                status, ids, labels = "truncated", ids[:max_length], labels[:max_length]
+                if all(x == IGNORE for x in labels):  # nothing left to learn: the prompt alone fills it
+                    status, ids, labels = "dropped_overlong", [], []
+        yield {**base, "input_ids": ids, "labels": labels, "n_tokens": n, "length": len(ids), "status": status,
+               "stop_id": ex["stop_id"]}
+
+
+def file_fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class SFTData:
+    train: Any               # datasets.Dataset: input_ids, labels (over-length policy applied)
+    eval: Any | None
+    report: dict[str, Any]   # counts per status, tokens, eval problems: written to data_report.json
+    stop_id: int
+
+
+def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: str, eval_fraction: float,
+                  seed: int, cache_dir: Path, num_proc: int | None = None) -> SFTData:
+    """Tokenize the kept traces once (cached under `cache_dir`), apply the over-length policy, hold out problems."""
+    import numpy as np
+    from datasets import Dataset, Features, List, Value
+
+    train_file = Path(train_file)
+    if not train_file.exists():
+        raise DistillError(f"{train_file}: no such file of kept traces (run `distill filter` first)")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    features = Features({
+        "problem_id": Value("string"), "sample": Value("int64"), "input_ids": List(Value("int32")),
+        "labels": List(Value("int32")), "n_tokens": Value("int64"), "length": Value("int64"),
+        "status": Value("string"), "stop_id": Value("int64")})
+    full = Dataset.from_generator(
+        _examples, features=features, cache_dir=str(cache_dir),
+        gen_kwargs={"train_file": str(train_file), "model_path": model_path, "max_length": max_length,
+                    "overlong": overlong, "fingerprint": file_fingerprint(train_file)},
+    )
+    statuses = list(full["status"])
+    counts = {s: statuses.count(s) for s in ("ok", "truncated", "dropped_overlong", "not_kept")}
+    n_tokens = np.asarray(full["n_tokens"], dtype=np.int64)
+    usable = full.filter(lambda status: status in ("ok", "truncated"), input_columns="status",
+                         num_proc=num_proc, desc="over-length policy")
+    if len(usable) == 0:
+        raise DistillError(f"{train_file}: no usable examples ({counts}); raise sft.max_length "
+                           f"(longest example: {int(n_tokens.max(initial=0))} tokens) or set sft.overlong=truncate")
+
+    # Hold out whole problems, so no sample of an eval problem is trained on.
+    problems = sorted(set(usable["problem_id"]))
+    n_eval = int(round(eval_fraction * len(problems)))
+    if eval_fraction > 0 and len(problems) >= 2:
+        n_eval = min(max(n_eval, 1), len(problems) - 1)
+    else:
+        n_eval = 0
+    rng = np.random.default_rng(seed)
+    held = set(rng.permutation(problems)[:n_eval].tolist())
+    if held:
+        train = usable.filter(lambda p: p not in held, input_columns="problem_id", num_proc=num_proc,
+                              desc="train split")
+        evalset = usable.filter(lambda p: p in held, input_columns="problem_id", num_proc=num_proc,
+                                desc="eval split")
+    else:
+        train, evalset = usable, None
+    keep = ["input_ids", "labels"]
+    stops = sorted(set(usable["stop_id"]))
+    if len(stops) != 1:
+        raise DistillError(f"{train_file}: examples end their turn with different tokens {stops}; "
+                           "one chat template per run")
+    lengths = np.asarray(list(usable["length"]), dtype=np.int64)
+    report = {
+        "train_file": str(train_file), "records": len(full), "counts": counts,
+        "overlong_policy": overlong, "max_length": max_length,
+        "tokens_before_policy": int(n_tokens.sum()), "tokens_after_policy": int(lengths.sum()),
+        "longest_example": int(n_tokens.max(initial=0)), "mean_length": float(lengths.mean()),
+        "train_examples": len(train), "eval_examples": len(evalset) if evalset is not None else 0,
+        "eval_problems": len(held),
+    }
+    return SFTData(train=train.select_columns(keep),
+                   eval=evalset.select_columns(keep) if evalset is not None else None,
+                   report=report, stop_id=int(stops[0]))
+
+
+def default_num_proc() -> int | None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return None if cores <= 2 else min(8, cores - 1)

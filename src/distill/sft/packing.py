@@ -1,0 +1,112 @@
+"""Packing without cross-contamination: several examples share a row, none attends to another.
+
+Rows are filled best-fit-decreasing (TRL's `pack_dataset`, which keeps example boundaries). Each row carries
+`position_ids` that restart at 0 for every example and no `attention_mask`: transformers then derives a
+block-diagonal causal mask from the position resets (sdpa/eager: `find_packed_sequence_indices`; flash
+attention: varlen from the same resets). We keep one packed row per batch row instead of TRL's
+padding-free flattening of the whole batch into one row, because on sdpa/eager the mask is materialized
+and its cost grows with the square of the row length.
+
+This only holds when the model is called without a KV cache (with one, transformers skips packed-sequence
+detection and the examples silently see each other): `check_packing` runs the model once on a packed and
+an unpacked copy of the same two sequences before training and refuses to train if they differ.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from distill.errors import DistillError
+
+IGNORE = -100
+
+
+def pack(dataset, max_length: int, enabled: bool, num_proc: int | None = None):
+    """Rows of input_ids/labels/seq_lengths: bins of whole examples (packing) or one example per row."""
+    if not enabled:
+        return dataset.map(lambda ids: {"seq_lengths": [len(ids)]}, input_columns="input_ids",
+                           num_proc=num_proc, desc="one example per row")
+    from trl.data_utils import pack_dataset
+
+    # Examples are at most max_length already (the over-length policy ran), so "bfd" never truncates here.
+    return pack_dataset(dataset, max_length, strategy="bfd", map_kwargs={"num_proc": num_proc})
+
+
+def position_ids_for(seq_lengths: list[int], width: int) -> torch.Tensor:
+    """0..n-1 for every example, then 0..k-1 over the padding so the padding is its own (masked) block."""
+    parts = [torch.arange(n) for n in seq_lengths]
+    used = sum(seq_lengths)
+    if width > used:
+        parts.append(torch.arange(width - used))
+    return torch.cat(parts)
+
+
+@dataclass
+class PackedCollator:
+    """Pads rows to the longest in the batch; labels of padding and of each example's first token are -100."""
+
+    pad_token_id: int
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            n = len(row["input_ids"])
+            input_ids[i, :n] = torch.as_tensor(row["input_ids"])
+            labels[i, :n] = torch.as_tensor(row["labels"])
+            lengths = [int(x) for x in row["seq_lengths"]]
+            position_ids[i] = position_ids_for(lengths, width)
+        # A label at an example's first position would be predicted from the previous example's last
+        # token; prompts start examples so it is -100 already, this makes it a guarantee.
+        labels[position_ids == 0] = IGNORE
+        real = sum(int(sum(r["seq_lengths"])) for r in rows)
+        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
+                "num_real_tokens": torch.tensor(real), "num_padded_tokens": torch.tensor(input_ids.numel())}
+
+
+def padding_fraction(seq_lengths_column, per_device_batch_size: int) -> float:
+    """Share of pad tokens if rows were batched in order (what a run of this data pays, roughly)."""
+    rows = [int(sum(x)) for x in seq_lengths_column]
+    padded = 0
+    for start in range(0, len(rows), per_device_batch_size):
+        chunk = rows[start:start + per_device_batch_size]
+        padded += max(chunk) * len(chunk)
+    return 1.0 - sum(rows) / padded if padded else 0.0
+
+
+@torch.no_grad()
+def check_packing(model, device: torch.device | str | None = None) -> dict[str, float]:
+    """Run two sequences packed in one row, alone, and packed under a plain causal mask; raise on a leak.
+
+    The plain-causal run is what contamination looks like for this model and precision, so the verdict is
+    scale-free: a packed run must sit far closer to the alone run than the contaminated one does.
+    """
+    was_training = model.training
+    model.eval()
+    device = device or next(p.device for p in model.parameters())
+    generator = torch.Generator().manual_seed(0)
+    vocab = model.config.get_text_config().vocab_size
+    first = torch.randint(3, vocab, (11,), generator=generator)
+    second = torch.randint(3, vocab, (7,), generator=generator)
+    packed_ids = torch.cat([first, second])[None].to(device)
+    positions = position_ids_for([11, 7], 18)[None].to(device)
+    try:
+        packed = model(input_ids=packed_ids, position_ids=positions, use_cache=False).logits[0, 11:].float()
+        alone = model(input_ids=second[None].to(device), use_cache=False).logits[0].float()
+        # An explicit 2-D mask turns packed-sequence detection off: the second sequence sees the first.
+        leaky = model(input_ids=packed_ids, position_ids=positions, attention_mask=torch.ones_like(packed_ids),
+                      use_cache=False).logits[0, 11:].float()
+    finally:
+        model.train(was_training)
+    gap = (packed - alone).abs().max().item()
+    leak = (leaky - alone).abs().max().item()
+    if gap > 0.1 * leak:
+        raise DistillError(
+            f"packed examples attend to each other with attn_implementation="
+            f"'{model.config._attn_implementation}' (logit gap {gap:.3g}, a leak gives {leak:.3g}); "
+            "set sft.packing=false")
+    return {"packed_vs_alone": gap, "contaminated_vs_alone": leak}

@@ -1,0 +1,308 @@
+"""`distill sft`: kept traces in, a student out (adapter and/or a merged model vLLM can load).
+
+    data.build_dataset   traces -> token ids + assistant-only labels, over-length policy, held-out problems
+    packing.pack         best-fit-decreasing rows; position ids keep examples apart
+    modeling.load_model  full / LoRA / QLoRA student in the right dtype
+    DistillTrainer       TRL's SFTTrainer, fed our rows and collator, counting real tokens
+    merge                adapter -> merged model, generation config that stops on the trained turn end
+
+Output folder:
+    checkpoints/checkpoint-N/   Trainer checkpoints; a rerun resumes from the newest complete one
+    log.jsonl, training.png     loss / grad_norm / learning_rate / eval_loss per step, and their plot
+    adapter/ (LoRA, QLoRA)      merged/ (LoRA, QLoRA with merge=true)      model/ (full fine-tune)
+    metrics.json, data_report.json, sft_config.json, result.json (written last: the run is complete)
+"""
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from trl import SFTConfig as TRLConfig
+from trl import SFTTrainer
+
+from distill.config import SFTConfig, config_hash
+from distill.errors import DistillError
+from distill.jsonl import atomic_write_json, count_lines
+from distill.models import resolve_model
+from distill.sft.callbacks import JsonlLogCallback, RichProgressCallback, plot_log, rewind_log
+from distill.sft.data import build_dataset, default_num_proc, load_tokenizer
+from distill.sft.memory import ModelShape, estimate
+from distill.sft.merge import ensure_stop_token, merge_adapter, publish_dir
+from distill.sft.modeling import count_parameters, load_model, lora_config, resolve_precision
+from distill.sft.packing import PackedCollator, check_packing, pack
+
+IGNORE = -100
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    adapter_dir: Path | None
+    merged_dir: Path | None
+    metrics: dict[str, Any]
+    log_path: Path
+    plot_path: Path
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TrainResult":
+        paths = ("output_dir", "adapter_dir", "merged_dir", "log_path", "plot_path")
+        return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in data.items()
+                      if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class TokenCounter:
+    """Tokens this run trained on, summed over ranks at each log: real (non-pad), padded, supervised."""
+
+    real: int = 0
+    padded: int = 0
+    supervised: int = 0
+    _pending: list[int] = field(default_factory=lambda: [0, 0, 0])
+
+    def add(self, real: int, padded: int, supervised: int) -> None:
+        self._pending[0] += real
+        self._pending[1] += padded
+        self._pending[2] += supervised
+
+    def sync(self, accelerator) -> None:
+        pending = torch.tensor(self._pending, dtype=torch.long, device=accelerator.device)
+        if accelerator.num_processes > 1:
+            pending = accelerator.reduce(pending, reduction="sum")
+        real, padded, supervised = (int(x) for x in pending.tolist())
+        self.real += real
+        self.padded += padded
+        self.supervised += supervised
+        self._pending = [0, 0, 0]
+
+
+class DistillTrainer(SFTTrainer):
+    """SFTTrainer on pre-tokenized, pre-packed rows; counts the real tokens each micro-batch carries."""
+
+    def __init__(self, *args, token_counter: TokenCounter, **kwargs):
+        self.tokens = token_counter
+        super().__init__(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        real = inputs.pop("num_real_tokens", None)
+        padded = inputs.pop("num_padded_tokens", None)
+        if model.training and real is not None:
+            self.tokens.add(int(real), int(padded), int((inputs["labels"][:, 1:] != IGNORE).sum()))
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        self.tokens.sync(self.accelerator)  # every rank logs, so the reduce lines up
+        super().log(logs, start_time)
+
+
+class SaveAtEnd(TrainerCallback):
+    """Checkpoint the last step too, so a crash while saving or merging resumes without retraining."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_save = True
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint-N holding trainer_state.json (written last, so the checkpoint is whole)."""
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+            and (p / "trainer_state.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval: bool, progress: bool) -> TRLConfig:
+    warmup = config.warmup_ratio if config.warmup_ratio < 1 else int(config.warmup_ratio)
+    return TRLConfig(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs, max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_batch_size,
+        per_device_eval_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler, warmup_steps=warmup,
+        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        bf16=precision == "bf16", fp16=precision == "fp16",
+        logging_steps=config.logging_steps,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
+        eval_strategy="steps" if has_eval else "no", eval_steps=config.save_steps,
+        seed=config.seed, data_seed=config.seed,
+        report_to="none", disable_tqdm=True, log_level="warning",
+        # Rows arrive tokenized, labelled and packed; TRL must not re-tokenize, re-pack or drop columns.
+        dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
+        packing=False, padding_free=False, max_length=config.max_length,
+        dataloader_num_workers=0, ddp_find_unused_parameters=False,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # ru_maxrss is KiB on Linux
+
+
+def train(config: SFTConfig, *, progress: bool = True,
+          callbacks: list[TrainerCallback] | None = None) -> TrainResult:
+    """Fine-tune `config.model` on `config.train_file`; resumes from the newest checkpoint under output_dir."""
+    from accelerate import PartialState
+
+    if config.train_file is None:
+        raise DistillError("sft.train_file is not set (the kept traces, e.g. RUN_DIR/filter/kept.jsonl)")
+    if config.output_dir is None:
+        raise DistillError("sft.output_dir is not set (where the student goes)")
+    out = Path(config.output_dir)
+    state = PartialState()
+    main = state.is_main_process
+    digest = config_hash(config)
+
+    done = out / "result.json"
+    if done.exists():
+        previous = json.loads(done.read_text())
+        if previous.get("metrics", {}).get("config_hash") == digest:
+            return TrainResult.from_json(previous)
+    checkpoints = out / "checkpoints"
+    last = last_complete_checkpoint(checkpoints)
+    stamp = out / "sft_config.json"
+    if last is not None and stamp.exists() and json.loads(stamp.read_text()).get("config_hash") != digest:
+        raise DistillError(f"{out} holds checkpoints of a different SFT config; use another output_dir "
+                           f"or delete {checkpoints} to start over")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(stamp, {"config_hash": digest, "config": config.model_dump(mode="json")})
+
+    model_path = resolve_model(config.model)
+    precision = resolve_precision(config.precision)
+    tokenizer = load_tokenizer(model_path)
+    num_proc = default_num_proc()
+    # Rank 0 tokenizes and packs into the Arrow cache; the other ranks then read the same cache.
+    with state.main_process_first():
+        data = build_dataset(Path(config.train_file), model_path, config.max_length, config.overlong,
+                             config.eval_fraction, config.seed, out / "cache", num_proc)
+        train_rows = pack(data.train, config.max_length, config.packing, num_proc)
+        eval_rows = pack(data.eval, config.max_length, config.packing, num_proc) if data.eval is not None else None
+
+    log_path, plot_path = out / "log.jsonl", out / "training.png"
+    resumed_step = int(last.name.split("-")[-1]) if last is not None else 0
+    if last is not None:
+        state.wait_for_everyone()
+        resumed_row = rewind_log(log_path, resumed_step) if main else None
+        state.wait_for_everyone()
+        if not main:
+            from distill.jsonl import JsonlReader
+
+            rows = list(JsonlReader(log_path, on_error="skip")) if log_path.exists() else []
+            resumed_row = rows[-1] if rows else None
+    else:
+        resumed_row = None
+        if main and log_path.exists():
+            log_path.unlink()  # a fresh start: the old log belongs to a run that left no checkpoint
+    tokens = TokenCounter()
+    if resumed_row:
+        tokens.real = int(resumed_row.get("tokens", 0))
+        tokens.supervised = int(resumed_row.get("loss_tokens", 0))
+
+    model = load_model(model_path, config, precision)
+    hooks: list[TrainerCallback] = [JsonlLogCallback(log_path, tokens, resumed_row), SaveAtEnd()]
+    if progress:
+        hooks.append(RichProgressCallback(tokens))
+    trainer = DistillTrainer(
+        model=model, args=_trainer_args(config, precision, checkpoints, eval_rows is not None, progress),
+        train_dataset=train_rows, eval_dataset=eval_rows, processing_class=tokenizer,
+        data_collator=PackedCollator(pad_token_id=tokenizer.pad_token_id),
+        peft_config=lora_config(config) if config.method != "full" else None,
+        callbacks=hooks + list(callbacks or []), token_counter=tokens,
+    )
+    packing_check = check_packing(trainer.model) if config.packing else None
+
+    tokens_before, started = tokens.real, time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+    train_seconds = time.perf_counter() - started
+    final_eval = trainer.evaluate() if eval_rows is not None else {}
+
+    # Save: the full model itself, or the adapter (then merged below, on rank 0 alone).
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    unwrapped.config.use_cache = True
+    target = out / ("model" if config.method == "full" else "adapter")
+    staging = target.with_name(f".{target.name}.tmp")
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+    state.wait_for_everyone()
+    trainer.save_model(str(staging))  # collective under FSDP/ZeRO-3: every rank calls it
+    state.wait_for_everyone()
+    adapter_dir = merged_dir = None
+    if main:
+        publish_dir(staging, target)
+        if config.method == "full":
+            ensure_stop_token(target, data.stop_id)
+            merged_dir = target
+        else:
+            adapter_dir = target
+    del trainer, model, unwrapped
+    if config.method != "full":
+        adapter_dir = target
+        if config.merge:
+            merged_dir = out / "merged"
+            if main:
+                merge_adapter(model_path, target, merged_dir, data.stop_id)
+    else:
+        merged_dir = target
+
+    padded = max(tokens.padded, 1)
+    metrics = {
+        "config_hash": digest, "method": config.method, "precision": precision, "model": model_path,
+        "steps": output.global_step, "resumed_from_step": resumed_step, "train_loss": output.training_loss,
+        "eval_loss": final_eval.get("eval_loss"), "train_seconds": round(train_seconds, 2),
+        "tokens": tokens.real, "loss_tokens": tokens.supervised,
+        "tokens_per_s": round((tokens.real - tokens_before) / max(train_seconds, 1e-9), 2),
+        "padding_fraction": round(1 - tokens.real / padded, 4) if tokens.padded else None,
+        "packing": config.packing, "packing_check": packing_check,
+        "train_rows": len(train_rows), "eval_rows": len(eval_rows) if eval_rows is not None else 0,
+        "stop_token_id": data.stop_id, "peak_rss_gib": round(_peak_rss_gib(), 3),
+        "peak_cuda_gib": round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3) if torch.cuda.is_available() else None,
+        "world_size": state.num_processes, "data": data.report,
+    }
+    result = TrainResult(output_dir=out, adapter_dir=adapter_dir, merged_dir=merged_dir, metrics=metrics,
+                         log_path=log_path, plot_path=plot_path)
+    if main:
+        plot_log(log_path, plot_path)
+        atomic_write_json(out / "data_report.json", data.report)
+        atomic_write_json(out / "metrics.json", metrics)
+        atomic_write_json(done, result.to_json())
+    state.wait_for_everyone()
+    return result
+
+
+def dry_run(config: SFTConfig, world_size: int = 1) -> dict[str, Any]:
+    """The resolved config, parameter counts and a per-device memory estimate; loads no weights."""
+    model_path = resolve_model(config.model)
+    precision = resolve_precision(config.precision)
+    counts, model_config = count_parameters(model_path, config)
+    memory = estimate(ModelShape.from_config(model_config), counts, method=config.method, precision=precision,
+                      max_length=config.max_length, per_device_batch_size=config.per_device_batch_size,
+                      gradient_checkpointing=config.gradient_checkpointing, world_size=world_size,
+                      double_quant=config.quant.double_quant)
+    sequences = config.per_device_batch_size * config.gradient_accumulation_steps * world_size
+    train_file = Path(config.train_file) if config.train_file is not None else None
+    return {
+        "config": config.model_dump(mode="json"), "config_hash": config_hash(config),
+        "model_path": model_path, "method": config.method, "precision": precision, "world_size": world_size,
+        "parameters": {"total": counts.total, "trainable": counts.trainable,
+                       "trainable_percent": round(100 * counts.trainable / counts.total, 4),
+                       "nf4_quantized": counts.quantizable if config.method == "qlora" else 0},
+        "global_batch": {"rows": sequences, "max_tokens": sequences * config.max_length,
+                         "packing": config.packing},
+        "memory": memory,
+        "train_file": {"path": str(train_file) if train_file else None,
+                       "records": count_lines(train_file) if train_file and train_file.exists() else None},
+    }
