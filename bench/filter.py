@@ -52,7 +52,8 @@ def wrong_form(gold: str, shift: int) -> str:
 def math_data(limit: int, samples: int, out: Path) -> tuple[Path, Path, list[dict], list[str]]:
     from distill.records import Problem, Trace
 
-    rows = [json.loads(line) for line in open(DATA / "math500" / "test.jsonl")][:limit]
+    with open(DATA / "math500" / "test.jsonl") as handle:
+        rows = [json.loads(line) for line in handle][:limit]
     problems, traces, golds = [], [], []
     for row in rows:
         problem = Problem(id=row["unique_id"], problem=row["problem"], answer=row["answer"], source="math500")
@@ -165,29 +166,26 @@ def main() -> None:
 
 
 def markdown(r: dict) -> str:
-    m, c = r["math"], r["code"]
-    return "\n".join([
-        f"Filter throughput ({r['machine']['cpus']} CPU cores, load average {r['machine']['load_avg_before'][0]} "
-        f"at the start; `bench/filter.py`)",
-        "",
-        "| workload | setup | time (s) | rate |",
-        "| --- | --- | ---: | ---: |",
-        f"| {m['traces']} MATH-500 traces | math-verify parse + verify, 1 process (baseline) | {m['baseline_s']} | "
-        f"{m['baseline_traces_per_s']} traces/s |",
-        f"| same | `filter_traces`, 1 worker (full filter) | {m['filter_1_worker_s']} | "
-        f"{m['filter_1_worker_traces_per_s']} traces/s |",
-        f"| same | `filter_traces`, {r['machine']['cpus']} workers (full filter) | {m['filter_s']} | "
-        f"**{m['filter_traces_per_s']} traces/s** ({m['speedup_vs_baseline']}x baseline) |",
-        f"| {c['programs']} HumanEval solutions + tests | sandbox, 1 at a time | {c['serial_s']} | "
-        f"{c['serial_tests_per_s']} tests/s |",
-        f"| same | sandbox, {c['workers']} workers (`verify_many`) | {c['parallel_s']} | "
-        f"**{c['tests_per_s']} tests/s** |",
-        "",
-        f"Math verdicts agree with the baseline on {m['agreement']:.1%} of traces "
-        f"({m['filter_correct']} vs {m['baseline_correct']} judged correct); {c['passed']}/{c['programs']} "
-        f"canonical solutions pass in the sandbox ({', '.join(r['sandbox_isolation'])}).",
-        "",
-    ])
+    m, c, cpus = r["math"], r["code"], r["machine"]["cpus"]
+    rows = [
+        (f"{m['traces']} MATH-500 traces", "math-verify parse + verify, 1 process (baseline)", m["baseline_s"],
+         f"{m['baseline_traces_per_s']} traces/s"),
+        ("same", "`filter_traces`, 1 worker (full filter)", m["filter_1_worker_s"],
+         f"{m['filter_1_worker_traces_per_s']} traces/s"),
+        ("same", f"`filter_traces`, {cpus} workers (full filter)", m["filter_s"],
+         f"**{m['filter_traces_per_s']} traces/s** ({m['speedup_vs_baseline']}x baseline)"),
+        (f"{c['programs']} HumanEval solutions + tests", "sandbox, 1 at a time", c["serial_s"],
+         f"{c['serial_tests_per_s']} tests/s"),
+        ("same", f"sandbox, {c['workers']} workers (`verify_many`)", c["parallel_s"], f"**{c['tests_per_s']} tests/s**"),
+    ]
+    load = r["machine"]["load_avg_before"][0]
+    lines = [f"Filter throughput ({cpus} CPU cores, load average {load} at the start; `bench/filter.py`)", "",
+             "| workload | setup | time (s) | rate |", "| --- | --- | ---: | ---: |"]
+    lines += [f"| {a} | {b} | {t} | {rate} |" for a, b, t, rate in rows]
+    lines += ["", (f"Math verdicts agree with the baseline on {m['agreement']:.1%} of traces ({m['filter_correct']} vs "
+                   f"{m['baseline_correct']} judged correct); {c['passed']}/{c['programs']} canonical solutions pass "
+                   f"in the sandbox ({', '.join(r['sandbox_isolation'])})."), ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

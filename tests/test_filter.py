@@ -147,7 +147,7 @@ EXPECTED_FIRST_REASON = {
 
 
 def test_kept_traces_are_exactly_the_verified_clean_ones_in_input_order(big_run):
-    result, root, _, _ = big_run
+    result, *_ = big_run
     assert keys(result.output_dir / "kept.jsonl") == EXPECTED_KEPT
     assert result.kept == len(EXPECTED_KEPT) and result.rejected == len(EXPECTED_FIRST_REASON)
     kept = list(read_jsonl(result.output_dir / "kept.jsonl"))
@@ -296,7 +296,7 @@ def test_a_killed_run_resumes_without_duplicates_or_losses(tmp_path: Path):
     assert not (tmp_path / "out" / "kept.jsonl").exists()
 
     done = subprocess.run([sys.executable, str(tmp_path / "runner.py"), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "done 60 0" in done.stdout
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())

@@ -8,8 +8,16 @@ import pytest
 
 from distill.config import DecontamConfig, DedupConfig, QualityConfig, SelectConfig
 from distill.errors import DistillError
-from distill.filter.checks import (code_in_reasoning, lang_mix, length, paragraphs, quality_checks, repetition,
-                                   think_format, truncated)
+from distill.filter.checks import (
+    code_in_reasoning,
+    lang_mix,
+    length,
+    paragraphs,
+    quality_checks,
+    repetition,
+    think_format,
+    truncated,
+)
 from distill.filter.decontam import Decontaminator
 from distill.filter.dedup import Deduplicator, signature
 from distill.filter.select import Candidate, choose
@@ -160,7 +168,7 @@ CANDIDATES = [Candidate("p#0", 0, 900), Candidate("p#1", 1, 300), Candidate("p#2
 
 
 def test_select_policies():
-    keys = lambda chosen: [c.key for c in chosen]  # noqa: E731
+    keys = lambda chosen: [c.key for c in chosen]
     assert keys(choose("p", CANDIDATES, SelectConfig(policy="all"))) == keys(CANDIDATES)
     assert keys(choose("p", CANDIDATES, SelectConfig(policy="all", k=2))) == ["p#0", "p#1"]
     assert keys(choose("p", CANDIDATES, SelectConfig(policy="shortest", k=2))) == ["p#3", "p#1"]

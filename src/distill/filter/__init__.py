@@ -7,5 +7,13 @@ from __future__ import annotations
 from distill.filter.registry import CheckResult, check, dataset_step, get_check, get_step
 from distill.filter.run import FilterResult, filter_traces, load_problems
 
-__all__ = ["filter_traces", "FilterResult", "CheckResult", "check", "dataset_step", "get_check", "get_step",
-           "load_problems"]
+__all__ = [
+           "CheckResult",
+           "FilterResult",
+           "check",
+           "dataset_step",
+           "filter_traces",
+           "get_check",
+           "get_step",
+           "load_problems",
+]

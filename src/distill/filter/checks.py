@@ -39,7 +39,7 @@ _STARTS = [start for start, _ in _SCRIPT_RANGES]
 NEUTRAL = {None, "Greek"}
 _LETTER = re.compile(r"[^\W\d_]")
 # Math is script-neutral: LaTeX spans and commands, and lone Latin letters (variables), are not language.
-_MATH = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+|(?<![A-Za-z])[A-Za-z](?![A-Za-z])", re.S)
+_MATH = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+|(?<![A-Za-z])[A-Za-z](?![A-Za-z])", re.DOTALL)
 _NON_ASCII_LETTER = re.compile(r"[^\W\d_a-zA-Z]")
 
 
@@ -136,7 +136,7 @@ def repetition(trace: Trace, problem: Problem | None, q: QualityConfig) -> Check
     return CheckResult(True, "", round(share, 4))
 
 
-_FENCED = re.compile(r"```.*?(?:```|\Z)", re.S)
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 
 
 def paragraphs(trace: Trace, problem: Problem | None, q: QualityConfig) -> CheckResult:

@@ -1,11 +1,20 @@
-"""A rich progress bar with a rate, as a context manager yielding `advance(n)`; a no-op when disabled."""
+"""A rich progress bar (on stderr) with a rate, as a context manager yielding `advance(n)`; no-op when disabled."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 
@@ -15,8 +24,11 @@ class RateColumn(ProgressColumn):
         self.unit = unit
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} {self.unit}/s" if speed else f"- {self.unit}/s", style="progress.data.speed")
+        """Average since the start: steadier than rich's windowed speed for bursty, ordered output."""
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not elapsed or not task.completed:
+            return Text(f"- {self.unit}/s", style="progress.data.speed")
+        return Text(f"{task.completed / elapsed:.1f} {self.unit}/s", style="progress.data.speed")
 
 
 @contextmanager
@@ -27,6 +39,6 @@ def progress_bar(description: str, total: int | None, unit: str, *, enabled: boo
         return
     columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                RateColumn(unit), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, transient=False) as bar:
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)

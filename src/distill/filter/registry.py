@@ -115,7 +115,7 @@ def _lookup(name: str, table: dict[str, Callable], kind: str) -> Callable:
         if entry.name == name:
             try:
                 target = entry.load()
-            except Exception as exc:  # noqa: BLE001 - a broken plugin is the user's to fix
+            except Exception as exc:
                 raise DistillError(f"{kind} '{name}': entry point {entry.value!r} of group "
                                    f"'{ENTRY_POINT_GROUP}' failed to load: {exc}") from exc
             if name in table:  # the module registered it on import

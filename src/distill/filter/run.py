@@ -19,7 +19,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -182,8 +182,9 @@ def _dataset_steps(config: FilterConfig, out: Path, problems: dict[str, Problem]
             if removal is None and decontam is not None:
                 hit = decontam.match(verdict["problem_id"], _problem_text(verdict, problems))
                 if hit is not None:
-                    removal = ("decontaminate", f"shares the {config.decontaminate.ngram}-gram "
-                                                f"'{hit['ngram']}' with {hit['benchmark_id']} in {hit['benchmark']}")
+                    detail = (f"shares the {config.decontaminate.ngram}-gram '{hit['ngram']}' with "
+                              f"{hit['benchmark_id']} in {hit['benchmark']}")
+                    removal = ("decontaminate", detail)
             if removal is not None:
                 removals[key] = {"check": removal[0], "detail": removal[1]}
                 counts[removal[0]] += 1
@@ -300,10 +301,10 @@ def _stats(order: list[str], totals: dict, failed: dict, first: dict) -> dict:
         return rows
 
     all_failed, all_first, all_totals = Counter(), Counter(), Counter()
-    for domain in totals:
+    for domain, counts in totals.items():
         all_failed.update(failed[domain])
         all_first.update(first[domain])
-        all_totals.update(totals[domain])
+        all_totals.update(counts)
     per_domain = {d: {"total": t["total"], "kept": t["kept"], "rejected": t["total"] - t["kept"],
                       "failed": dict(failed[d]), "funnel": funnel(first[d], t["total"])}
                   for d, t in sorted(totals.items())}
@@ -318,12 +319,12 @@ class _AtomicLines:
     def __init__(self, path: Path):
         self.path = path
         self.tmp = path.with_name(f".{path.name}.tmp")
-        self.handle = open(self.tmp, "w", encoding="utf-8")
+        self.handle = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
 
     def write(self, record: dict) -> None:
         self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    def __enter__(self) -> "_AtomicLines":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, *exc: object) -> None:

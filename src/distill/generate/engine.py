@@ -28,16 +28,16 @@ def _prepare_environment(vllm: VLLMConfig) -> None:
 def engine_kwargs(model_path: str, vllm: VLLMConfig, seed: int) -> dict[str, Any]:
     from distill.generate.vllm_sampler import SeededSampler
 
-    kwargs: dict[str, Any] = dict(
-        model=model_path,
-        tensor_parallel_size=vllm.tensor_parallel_size,
-        dtype=vllm.dtype,
-        gpu_memory_utilization=vllm.gpu_memory_utilization,
-        max_num_seqs=vllm.max_num_seqs,
-        enforce_eager=vllm.enforce_eager,
-        seed=seed,
-        logits_processors=[SeededSampler],
-    )
+    kwargs: dict[str, Any] = {
+        "model": model_path,
+        "tensor_parallel_size": vllm.tensor_parallel_size,
+        "dtype": vllm.dtype,
+        "gpu_memory_utilization": vllm.gpu_memory_utilization,
+        "max_num_seqs": vllm.max_num_seqs,
+        "enforce_eager": vllm.enforce_eager,
+        "seed": seed,
+        "logits_processors": [SeededSampler],
+    }
     if vllm.max_model_len is not None:
         kwargs["max_model_len"] = vllm.max_model_len
     kwargs.update(vllm.extra)

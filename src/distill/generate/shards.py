@@ -38,6 +38,16 @@ def parse_shard(spec: str) -> tuple[int, int]:
     return k, n
 
 
+def split_shard(spec: str | None, parts: int) -> list[str]:
+    """Split shard K/N into `parts` finer shards whose union is exactly K/N.
+
+    h % (N*parts) == K + N*d implies h % N == K, so worker d of a data-parallel run owns
+    `K+N*d / N*parts` and the workers partition their parent shard.
+    """
+    k, n = parse_shard(spec) if spec else (0, 1)
+    return [f"{k + n * d}/{n * parts}" for d in range(parts)]
+
+
 def expected_keys(problems: Path | Iterable[Problem], n: int) -> Iterable[str]:
     """Every `problem_id#sample` key a complete run over `problems` with n samples writes."""
     source = JsonlReader(problems, Problem) if isinstance(problems, (str, Path)) else problems
@@ -58,9 +68,7 @@ def merge_shards(paths: list[Path], output: Path, expected: Iterable[str] | None
     for path in paths:
         if not path.exists():
             raise DistillError(f"{path}: no such shard file")
-    output = Path(output)
-    if output.resolve() in {p.resolve() for p in paths}:
-        raise DistillError(f"{output}: the merged file must not be one of the shards")
+    output = Path(output)  # may be one of the inputs: it is replaced only once the merge is complete
     output.parent.mkdir(parents=True, exist_ok=True)
 
     digests: dict[str, bytes] = {}  # key -> digest of the copy kept, to tell benign from conflicting

@@ -16,7 +16,8 @@ from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
-from distill.generate.sampling import one_hot_logits, sample_rows, uniform
+from distill.generate.sampling import one_hot_logits, sample_rows
+from distill.generate.seeds import uniform
 
 KEY, TEMPERATURE, TOP_P = "distill_key", "distill_temperature", "distill_top_p"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 from trl import SFTConfig as TRLConfig
 from trl import SFTTrainer
 
@@ -86,10 +86,18 @@ class TokenCounter:
 
 
 class DistillTrainer(SFTTrainer):
-    """SFTTrainer on pre-tokenized, pre-packed rows; counts the real tokens each micro-batch carries."""
+    """SFTTrainer on pre-tokenized, pre-packed rows; counts the real tokens each micro-batch carries.
 
-    def __init__(self, *args, token_counter: TokenCounter, **kwargs):
+    The loss: on GPUs TRL's fused LM head (log-probs in tiles, never the full logits: the memory that
+    matters at 32k tokens x 150k vocabulary). Without Triton that head runs as a Python loop over tiles
+    and also computes entropy and accuracy for every position; measured on this CPU it made each step
+    1.4-2x slower, so there the model's own cross-entropy runs (transformers' `Trainer.compute_loss`, the
+    same token-weighted mean over the accumulated batch).
+    """
+
+    def __init__(self, *args, token_counter: TokenCounter, fused_loss: bool, **kwargs):
         self.tokens = token_counter
+        self.fused_loss = fused_loss
         super().__init__(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -97,7 +105,11 @@ class DistillTrainer(SFTTrainer):
         padded = inputs.pop("num_padded_tokens", None)
         if model.training and real is not None:
             self.tokens.add(int(real), int(padded), int((inputs["labels"][:, 1:] != IGNORE).sum()))
-        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+        if self.fused_loss:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        inputs["use_cache"] = False  # with a cache, transformers stops separating packed examples
+        return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -111,6 +123,14 @@ class SaveAtEnd(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
             control.should_save = True
+
+
+def fused_loss_available() -> bool:
+    """TRL's tiled LM-head kernel is fast where Triton runs it (CUDA/XPU); elsewhere it is a slow Python loop."""
+    from transformers.utils import is_triton_available
+
+    return is_triton_available() and (torch.cuda.is_available() or bool(getattr(torch, "xpu", None)
+                                                                          and torch.xpu.is_available()))
 
 
 def last_complete_checkpoint(folder: Path) -> Path | None:
@@ -221,7 +241,7 @@ def train(config: SFTConfig, *, progress: bool = True,
         train_dataset=train_rows, eval_dataset=eval_rows, processing_class=tokenizer,
         data_collator=PackedCollator(pad_token_id=tokenizer.pad_token_id),
         peft_config=lora_config(config) if config.method != "full" else None,
-        callbacks=hooks + list(callbacks or []), token_counter=tokens,
+        callbacks=hooks + list(callbacks or []), token_counter=tokens, fused_loss=fused_loss_available(),
     )
     packing_check = check_packing(trainer.model) if config.packing else None
 

@@ -28,8 +28,15 @@ MATH_GRACE_S = 1.0
 # Sandbox start, cleanup and scheduling on a loaded machine, on top of the program's own timeout.
 CODE_GRACE_S = 10.0
 
-__all__ = ["VerifyResult", "verify", "verify_inline", "verify_many", "extract_final_answer", "verify_budget_s",
-           "SandboxConfig"]
+__all__ = [
+    "SandboxConfig",
+    "VerifyResult",
+    "extract_final_answer",
+    "verify",
+    "verify_budget_s",
+    "verify_inline",
+    "verify_many",
+]
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,7 @@ def run_user(spec: dict, sentinel_fd: int) -> None:
             apply_landlock(workdir, landlock_abi())
         if "audit" in layers:
             install_audit_guard(workdir)
-    except Exception as exc:  # a layer we were told works does not: never run the program unguarded
+    except Exception as exc:  # noqa: BLE001 - a layer that should work did not: never run unguarded
         print(f"sandbox setup failed: {exc}", file=sys.stderr, flush=True)
         os._exit(BOOT_FAILED)
 
@@ -238,7 +238,7 @@ def run_user(spec: dict, sentinel_fd: int) -> None:
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
             stream.flush()
-        except Exception:  # noqa: BLE001 - the program may have closed or replaced them
+        except Exception:  # noqa: BLE001, S110 - the program may have closed or replaced them
             pass
     if completed:
         os.write(sentinel_fd, f"\n{spec['nonce']}\n".encode())

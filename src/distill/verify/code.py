@@ -9,7 +9,7 @@ from distill.verify.sandbox import SandboxResult, run_sandboxed
 
 CHECK = "code_tests"
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
 def extract_code(answer_text: str) -> str | None:

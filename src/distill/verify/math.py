@@ -17,6 +17,8 @@ from fractions import Fraction
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 from math_verify import verify as mv_verify
 
+from distill.verify import numeric
+
 CHECK = "math_verify"
 # math-verify logs every timeout as a warning; the verdict's detail already says so.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -27,10 +29,12 @@ MIN_ANSWER_CHARS_LIMIT = 1000
 UNBOXED_TAIL_CHARS = 4000
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
-_FINAL_PHRASE = re.compile(r"(?:answer\s*(?:is|:)|^####)\s*\$?([^\n$]+?)\$?\s*\.?\s*$", re.I | re.M)
+_FINAL_PHRASE = re.compile(r"(?:answer\s*(?:is|:)|^####)\s*\$?([^\n$]+?)\$?\s*\.?\s*$", re.IGNORECASE | re.MULTILINE)
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _RATIONAL = re.compile(r"(?P<sign>-)?\+?(?:\\frac\{(?P<num>\d+)\}\{(?P<den>\d+)\}|(?P<dec>\d{1,15}(?:\.\d{1,6})?))")
-_SPACING = re.compile(r"\\[,;:! ]|\\left|\\right|\s+")
+_SPACING = re.compile(r"\\[,;:! ]|\\left|\\right|(?<!,)\s+")
+# "58,500" is a number to math-verify and "58, 500" a pair: keep that difference visible.
+_COMMA_SPACE = re.compile(r",\s+")
 
 
 def last_boxed(text: str) -> str | None:
@@ -63,7 +67,8 @@ def final_answer_text(answer_text: str) -> str | None:
 
 
 def _squash(latex: str) -> str:
-    text = _SPACING.sub("", latex).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    text = _COMMA_SPACE.sub(", ", latex)
+    text = _SPACING.sub("", text).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     return text.strip("$").rstrip(".")
 
 
@@ -144,18 +149,21 @@ def _shortcut(gold: str, extracted: str) -> tuple[bool, str] | None:
     """Decide without sympy when that is sound: same text, or two plain numbers.
 
     Integers and fractions compare exactly. A decimal only short-cuts to *equal*: math-verify rounds to 6
-    places, so 0.333333 counts as 1/3 there, and an unequal decimal goes the full way to agree with it."""
+    places, so 0.333333 counts as 1/3 there, and an unequal decimal goes on to agree with it. Other numeric
+    expressions are evaluated in floats (`distill.verify.numeric`), which decides only clear cases."""
     squashed_gold, squashed = _squash(gold), _squash(extracted)
     if squashed == squashed_gold:
         return True, "matches the gold answer"
     a, b = _rational(squashed), _rational(squashed_gold)
-    if a is None or b is None:
+    if a is not None and b is not None:
+        if a[0] == b[0]:
+            return True, "equal to the gold answer"
+        if not (a[1] or b[1]):
+            return False, f"{squashed} != gold {squashed_gold}"
+    same = numeric.compare(squashed_gold, squashed)
+    if same is None:
         return None
-    if a[0] == b[0]:
-        return True, "equal to the gold answer"
-    if a[1] or b[1]:
-        return None
-    return False, f"{squashed} != gold {squashed_gold}"
+    return same, "equal to the gold answer" if same else f"{extracted[:80]!r} != gold {gold[:80]!r} (numerically)"
 
 
 def normalized_answer(answer_text: str, timeout_s: float) -> str | None:

@@ -10,7 +10,7 @@ from distill.verify.math import last_boxed
 CHECK = "mcq_letter"
 
 _WRAPPERS = re.compile(r"\\text\{|\\textbf\{|\\mathrm\{|[{}()\[\]$*.:\s]")
-_PHRASE = re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*[:\-]?\s*\**\(?([A-Z])\)?(?![A-Za-z])", re.I)
+_PHRASE = re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*[:\-]?\s*\**\(?([A-Z])\)?(?![A-Za-z])", re.IGNORECASE)
 _STANDALONE = re.compile(r"(?<![A-Za-z])\(([A-Z])\)(?![A-Za-z])")
 
 

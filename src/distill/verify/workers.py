@@ -214,7 +214,7 @@ class SupervisedPool(Generic[T, R]):
             worker.kill()
         self.workers.clear()
 
-    def __enter__(self) -> "SupervisedPool[T, R]":
+    def __enter__(self) -> SupervisedPool[T, R]:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -23,7 +23,9 @@ class VLLMBackend:
 
         self.config = config
         self.teacher = config.model
-        self.llm = shared_llm(resolve_model(config.model), config.vllm, config.sampling.seed)
+        # Engine seed 0 whatever sampling.seed says: draws come from SeededSampler, not the engine's RNG,
+        # so runs with different seeds share one engine instead of restarting it.
+        self.llm = shared_llm(resolve_model(config.model), config.vllm, seed=0)
         self.tokenizer = self.llm.get_tokenizer()
         self._ids = itertools.count()
         self._SamplingParams = SamplingParams

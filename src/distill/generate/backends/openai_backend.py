@@ -1,0 +1,130 @@
+"""Any OpenAI-compatible chat server: `vllm serve`, SGLang, hosted APIs such as DeepSeek's.
+
+Requests run on a thread pool of `openai.concurrency` workers (HTTP waits, not CPU). Retries with
+exponential backoff and jitter on 408/409/429/5xx, timeouts and dropped connections are the openai
+client's own (`max_retries`, honouring Retry-After); a request still failing after them stops the run,
+and a rerun resumes after the traces already written.
+
+The server decides the chat template. Against a vLLM server (detected from `/v1/models`) we also use
+its extensions: the `<think>\\n` prefill as a continued assistant turn, `chat_template_kwargs`, and the
+seeded sampler through `vllm_xargs`, which reproduces traces when the server was started with
+`--logits-processors distill.generate.vllm_sampler:SeededSampler` (and samples normally otherwise).
+Other servers get the standard `seed` field, which hosted APIs treat as best effort.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from distill.config import GenerateConfig
+from distill.errors import DistillError
+from distill.generate.backends import Completion, Request
+from distill.generate.prompts import PREFILL
+
+_CONTEXT_ERRORS = ("context length", "maximum context", "too long", "max_model_len", "maximum model length")
+
+
+class OpenAIBackend:
+    def __init__(self, config: GenerateConfig) -> None:
+        import openai
+
+        self.config = config
+        settings = config.openai
+        self._openai = openai
+        self.client = openai.OpenAI(
+            base_url=settings.base_url, api_key=os.environ.get(settings.api_key_env) or "EMPTY",
+            max_retries=settings.max_retries, timeout=settings.timeout_s)
+        self.teacher, self.is_vllm = self._discover(settings.served_model or config.model)
+
+    def _discover(self, wanted: str) -> tuple[str, bool]:
+        """The served model name, and whether the server is vLLM (its extensions are then safe to send)."""
+        try:
+            models = list(self.client.models.list())
+        except self._openai.APIConnectionError as exc:
+            raise DistillError(f"openai backend: cannot reach {self.config.openai.base_url} ({exc}); "
+                               "is the server up? (set openai.base_url)") from None
+        except self._openai.APIStatusError as exc:
+            raise DistillError(f"openai backend: {self.config.openai.base_url}/models answered "
+                               f"{exc.status_code}: {exc.message}") from None
+        names = [m.id for m in models]
+        is_vllm = any(getattr(m, "owned_by", None) == "vllm" for m in models)
+        if wanted in names:
+            return wanted, is_vllm
+        if self.config.openai.served_model is None and len(names) == 1:
+            return names[0], is_vllm  # one model served: that is the teacher
+        raise DistillError(f"openai backend: the server does not serve '{wanted}'; it serves: "
+                           f"{', '.join(names) or 'nothing'} (set openai.served_model)")
+
+    def prepare(self, request: Request) -> None:
+        request.prefilled_think = self.is_vllm and self.config.prompts.prefill_think
+
+    def _body(self, request: Request) -> dict[str, Any]:
+        sampling = self.config.sampling
+        messages = list(request.messages)
+        body: dict[str, Any] = {"model": self.teacher, "n": 1, "max_tokens": sampling.max_tokens,
+                                    "temperature": sampling.temperature, "top_p": sampling.top_p}
+        if not self.is_vllm:
+            body.update(messages=messages, seed=request.key % 2**31)
+            return body
+        from distill.generate.vllm_sampler import seeded_extra_args
+
+        extra: dict[str, Any] = {}
+        if request.prefilled_think:
+            messages.append({"role": "assistant", "content": PREFILL})
+            extra.update(continue_final_message=True, add_generation_prompt=False)
+        if self.config.prompts.chat_template_kwargs:
+            extra["chat_template_kwargs"] = self.config.prompts.chat_template_kwargs
+        if sampling.temperature > 0:
+            extra["vllm_xargs"] = seeded_extra_args(request.key, sampling.temperature, sampling.top_p)
+        body.update(messages=messages, extra_body=extra)
+        return body
+
+    def _call(self, request: Request) -> Completion:
+        try:
+            response = self.client.chat.completions.create(**self._body(request))
+        except self._openai.BadRequestError as exc:
+            if any(s in str(exc.message).lower() for s in _CONTEXT_ERRORS):
+                return Completion("", "prompt_too_long", 0, 0)
+            raise DistillError(f"openai backend: the server refused problem '{request.problem_id}' "
+                               f"sample {request.sample}: {exc.message}") from None
+        except (self._openai.APIStatusError, self._openai.APIConnectionError) as exc:
+            raise DistillError(f"openai backend: {self.config.openai.base_url} still failing after "
+                               f"{self.config.openai.max_retries} retries: {exc}") from None
+        choice = response.choices[0]
+        message = choice.message
+        # vLLM >= 0.11 names the parsed chain `reasoning`; DeepSeek's API and older vLLM `reasoning_content`.
+        reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
+        usage = response.usage
+        return Completion(
+            text=message.content or "", finish_reason=choice.finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            reasoning_content=reasoning)
+
+    def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
+        limit = max(1, min(self.config.openai.concurrency, max_in_flight))
+        source = iter(requests)
+        pending: dict[Future, Request] = {}
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="distill-openai") as pool:
+            try:
+                exhausted = False
+                while True:
+                    while not exhausted and len(pending) < limit:
+                        request = next(source, None)
+                        if request is None:
+                            exhausted = True
+                            break
+                        pending[pool.submit(self._call, request)] = request
+                    if not pending:
+                        return
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield pending.pop(future), future.result()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def close(self) -> None:
+        self.client.close()
