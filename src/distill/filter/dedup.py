@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 from distill.config import DedupConfig
 
 _SPACE = re.compile(r"\s+")
-_TEMPLATES: dict[int, MinHash] = {}
+_TEMPLATES: dict[int, Any] = {}  # num_perm -> datasketch.MinHash holding the permutations
 
 
 def trace_text(reasoning: str, answer: str) -> str:
@@ -27,6 +27,8 @@ def exact_hash(text: str) -> bytes:
 
 def signature(text: str, num_perm: int, shingle: int) -> np.ndarray:
     """MinHash of the text's word `shingle`-grams (the whole text when shorter), as uint32 hash values."""
+    from datasketch import MinHash  # imports scipy: only where MinHash is used
+
     words = normalize(text).split(" ")
     grams = [" ".join(words[i:i + shingle]).encode() for i in range(max(1, len(words) - shingle + 1))]
     template = _TEMPLATES.get(num_perm)
@@ -45,6 +47,8 @@ class Deduplicator:
     """Feed traces in order; each one that repeats an earlier kept trace is reported with that trace's key."""
 
     def __init__(self, config: DedupConfig):
+        from datasketch import MinHashLSH
+
         self.config = config
         self.exact: dict[bytes, str] = {}
         self.lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm) if config.near else None
@@ -58,6 +62,8 @@ class Deduplicator:
                 return "dedup_exact", f"same text as {self.exact[digest]}"
             self.exact[digest] = key
         if self.lsh is not None and sig is not None:
+            from datasketch import MinHash
+
             minhash = MinHash(num_perm=self.config.num_perm, hashvalues=sig, scheme="affine32")
             best, best_key = 0.0, None
             for other in self.lsh.query(minhash):

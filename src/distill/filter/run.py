@@ -61,13 +61,20 @@ def filter_traces(config: FilterConfig, *, progress: bool = True) -> FilterResul
                                sandbox=config.sandbox, quality=config.quality, custom=custom)
     workers = config.workers or len(os.sched_getaffinity(0))
     decontam = Decontaminator(config.decontaminate) if config.decontaminate.against else None
+    timings: dict[str, float] = {}
     with SupervisedPool(worker.run_task, workers, initializer=worker.init, initargs=(settings,)) as pool:
+        mark = time.monotonic()
         counts = _check_traces(config, source, out, problems, pool, progress)
+        timings["per_trace_checks"], mark = time.monotonic() - mark, time.monotonic()
         removals, modified, step_counts = _dataset_steps(config, out, problems, steps, decontam, pool, progress)
-        restarts = pool.restarts
+        timings["dataset_steps"], mark = time.monotonic() - mark, time.monotonic()
+        restarts, worker_cpu = pool.restarts, pool.cpu_seconds
     stats = _write_outputs(out, problems, removals, modified, order=_funnel_order(custom, steps))
+    timings["outputs"] = time.monotonic() - mark
     stats.update(input=str(source), workers=workers, worker_restarts=restarts, steps=step_counts,
-                 elapsed_s=round(time.monotonic() - started, 2), **counts)
+                 elapsed_s=round(time.monotonic() - started, 2),
+                 timings_s={k: round(v, 2) for k, v in timings.items()}, worker_cpu_s=round(worker_cpu, 2),
+                 **counts)
     atomic_write_json(out / STATS, stats)
     if decontam is not None:
         atomic_write_json(out / DECONTAM, decontam.report(step_counts.get("decontaminate", 0)))

@@ -5,8 +5,8 @@ than `apply_chat_template`:
 
 * Loss goes on what the student must produce at inference: the tokens after the generation prompt, up to
   and including the token that ends the turn (students that never learn to stop are the known failure of
-  R1-style distillation). The prompt is tokenized exactly as inference tokenizes it, and the full sequence
-  must start with those very ids, so the mask cannot drift from what `apply_chat_template` gives.
+  R1-style distillation). The sequence starts with the very ids `apply_chat_template(...,
+  add_generation_prompt=True)` gives inference, so the mask cannot drift from the template.
 * Some templates (DeepSeek-R1-Distill's, for one) strip `<think>...</think>` from every assistant message,
   the last included, and some prefill `<think>\\n` in the generation prompt. Rendering the conversation would
   then train on answers without reasoning. We detect that by rendering a sentinel in place of the assistant
@@ -118,8 +118,10 @@ def build_example(tokenizer, messages: list[dict[str, str]], reasoning: str, ans
     prompt_ids = tokenizer(r.prompt, add_special_tokens=False).input_ids
     ids = tokenizer(r.text, add_special_tokens=False).input_ids
     if ids[:len(prompt_ids)] != prompt_ids:
-        raise ExampleError("the prompt's tokens merge with the completion's first tokens, so the training "
-                           "sequence would not start with what inference feeds the model")
+        # The prompt's last tokens merge with the completion's first (a template whose generation prompt
+        # ends in a space, say). Inference feeds the prompt's own ids and the model writes from there, so
+        # train on exactly that: prompt ids, then the rest tokenized on its own.
+        ids = prompt_ids + tokenizer(r.text[len(r.prompt):], add_special_tokens=False).input_ids
     start = len(prompt_ids)
     # The turn ends at the first stop token after the prompt; a stop token inside the text would teach the
     # student to end its answer early.
@@ -197,6 +199,7 @@ def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: 
     """Tokenize the kept traces once (cached under `cache_dir`), apply the over-length policy, hold out problems."""
     import numpy as np
     from datasets import Dataset, Features, List, Value
+    from datasets.exceptions import DatasetGenerationError
 
     train_file = Path(train_file)
     if not train_file.exists():
@@ -206,11 +209,19 @@ def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: 
         "problem_id": Value("string"), "sample": Value("int64"), "input_ids": List(Value("int32")),
         "labels": List(Value("int32")), "n_tokens": Value("int64"), "length": Value("int64"),
         "status": Value("string"), "stop_id": Value("int64")})
-    full = Dataset.from_generator(
-        _examples, features=features, cache_dir=str(cache_dir),
-        gen_kwargs={"train_file": str(train_file), "model_path": model_path, "max_length": max_length,
-                    "overlong": overlong, "fingerprint": file_fingerprint(train_file)},
-    )
+    try:
+        full = Dataset.from_generator(
+            _examples, features=features, cache_dir=str(cache_dir),
+            gen_kwargs={"train_file": str(train_file), "model_path": model_path, "max_length": max_length,
+                        "overlong": overlong, "fingerprint": file_fingerprint(train_file)},
+        )
+    except DatasetGenerationError as exc:
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, DistillError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:  # a bad record: our message names file:line, not datasets' wrapper
+            raise cause from None
+        raise
     statuses = list(full["status"])
     counts = {s: statuses.count(s) for s in ("ok", "truncated", "dropped_overlong", "not_kept")}
     n_tokens = np.asarray(full["n_tokens"], dtype=np.int64)

@@ -182,7 +182,8 @@ def train(config: SFTConfig, *, progress: bool = True,
     if config.output_dir is None:
         raise DistillError("sft.output_dir is not set (where the student goes)")
     out = Path(config.output_dir)
-    state = PartialState()
+    # cpu= must match what the Trainer asks for, or a CPU process group is never joined (every rank main).
+    state = PartialState(cpu=not torch.cuda.is_available())
     main = state.is_main_process
     digest = config_hash(config)
 

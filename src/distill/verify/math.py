@@ -14,9 +14,6 @@ import re
 import threading
 from fractions import Fraction
 
-from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
-from math_verify import verify as mv_verify
-
 from distill.verify import numeric
 
 CHECK = "math_verify"
@@ -82,10 +79,14 @@ def _alarm_seconds(timeout_s: float) -> int | None:
 @functools.lru_cache(maxsize=4096)
 def parse_gold(gold: str, timeout_s: int | None) -> list:
     """Gold answers repeat across the n samples of a problem: parse each once per process."""
+    from math_verify import parse  # sympy + antlr: ~1 s to import, so only where it is used
+
     return parse(f"${gold}$", parsing_timeout=timeout_s) or parse(gold, parsing_timeout=timeout_s)
 
 
 def parse_answer(extracted: str, timeout_s: int | None) -> list:
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
     configs = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
     return parse(f"\\boxed{{{extracted}}}", extraction_config=configs, parsing_timeout=timeout_s)
 
@@ -127,9 +128,14 @@ def check_math(gold: str, answer_text: str, timeout_s: float) -> tuple[bool, str
         return False, f"could not parse the final answer {extracted[:80]!r}", extracted
     if not gold_parsed:
         return False, f"gold answer {gold[:80]!r} could not be parsed and differs as a string", extracted
+    from math_verify import verify as mv_verify
+
     passed = mv_verify(gold_parsed, answer_parsed, timeout_seconds=seconds)
-    detail = "equivalent to the gold answer" if passed else f"{extracted[:80]!r} is not equivalent to gold {gold[:80]!r}"
-    return passed, detail, extracted
+    return passed, "equivalent to the gold answer" if passed else _differs(extracted, gold), extracted
+
+
+def _differs(extracted: str, gold: str) -> str:
+    return f"{extracted[:80]!r} is not equivalent to gold {gold[:80]!r}"
 
 
 def _rational(text: str) -> tuple[Fraction, bool] | None:
@@ -159,11 +165,11 @@ def _shortcut(gold: str, extracted: str) -> tuple[bool, str] | None:
         if a[0] == b[0]:
             return True, "equal to the gold answer"
         if not (a[1] or b[1]):
-            return False, f"{squashed} != gold {squashed_gold}"
+            return False, _differs(extracted, gold)
     same = numeric.compare(squashed_gold, squashed)
     if same is None:
         return None
-    return same, "equal to the gold answer" if same else f"{extracted[:80]!r} != gold {gold[:80]!r} (numerically)"
+    return same, "equal to the gold answer" if same else _differs(extracted, gold)
 
 
 def normalized_answer(answer_text: str, timeout_s: float) -> str | None:

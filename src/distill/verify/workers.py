@@ -93,6 +93,14 @@ class _Worker:
         self.deadline = time.monotonic() + budget_s
         self.conn.send((index, task))
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time so far (Linux /proc), for throughput accounting."""
+        try:
+            fields = open(f"/proc/{self.process.pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         if self.process.is_alive():
             os.kill(self.process.pid, signal.SIGKILL)
@@ -113,13 +121,20 @@ class SupervisedPool(Generic[T, R]):
         self.size = max(1, workers)
         self.workers: list[_Worker] = []
         self.restarts = 0
+        self.retired_cpu_s = 0.0  # CPU time of workers already gone
 
     def _spawn(self) -> _Worker:
         worker = _Worker(self.ctx, self.target_args)
         self.workers.append(worker)
         return worker
 
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time the workers have used so far, including replaced ones."""
+        return self.retired_cpu_s + sum(w.cpu_seconds() for w in self.workers)
+
     def _replace(self, worker: _Worker) -> None:
+        self.retired_cpu_s += worker.cpu_seconds()
         worker.kill()
         self.workers.remove(worker)
         self.restarts += 1
@@ -208,6 +223,7 @@ class SupervisedPool(Generic[T, R]):
                     worker.conn.send(None)
                 except OSError:
                     pass
+        self.retired_cpu_s += sum(w.cpu_seconds() for w in self.workers)
         deadline = time.monotonic() + 2.0
         for worker in self.workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,199 @@
+"""The openai backend: against a real `vllm serve` (bundled SmolLM2), and a scripted server for retries.
+
+The scripted server stands in for a hosted API (DeepSeek-style `reasoning_content`, 429s, 500s); it is
+the far end of the HTTP connection, not the code under test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from distill.config import GenerateConfig
+from distill.errors import DistillError
+from distill.generate import generate
+from distill.generate.shards import expected_keys
+from distill.jsonl import read_jsonl
+from distill.records import Problem, Trace
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_problems(path: Path, questions: list[str]) -> Path:
+    path.write_text("".join(json.dumps(Problem(id=f"q{i}", problem=q).to_json()) + "\n"
+                            for i, q in enumerate(questions)))
+    return path
+
+
+def openai_config(tmp_path: Path, name: str, problems: Path, base_url: str, model: str, **sampling) -> GenerateConfig:
+    return GenerateConfig.model_validate({
+        "backend": "openai", "model": model, "problems": str(problems), "output": str(tmp_path / f"{name}.jsonl"),
+        "sampling": {"n": 2, "max_tokens": 24, **sampling},
+        "openai": {"base_url": base_url, "concurrency": 4, "max_retries": 3, "timeout_s": 120}})
+
+
+# ------------------------------------------------------------------------------ a scripted API server
+
+
+class ScriptedAPI(BaseHTTPRequestHandler):
+    """Answers /v1/models and /v1/chat/completions; fails the first `fail_first` completions with `status`."""
+
+    bodies: list[dict] = []
+    fail_first = 0
+    status = 429
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def _send(self, code: int, payload: dict, headers: dict | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._send(200, {"object": "list", "data": [{"id": "hosted-r1", "object": "model", "owned_by": "someone"}]})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        cls = type(self)
+        cls.bodies.append(body)
+        if len(cls.bodies) <= cls.fail_first:
+            self._send(cls.status, {"error": {"message": "slow down", "type": "rate_limit"}}, {"Retry-After": "0.1"})
+            return
+        question = body["messages"][-1]["content"].split("\n")[0]
+        self._send(200, {
+            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": f"The answer is \\boxed{{{len(question)}}}.",
+                "reasoning_content": f"Count the characters of: {question}"}}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
+
+
+@pytest.fixture()
+def scripted_api():
+    ScriptedAPI.bodies, ScriptedAPI.fail_first, ScriptedAPI.status = [], 0, 429
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedAPI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_hosted_api_reasoning_content_and_retries(tmp_path, scripted_api):
+    problems = write_problems(tmp_path / "p.jsonl", ["What is 1+1?", "What is 2+2?"])
+    ScriptedAPI.fail_first = 2  # two 429s: the client backs off and retries
+    result = generate(openai_config(tmp_path, "t", problems, scripted_api, "hosted-r1"), progress=False)
+    traces = list(read_jsonl(result.output, Trace))
+    assert sorted(t.key for t in traces) == sorted(expected_keys(problems, 2))
+    assert len(ScriptedAPI.bodies) == 4 + 2
+    for trace in traces:
+        question = trace.prompt[-1]["content"].split("\n")[0]
+        assert trace.teacher == "hosted-r1"
+        assert trace.reasoning == f"Count the characters of: {question}"
+        assert trace.answer == trace.completion == f"The answer is \\boxed{{{len(question)}}}."
+        assert (trace.prompt_tokens, trace.completion_tokens, trace.finish_reason) == (11, 7, "stop")
+    body = ScriptedAPI.bodies[-1]
+    # Not a vLLM server: standard fields only, the per-sample seed in `seed`, no prefill turn.
+    assert body["temperature"] == 0.6 and body["top_p"] == 0.95 and body["max_tokens"] == 24
+    assert "vllm_xargs" not in body and body["messages"][-1]["role"] == "user"
+    assert len({b["seed"] for b in ScriptedAPI.bodies[2:]}) == 4
+
+
+def test_server_errors_stop_the_run_with_a_clear_message(tmp_path, scripted_api):
+    problems = write_problems(tmp_path / "p.jsonl", ["What is 1+1?"])
+    ScriptedAPI.fail_first, ScriptedAPI.status = 100, 503
+    config = openai_config(tmp_path, "t", problems, scripted_api, "hosted-r1")
+    config.openai.max_retries = 1
+    with pytest.raises(DistillError, match="still failing after 1 retries"):
+        generate(config, progress=False)
+    assert len(ScriptedAPI.bodies) == 2 * 2  # each of the n=2 requests: first try + one retry
+    with pytest.raises(DistillError, match="does not serve 'other'"):
+        generate(openai_config(tmp_path, "u", problems, scripted_api, "other").model_copy(
+            update={"openai": config.openai.model_copy(update={"served_model": "other"})}), progress=False)
+    unreachable = openai_config(tmp_path, "v", problems, f"http://127.0.0.1:{free_port()}/v1", "m")
+    with pytest.raises(DistillError, match="cannot reach"):
+        generate(unreachable, progress=False)
+
+
+# ---------------------------------------------------------------------------------- real vllm serve
+
+
+@pytest.fixture(scope="module")
+def vllm_server(smollm2):
+    """`vllm serve` on the bundled SmolLM2 with the seeded sampler loaded; killed when the module ends."""
+    port = free_port()
+    vllm_cli = shutil.which("vllm", path=str(Path(sys.executable).parent)) or "vllm"
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"distill-vllm-serve-{port}.log", "w+")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    process = subprocess.Popen(
+        [vllm_cli, "serve", smollm2, "--host", "127.0.0.1", "--port", str(port), "--served-model-name",
+         "smollm2", "--max-model-len", "1024", "--max-num-seqs", "16",
+         "--logits-processors", "distill.generate.vllm_sampler:SeededSampler"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 400
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"vllm serve exited with {process.returncode}:\n{log.read()[-3000:]}")
+            try:
+                urllib.request.urlopen(base + "/models", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"vllm serve did not come up:\n{log.read()[-3000:]}")
+                time.sleep(1)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def test_vllm_serve_backend_reproduces_traces(tmp_path, vllm_server):
+    problems = write_problems(tmp_path / "p.jsonl", ["What is 12 + 30?", "A box has 3 red and 4 blue balls. How many balls?"])
+    first = generate(openai_config(tmp_path, "a", problems, vllm_server, "bundled:smollm2-135m-instruct"),
+                     progress=False)
+    traces = list(read_jsonl(first.output, Trace))
+    assert sorted(t.key for t in traces) == sorted(expected_keys(problems, 2))
+    for trace in traces:
+        assert trace.teacher == "smollm2"  # the one served model, found through /v1/models
+        assert 0 < trace.completion_tokens <= 24 and trace.prompt_tokens > 10 and trace.completion
+        assert trace.finish_reason in ("stop", "length")
+    # Same seed through the server's SeededSampler: the same traces; another seed: other traces.
+    again = list(read_jsonl(generate(openai_config(tmp_path, "b", problems, vllm_server, "smollm2"),
+                                     progress=False).output, Trace))
+    reseeded = list(read_jsonl(generate(openai_config(tmp_path, "c", problems, vllm_server, "smollm2", seed=5),
+                                        progress=False).output, Trace))
+    text = lambda ts: {t.key: t.completion for t in ts}  # noqa: E731
+    assert text(again) == text(traces)
+    assert text(reseeded) != text(traces)
