@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,18 +84,19 @@ def test_model_card_carries_recipe_curve_and_eval_table(tmp_path, filter_dir):
     path = cards.write_model_card(tmp_path / "student", SFTConfig(method="lora"), scores=scores,
                                   training={"train_loss": 0.5}, log_path=log, recipe=recipe, kept=6)
     meta = front_matter(path)
-    assert meta["base_model"] == "bundled:smollm2-135m-instruct" and meta["library_name"] == "peft"
+    assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and meta["library_name"] == "peft"
     result = meta["model-index"][0]["results"][0]
     assert result["dataset"]["name"] == "heldout" and result["metrics"][0]["value"] == 0.31
     text = path.read_text()
     assert "0.310 [0.250, 0.370]" in text and "+0.190 [+0.120, +0.260] better" in text
     assert "6 verified traces" in text and "run_dir:" in text  # the recipe is embedded
+    assert "| train_loss | 0.5 |" in text
     assert (tmp_path / "student" / "plots" / "training_curve.png").stat().st_size > 2000
 
 
 def test_export_round_trips_through_datasets_and_parquet(tmp_path, filter_dir):
-    from datasets import load_from_disk
     import pyarrow.parquet as pq
+    from datasets import load_from_disk
 
     from distill.export import export_dataset
 
@@ -123,9 +125,13 @@ def test_demo_problem_sets_are_reproducible_and_disjoint(tmp_path):
     for split in ("train", "eval"):
         assert (tmp_path / f"{split}.jsonl").read_bytes() == (ROOT / f"data/demo/{split}.jsonl").read_bytes()
     rows = {s: [json.loads(line) for line in (ROOT / f"data/demo/{s}.jsonl").open()] for s in ("train", "eval")}
-    texts = {s: {r["problem"] for r in rows[s]} for s in rows}
-    assert not texts["train"] & texts["eval"]
-    for row in rows["train"] + rows["eval"]:
-        numbers = [int(x) for x in __import__("re").findall(r"\d+", row["problem"])]
-        expected = numbers[0] * numbers[1] if row["meta"]["family"] == "multiply" else numbers[0] + numbers[1]
-        assert row["answer"] == str(expected)
+    facts = {}
+    for split, split_rows in rows.items():
+        facts[split] = set()
+        for row in split_rows:
+            a, b = (int(x) for x in re.findall(r"\d+", row["problem"]))
+            family = row["meta"]["family"]
+            assert row["answer"] == str(a * b if family == "times" else a + b)
+            facts[split].add((family, min(a, b), max(a, b)))
+    assert not facts["train"] & facts["eval"]  # held out: no fact (in either order) in both splits
+    assert len(rows["eval"]) == 64 and {r["meta"]["family"] for r in rows["eval"]} == {"times", "plus"}

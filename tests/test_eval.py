@@ -60,8 +60,8 @@ def test_fixed_seed_gives_the_same_scores_twice(vllm_engine, smollm2, tmp_path):
 
 def test_changed_settings_retire_old_samples_instead_of_mixing_them(tiny_model, tmp_path):
     bench = bench_file(tmp_path, 2)
-    base = dict(models=["tiny=bundled:tiny"], backend="hf", benchmarks=[{"name": "heldout", "path": bench}],
-                output_dir=tmp_path / "out", sampling={"max_tokens": 8, "seed": 0}, hf={"batch_size": 1})
+    base = {"models": ["tiny=bundled:tiny"], "backend": "hf", "benchmarks": [{"name": "heldout", "path": bench}],
+            "output_dir": tmp_path / "out", "sampling": {"max_tokens": 8, "seed": 0}, "hf": {"batch_size": 1}}
     one = evaluate(EvalConfig(k=1, **base), progress=False)
     assert one.scores["scores"]["tiny"]["heldout"]["samples"] == 2
     again = evaluate(EvalConfig(k=1, **base), progress=False)  # everything resumes: nothing generated

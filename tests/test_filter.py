@@ -304,3 +304,18 @@ def test_a_killed_run_resumes_without_duplicates_or_losses(tmp_path: Path):
     expected = [f"{t['problem_id']}#{t['sample']}" for t in traces]
     assert keys(checked) == expected  # every trace once, in input order
     assert keys(tmp_path / "out" / "kept.jsonl") == expected
+
+
+def test_funnel_table_for_the_cli(big_run):
+    from rich.console import Console
+
+    from distill.filter import funnel_table
+
+    result, *_ = big_run
+    console = Console(record=True, width=200)
+    console.print(funnel_table(result))
+    text = console.export_text()
+    assert "kept 6 of 26" in text
+    for stage in ("think_format", "math_verify", "code_tests", "decontaminate", "dedup_exact"):
+        assert stage in text
+    assert "code removed" in text and "math removed" in text

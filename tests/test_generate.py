@@ -149,7 +149,7 @@ def test_parse_and_split_shards():
             parse_shard(bad)
     ids = [f"p{i}" for i in range(2000)]
     parent = {i for i in ids if shard_of(i, 3) == 1}
-    parts = [set(i for i in ids if shard_of(i, parse_shard(s)[1]) == parse_shard(s)[0])
+    parts = [{i for i in ids if shard_of(i, parse_shard(s)[1]) == parse_shard(s)[0]}
              for s in split_shard("1/3", 4)]
     assert set().union(*parts) == parent and sum(map(len, parts)) == len(parent)
 

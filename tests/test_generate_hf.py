@@ -94,7 +94,9 @@ def test_hf_writes_r1_traces_and_stats(tmp_path, problems):
 
 def test_hf_same_seed_same_traces(tmp_path, problems):
     first = traces_of(generate(hf_config(tmp_path, "a", problems), progress=False).output)
-    second = traces_of(generate(hf_config(tmp_path, "b", problems), progress=False).output)
+    # Another batch layout (one request per forward pass, no padding): still the same traces, because
+    # each (problem, sample) draws from its own stream, not from a generator shared by the batch.
+    second = traces_of(generate(hf_config(tmp_path, "b", problems, **{"hf.batch_size": 1}), progress=False).output)
     other = traces_of(generate(hf_config(tmp_path, "c", problems, **{"sampling.seed": 1}), progress=False).output)
     assert [t.completion for t in first] == [t.completion for t in second]
     assert [t.completion for t in first] != [t.completion for t in other]
@@ -112,8 +114,8 @@ def test_shards_merge_into_the_unsharded_run(tmp_path, tiny_model):
     assert sorted(len(traces_of(p)) for p in parts) == [1, 4]
     report = merge_shards(parts, tmp_path / "merged.jsonl", expected_keys(problems, 1))
     assert report["complete"] and report["written"] == 5 and report["duplicates"] == 0
-    key = lambda t: t.key  # noqa: E731
-    assert sorted(traces_of(tmp_path / "merged.jsonl"), key=key) == sorted(traces_of(whole.output), key=key)
+    merged = {t.key: t for t in traces_of(tmp_path / "merged.jsonl")}
+    assert merged == {t.key: t for t in traces_of(whole.output)}
 
 
 def test_kill_9_then_rerun_gives_every_trace_once(tmp_path, tiny_model):
@@ -123,18 +125,20 @@ def test_kill_9_then_rerun_gives_every_trace_once(tmp_path, tiny_model):
                f"problems={problems}", f"output={output}", "sampling.n=2", "sampling.max_tokens=24",
                "hf.batch_size=2", "batch_size=1", "--quiet"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and process.poll() is None:
-            if output.exists() and output.stat().st_size > 0:
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, process.stderr.read().decode()[-2000:]
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
+    log = tmp_path / "generate.log"
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and process.poll() is None:
+                if output.exists() and output.stat().st_size > 0:
+                    break
+                time.sleep(0.05)
+            assert process.poll() is None, log.read_text()[-2000:]  # still running: the kill lands mid-run
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.kill()
+            process.wait()
     before = output.read_text().splitlines()
     assert 0 < len(before) < 24  # killed mid-run, after some traces were written
     for line in before:
@@ -148,3 +152,21 @@ def test_kill_9_then_rerun_gives_every_trace_once(tmp_path, tiny_model):
     assert {t.key for t in traces} == set(expected_keys(problems, 2))
     assert result.skipped == len(before) and result.written == 24 - len(before)
     assert lines[:len(before)] == before  # what survived the kill was kept, not rewritten
+
+
+def test_data_parallel_workers_split_the_run_and_merge(tmp_path, problems, monkeypatch):
+    """The vllm backend's data parallelism is process orchestration: D workers on finer shards, then a
+    merge. It is backend-agnostic, so it runs here on hf workers (two vLLM engines would not fit the box)."""
+    from distill.generate.parallel import generate_data_parallel
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    config = hf_config(tmp_path, "dp", problems, **{"vllm.data_parallel_size": 2})
+    result = generate_data_parallel(config, problems=None, progress=False)
+    traces = traces_of(result.output)
+    assert sorted(t.key for t in traces) == sorted(expected_keys(problems, 2))
+    parts = [tmp_path / f"dp.dp{d}of2.jsonl" for d in range(2)]
+    assert sum(len(traces_of(p)) for p in parts) == 6  # each pair written once, by one worker
+    assert result.written == 6 and result.stats["traces"] == 6
+    assert {t.config_hash for t in traces} == {config_hash(config)}
+    single = traces_of(generate(hf_config(tmp_path, "single", problems), progress=False).output)
+    assert {t.key: t.completion for t in traces} == {t.key: t.completion for t in single}

@@ -42,6 +42,10 @@ def traces_of(path: Path) -> list[Trace]:
     return list(read_jsonl(path, Trace))
 
 
+def completions(traces: list[Trace]) -> dict[str, str]:
+    return {t.key: t.completion for t in traces}
+
+
 def test_vllm_traces_reuse_the_shared_engine(tmp_path, problems, vllm_engine, smollm2):
     config = vllm_config(tmp_path, "traces", problems)
     result = generate(config, progress=False)
@@ -62,14 +66,14 @@ def test_vllm_traces_reuse_the_shared_engine(tmp_path, problems, vllm_engine, sm
 
 def test_vllm_same_seed_same_traces(tmp_path, problems, vllm_engine):
     first = traces_of(generate(vllm_config(tmp_path, "a", problems), progress=False).output)
-    # Same seed, another batch layout (one problem in flight at a time): the same traces, because each
-    # (problem, sample) draws from its own stream rather than from the engine's shared RNG.
-    again = generate(vllm_config(tmp_path, "b", problems).model_copy(update={"batch_size": 1}), progress=False)
+    # Same seed: the same traces. (This engine runs in bfloat16, where a different batch layout can move
+    # a logit enough to flip a draw that lands on a boundary; the layout-independence is shown in float32
+    # in the hf and `vllm serve` tests.)
+    again = generate(vllm_config(tmp_path, "b", problems), progress=False)
     other = traces_of(generate(vllm_config(tmp_path, "c", problems, seed=1), progress=False).output)
-    text = lambda ts: {t.key: t.completion for t in ts}  # noqa: E731
-    assert text(traces_of(again.output)) == text(first)
-    assert text(other) != text(first)
-    assert len(set(text(first).values())) == len(first)  # the n samples of a problem differ
+    assert completions(traces_of(again.output)) == completions(first)
+    assert completions(other) != completions(first)
+    assert len(set(completions(first).values())) == len(first)  # the n samples of a problem differ
 
 
 def test_vllm_temperature_zero_is_greedy(tmp_path, problems, vllm_engine):

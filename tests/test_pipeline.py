@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from distill.config import Recipe, dump_yaml
 from distill.pipeline import read_manifest, run, stage_keys
@@ -152,7 +154,8 @@ def test_sigkill_inside_each_stage_resumes_to_the_uninterrupted_result(reference
               "sft", run_dir)
     kill_when(command, log, lambda: line_count(run_dir / "eval" / "base" / "heldout.traces.jsonl") > 0,
               "eval", run_dir)
-    finished = subprocess.run(command, stdout=open(log, "ab"), stderr=subprocess.STDOUT, cwd=ROOT)
+    with open(log, "ab") as out:
+        finished = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, check=False)
     assert finished.returncode == 0, log.read_text()[-3000:]
 
     assert records(run_dir / "traces.jsonl") == records(ref / "traces.jsonl")
@@ -163,10 +166,30 @@ def test_sigkill_inside_each_stage_resumes_to_the_uninterrupted_result(reference
     theirs = records(ref / "student" / "log.jsonl", volatile=("elapsed_s",))
     assert [r["step"] for r in ours] == [r["step"] for r in theirs]
     assert [r.get("loss") for r in ours] == pytest.approx([r.get("loss") for r in theirs], rel=1e-4)
+    weights = [load_file(d / "student" / "merged" / "model.safetensors") for d in (run_dir, ref)]
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert torch.allclose(weights[0][name], weights[1][name], atol=1e-6), name
+    # The student's samples: same text; `teacher` and `config_hash` name the model's folder, which differs.
     for label in ("base", "student"):
-        assert records(run_dir / "eval" / label / "heldout.traces.jsonl") == \
-            records(ref / "eval" / label / "heldout.traces.jsonl")
+        assert records(run_dir / "eval" / label / "heldout.traces.jsonl", volatile=("teacher", "config_hash")) == \
+            records(ref / "eval" / label / "heldout.traces.jsonl", volatile=("teacher", "config_hash"))
     ours, theirs = (json.loads((d / "eval" / "scores.json").read_text()) for d in (run_dir, ref))
     assert ours["scores"] == theirs["scores"]
     manifests = [read_manifest(run_dir, s)["status"] for s in ("generate", "filter", "sft", "eval")]
     assert manifests == ["done"] * 4
+
+
+def test_eval_merges_a_lora_adapter_into_the_same_model_sft_merged(reference, data, tmp_path):
+    from distill.eval import evaluate
+
+    recipe, _ = reference
+    run_dir = Path(recipe.run_dir)
+    config = recipe.eval.model_copy(update={"models": [f"adapter={run_dir / 'student' / 'adapter'}"],
+                                            "output_dir": tmp_path / "eval"})
+    result = evaluate(config, progress=False)
+    assert (tmp_path / "eval" / "adapter" / "merged" / ".adapter").exists()
+    ours = records(tmp_path / "eval" / "adapter" / "heldout.traces.jsonl", volatile=("teacher", "config_hash"))
+    sft_merged = records(run_dir / "eval" / "student" / "heldout.traces.jsonl", volatile=("teacher", "config_hash"))
+    assert ours == sft_merged  # same weights, same seeded samples
+    assert result.scores["scores"]["adapter"]["heldout"]["samples"] == 3 * 2

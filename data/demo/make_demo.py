@@ -1,18 +1,20 @@
 """Build the demo's problem sets: `python data/demo/make_demo.py` rewrites train.jsonl and eval.jsonl here.
 
-Why these problems: the demo distils SmolLM2-135M-Instruct into itself, so the problems must sit where
-a 135M model succeeds sometimes but not always (GSM8K is out of its reach, pass@1 ~0.02). One-step
-multiplication word problems and two-digit additions are: measured with vLLM, pass@1 ~0.12-0.17 and
-pass@8 ~0.5-0.7. That wide pass@1-to-pass@k gap is where rejection sampling pays: the model can already
-solve most problems in some of its samples, and fine-tuning on the verified ones makes the right
-behaviour the likely one.
+Why these problems: the demo distils SmolLM2-135M-Instruct (the bundled 4-bit-derived checkpoint) into
+itself, so the problems must sit where a 135M model succeeds sometimes but not always. GSM8K is out of
+its reach (pass@1 ~0.02), and so are word problems and two-digit arithmetic (measured here with vLLM,
+the R1 prompt and the project's verifier: pass@1 0.00-0.07). Bare arithmetic facts are in reach: with 4
+samples of at most 128 tokens at T 0.6, times tables up to 12 x 12 gave pass@1 0.17-0.19 / pass@4
+0.44-0.62, one-digit sums 0.23 / 0.69, and a teen number plus a digit 0.13 / 0.44. The model knows many
+of these facts but often talks itself out of them (or runs out of tokens first); that wide
+pass@1-to-pass@k gap is what rejection-sampling fine-tuning turns into pass@1.
 
-The two splits share the task families but not their wording: every family has separate train and eval
-templates (and the number pairs never repeat across splits), so the held-out score measures the skill,
-not memorised sentences, and the filter's n-gram decontamination has nothing real to find.
+Held out: the two splits never share a pair of numbers (in either order), so every eval problem is a
+fact the student was not trained on; they share the phrasings, as GSM8K's train and test splits share
+their style.
 
-Deterministic: a fixed seed and no dependency beyond the standard library, so the files are reproducible
-byte for byte (a test checks that rerunning this script changes nothing).
+Deterministic: a fixed seed and the standard library only, so the files are reproducible byte for
+byte (a test reruns this script and compares).
 """
 from __future__ import annotations
 
@@ -24,70 +26,64 @@ from pathlib import Path
 SEED = 20250122
 HERE = Path(__file__).resolve().parent
 
-# (container, item, owner-verb phrase) for the multiplication stories; plural nouns throughout.
-MUL_THINGS = [
-    ("boxes", "pencils"), ("bags", "apples"), ("trays", "muffins"), ("shelves", "books"),
-    ("packs", "stickers"), ("crates", "oranges"), ("jars", "cookies"), ("rows", "chairs"),
-    ("baskets", "eggs"), ("cartons", "juice bottles"), ("tables", "plates"), ("buses", "students"),
-]
-NAMES = ["Ava", "Ben", "Carla", "Dev", "Elena", "Farid", "Grace", "Hugo", "Iris", "Jamal", "Kofi",
-         "Lena", "Mateo", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sam", "Tara"]
-
-MUL_TEMPLATES = {
-    "train": [
-        "{name} has {a} {container}. Each of the {container} holds {b} {item}. How many {item} does {name} have?",
-        "There are {a} {container} with {b} {item} in each. How many {item} are there altogether?",
-        "{name} buys {a} {container} of {item}, and every one of the {container} contains {b} {item}. "
-        "How many {item} did {name} buy?",
-    ],
-    "eval": [
-        "A store puts {b} {item} into each of {a} {container}. What is the total number of {item}?",
-        "{name} fills {a} {container}, putting exactly {b} {item} in every one. Find the number of {item} {name} used.",
-    ],
-}
-ADD_TEMPLATES = {
-    "train": ["What is {a} + {b}?", "Compute {a} + {b}."],
-    "eval": ["Calculate {a} + {b}.", "What is the sum of {a} and {b}?"],
-}
+TIMES = ["What is {a} times {b}?", "What is {a} x {b}?", "Multiply {a} by {b}.", "What is {a} multiplied by {b}?",
+         "Calculate {a} * {b}."]
+PLUS = ["What is {a} + {b}?", "What is {a} plus {b}?", "Add {a} and {b}.", "Calculate {a} + {b}."]
 
 
-def _pairs(rng: random.Random, low_a: int, high_a: int, low_b: int, high_b: int) -> list[tuple[int, int]]:
-    pairs = [(a, b) for a in range(low_a, high_a + 1) for b in range(low_b, high_b + 1)]
+def _split_pairs(rng: random.Random, pairs: list[tuple[int, int]], n_eval: int) -> tuple[list, list]:
+    """Unordered pairs dealt to eval first, the rest to train: no fact is in both splits."""
+    pairs = sorted(pairs)
     rng.shuffle(pairs)
-    return pairs
+    return pairs[:n_eval], pairs[n_eval:]
 
 
-def build(n_train: int = 320, n_eval: int = 96, seed: int = SEED) -> dict[str, list[dict]]:
-    """Both splits, half multiplication stories and half additions each, interleaved so any prefix mixes them."""
+def _problems(rng: random.Random, pairs: list[tuple[int, int]], count: int, templates: list[str],
+              family: str) -> list[tuple[str, str, str]]:
+    """`count` distinct (phrasing, order) variants over `pairs`, cycling through the pairs evenly."""
+    seen: set[str] = set()
+    rows: list[tuple[str, str, str]] = []
+    i = 0
+    while len(rows) < count:
+        a, b = pairs[i % len(pairs)]
+        i += 1
+        if rng.random() < 0.5:
+            a, b = b, a
+        text = rng.choice(templates).format(a=a, b=b)
+        if text in seen:
+            if i > 50 * count:
+                raise ValueError(f"{family}: not enough distinct problems for {count} rows")
+            continue
+        seen.add(text)
+        rows.append((text, str(a * b if family == "times" else a + b), family))
+    return rows
+
+
+def build(n_train: int = 192, n_eval: int = 64, seed: int = SEED) -> dict[str, list[dict]]:
+    """Half times-table facts, half small sums, per split; interleaved so any prefix mixes both."""
     rng = random.Random(seed)
-    # Number pairs are dealt out once, so no pair appears in both splits.
-    mul_pairs = iter(_pairs(rng, 3, 9, 11, 40))
-    add_pairs = iter(_pairs(rng, 11, 89, 11, 89))
+    times = [(a, b) for a in range(2, 13) for b in range(a, 13)]          # 66 facts up to 12 x 12
+    plus = [(a, b) for a in range(2, 40) for b in range(2, 10) if a >= b]  # a digit added to 2..39
+    times_eval, times_train = _split_pairs(rng, times, n_eval // 2)
+    plus_eval, plus_train = _split_pairs(rng, plus, n_eval // 2)
     splits: dict[str, list[dict]] = {}
-    for split, size in (("eval", n_eval), ("train", n_train)):
-        rows: list[dict] = []
-        for i in range(size):
-            if i % 2 == 0:
-                a, b = next(mul_pairs)
-                container, item = rng.choice(MUL_THINGS)
-                text = rng.choice(MUL_TEMPLATES[split]).format(
-                    name=rng.choice(NAMES), a=a, b=b, container=container, item=item)
-                family, answer = "multiply", a * b
-            else:
-                a, b = next(add_pairs)
-                text = rng.choice(ADD_TEMPLATES[split]).format(a=a, b=b)
-                family, answer = "add", a + b
-            rows.append({"id": f"demo-{split}-{i:04d}", "problem": text, "domain": "math",
-                         "answer": str(answer), "source": "distill-demo", "meta": {"family": family,
-                                                                                   "split": split}})
-        splits[split] = rows
+    for split, size, t_pairs, p_pairs in (("eval", n_eval, times_eval, plus_eval),
+                                          ("train", n_train, times_train, plus_train)):
+        mixed = []
+        for left, right in zip(_problems(rng, t_pairs, size // 2, TIMES, "times"),
+                               _problems(rng, p_pairs, size - size // 2, PLUS, "plus")):
+            mixed += [left, right]
+        splits[split] = [
+            {"id": f"demo-{split}-{i:04d}", "problem": text, "domain": "math", "answer": answer,
+             "source": "distill-demo", "meta": {"family": family, "split": split}}
+            for i, (text, answer, family) in enumerate(mixed)]
     return splits
 
 
 def write(out_dir: Path = HERE, **kwargs) -> dict[str, Path]:
     paths = {}
     for split, rows in build(**kwargs).items():
-        path = out_dir / f"{split}.jsonl"
+        path = Path(out_dir) / f"{split}.jsonl"
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         paths[split] = path
     return paths

@@ -21,6 +21,8 @@ from distill.jsonl import atomic_write_text, count_lines, read_jsonl
 
 # Licenses of the models this project bundles; anything else is the user's to state.
 KNOWN_LICENSES = {"bundled:smollm2-135m-instruct": "apache-2.0", "bundled:tiny": "apache-2.0"}
+# The Hub model a bundled one comes from, for the model card's `base_model` (the Hub links it).
+UPSTREAM = {"bundled:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def _front_matter(meta: dict[str, Any]) -> str:
@@ -62,9 +64,13 @@ def plot_token_lengths(kept: Path, rejected: Path, out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
     top = max(max(v) for v in lengths.values() if v) or 1
     bins = list(range(0, top + max(1, top // 30) + 1, max(1, top // 30)))
-    for (name, values), colour in zip(lengths.items(), ("tab:green", "tab:red")):
-        if values:
-            ax.hist(values, bins=bins, alpha=0.6, label=f"{name} ({len(values)})", color=colour)
+    # Rejected as a filled area, kept as an outline on top: kept is usually the much smaller set.
+    if lengths.get("rejected"):
+        ax.hist(lengths["rejected"], bins=bins, alpha=0.45, color="tab:red",
+                label=f"rejected ({len(lengths['rejected'])})")
+    if lengths.get("kept"):
+        ax.hist(lengths["kept"], bins=bins, histtype="step", linewidth=2, color="tab:green",
+                label=f"kept ({len(lengths['kept'])})")
     ax.set_xlabel("completion tokens")
     ax.set_ylabel("traces")
     ax.set_title("Trace length")
@@ -149,6 +155,14 @@ def _decontam_markdown(report: dict[str, Any] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _shown(template: str) -> str:
+    """A template as the model sees it, placeholders left visible ('{{}}' is str.format's escaped '{}')."""
+    try:
+        return template.format(problem="{problem}", choices="{choices}")
+    except (KeyError, IndexError, ValueError):
+        return template
+
+
 def write_dataset_card(filter_dir: Path, generate: GenerateConfig, *, problems_license: str | None = None,
                        name: str = "distilled-traces", eval_sets: list[str] | None = None) -> DatasetCard:
     """README.md + plots/ in `filter_dir` (which holds kept.jsonl, rejected.jsonl, stats.json)."""
@@ -176,17 +190,20 @@ def write_dataset_card(filter_dir: Path, generate: GenerateConfig, *, problems_l
     prompts = generate.prompts
     body = [
         f"# {name}\n",
-        f"Chain-of-thought traces written by `{generate.model}` and kept only when verified: "
-        f"{kept} kept of {kept + stats.get('rejected', 0)} generated.\n",
+        (f"Chain-of-thought traces written by `{generate.model}` and kept only when verified: "
+         f"{kept} kept of {kept + stats.get('rejected', 0)} generated.\n"),
         "## Provenance\n",
         f"- **Teacher:** `{generate.model}` (backend `{generate.backend}`)",
         f"- **Problems:** `{generate.problems}`" + (f" (first {generate.limit})" if generate.limit else ""),
-        f"- **Sampling:** temperature {s.temperature}, top-p {s.top_p}, at most {s.max_tokens} tokens, "
-        f"{s.n} samples a problem, seed {s.seed} (seeded per problem and sample: reruns reproduce the traces)",
-        f"- **System prompt:** {('`' + prompts.system_prompt + '`') if prompts.system_prompt else 'none (R1)'}; "
-        f"assistant turn prefilled with `<think>`: {prompts.prefill_think}",
-        "- **Prompt templates:**\n",
-        "```yaml", yaml.safe_dump(prompts.templates, allow_unicode=True).strip(), "```\n",
+        (f"- **Sampling:** temperature {s.temperature}, top-p {s.top_p}, at most {s.max_tokens} tokens, "
+         f"{s.n} samples a problem, seed {s.seed} (seeded per problem and sample: reruns reproduce the traces)"),
+        "- **System prompt:** " + (f"`{prompts.system_prompt}`" if prompts.system_prompt else
+                                    "none set (R1); the model's chat template may add its default one")
+        + f"; assistant turn prefilled with `<think>\\n`: {'yes' if prompts.prefill_think else 'no'}",
+        "- **User-turn templates** (per problem domain; `{problem}` marks where the problem goes):\n",
+        *[f"  - {domain}: `{json.dumps(_shown(template), ensure_ascii=False)}`"
+          for domain, template in prompts.templates.items()],
+        "",
         "## Filter funnel\n",
         "Each rejected trace is counted at the first check it failed, in filter order.\n",
         funnel_markdown(stats),
@@ -201,10 +218,10 @@ def write_dataset_card(filter_dir: Path, generate: GenerateConfig, *, problems_l
         (f"Checked against: {', '.join(f'`{e}`' for e in eval_sets)}.\n" if eval_sets else ""),
         _decontam_markdown(decontam),
         "## Format\n",
-        "`kept.jsonl`: one verified trace a line (`problem_id`, `sample`, `teacher`, `prompt`, `completion`, "
-        "`reasoning`, `answer`, `finish_reason`, token counts, `config_hash`, plus the filter's `kept`, "
-        "`reasons`, `scores`). `rejected.jsonl` has the same fields and every failed check in `reasons`. "
-        "SFT turns a row into `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`.\n",
+        ("`kept.jsonl`: one verified trace a line (`problem_id`, `sample`, `teacher`, `prompt`, `completion`, "
+         "`reasoning`, `answer`, `finish_reason`, token counts, `config_hash`, plus the filter's `kept`, "
+         "`reasons`, `scores`). `rejected.jsonl` has the same fields and every failed check in `reasons`. "
+         "SFT turns a row into `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`.\n"),
         "## License\n",
         f"The traces are outputs of `{generate.model}` (license: {teacher_license}); the problems keep the "
         "license of their source" + (f" ({problems_license})" if problems_license else "") + ". "
@@ -227,7 +244,7 @@ def write_model_card(student_dir: Path, sft: SFTConfig, *, scores: dict[str, Any
     entries = read_training_log(log_path)
     curve = plot_training_curve(entries, student_dir / "plots" / "training_curve.png")
     meta: dict[str, Any] = {
-        "base_model": sft.model,
+        "base_model": UPSTREAM.get(sft.model, sft.model),
         "library_name": "peft" if sft.method in ("lora", "qlora") else "transformers",
         "license": KNOWN_LICENSES.get(sft.model, "other"),
         "pipeline_tag": "text-generation",
@@ -251,23 +268,25 @@ def write_model_card(student_dir: Path, sft: SFTConfig, *, scores: dict[str, Any
         "- Loss on the assistant turn only (`<think>\\n{reasoning}\\n</think>\\n\\n{answer}`, EOS included).\n",
     ]
     if training:
-        body += ["Final metrics:\n", "```json", json.dumps(training, indent=2, default=str)[:2000], "```\n"]
+        scalars = {k: v for k, v in training.items() if isinstance(v, (int, float, str)) and k != "model"}
+        body += ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in scalars.items()], ""]
     if curve is not None:
         body.append("![training curve](plots/training_curve.png)\n")
     body.append("## Evaluation\n")
     if scores:
-        body += [f"k={scores['k']} samples a problem (temperature {scores['sampling']['temperature']}, top-p "
-                 f"{scores['sampling']['top_p']}, at most {scores['sampling']['max_tokens']} tokens); pass@1 is "
-                 "the mean over the k samples, cons@k the majority vote; [95% CI] bootstrap over problems "
-                 "(Wilson for 0/1 scores); the last column is the paired difference against the base.\n",
+        sampling = scores["sampling"]
+        body += [(f"k={scores['k']} samples a problem (temperature {sampling['temperature']}, top-p "
+                  f"{sampling['top_p']}, at most {sampling['max_tokens']} tokens); pass@1 is the mean over the "
+                  "k samples, cons@k the majority vote; [95% CI] bootstrap over problems (Wilson for 0/1 "
+                  "scores); the last column is the paired difference against the base.\n"),
                  markdown_table(scores)]
     else:
         body.append("Not evaluated yet: run `distill eval --models base=BASE,student=THIS_FOLDER --bench NAME=FILE`.\n")
     if recipe is not None:
         body += ["## Recipe\n", "```yaml", dump_yaml(recipe).strip(), "```\n"]
     body += ["## Limitations\n",
-             "A student distilled from its own or a small teacher inherits that teacher's errors; scores hold "
-             "for the evaluated benchmarks and sampling settings only.\n"]
+             ("A student distilled from its own or a small teacher inherits that teacher's errors; scores "
+              "hold for the evaluated benchmarks and sampling settings only.\n")]
     path = student_dir / "README.md"
     atomic_write_text(path, _front_matter(meta) + "\n".join(body))
     return path

@@ -8,6 +8,7 @@ resume: a finished demo prints its result again in seconds.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -38,10 +39,8 @@ def demo_recipe(*, quick: bool = False, run_dir: Path | None = None, overrides: 
              f"filter.problems={_absolute(root, base.generate.problems)}",
              "filter.decontaminate.against=[" + ",".join(str(_absolute(root, p))
                                                            for p in base.filter.decontaminate.against) + "]"]
-    benches = ",".join(
-        "{name: %s, path: '%s'%s}" % (b.name, _absolute(root, b.path), f", limit: {b.limit}" if b.limit else "")
-        for b in base.eval.benchmarks)
-    fixed.append(f"eval.benchmarks=[{benches}]")
+    benches = [{"name": b.name, "path": str(_absolute(root, b.path)), "limit": b.limit} for b in base.eval.benchmarks]
+    fixed.append("eval.benchmarks=" + json.dumps(benches))  # JSON is YAML: the override parser reads it
     if run_dir is not None:
         fixed.append(f"run_dir={Path(run_dir).resolve()}")
     return load_recipe(root / "recipes" / name, fixed + list(overrides or []))
@@ -76,6 +75,9 @@ def main(*, quick: bool = False, run_dir: Path | None = None, progress: bool = T
     # Everything the demo needs ships with the package: never wait on a hub that may not be reachable.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # vLLM logs every engine step at INFO and every bf16 cast at WARNING; the demo shows progress bars
+    # instead. Set VLLM_LOGGING_LEVEL=INFO to see them again.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     console = Console(stderr=True)
     recipe = demo_recipe(quick=quick, run_dir=run_dir, overrides=overrides)
     started = time.monotonic()

@@ -65,11 +65,25 @@ def _rows(path: str) -> Iterator[dict[str, Any]]:
 def export_dataset(kept: Path, out_dir: Path, *, push_to_hub: str | None = None, private: bool = True,
                    token: str | None = None) -> ExportResult:
     """OUT_DIR/hf (save_to_disk) and OUT_DIR/train.parquet from a kept.jsonl; push when a repo id is given."""
-    from datasets import Dataset
+    import datasets
 
     kept, out_dir = Path(kept), Path(out_dir)
     if not kept.exists():
         raise DistillError(f"export: {kept}: no such file (run the filter first)")
+    # Three sub-second steps would each draw a tqdm bar between the stages' own rich bars.
+    quiet = not datasets.are_progress_bars_disabled()
+    if quiet:
+        datasets.disable_progress_bars()
+    try:
+        return _export(kept, out_dir, push_to_hub, private, token)
+    finally:
+        if quiet:
+            datasets.enable_progress_bars()
+
+
+def _export(kept: Path, out_dir: Path, push_to_hub: str | None, private: bool, token: str | None) -> ExportResult:
+    from datasets import Dataset
+
     out_dir.mkdir(parents=True, exist_ok=True)
     # The generator's Arrow cache goes beside the output, not into ~/.cache, and is removed at the end.
     cache = out_dir / ".cache"

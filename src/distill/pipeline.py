@@ -23,7 +23,7 @@ from typing import Any
 
 from distill.config import Recipe, config_hash
 from distill.errors import DistillError
-from distill.jsonl import atomic_write_json
+from distill.jsonl import atomic_write_json, atomic_write_text
 
 STAGES = ("generate", "filter", "sft", "eval")
 
@@ -197,7 +197,7 @@ def run(recipe: Recipe, *, progress: bool = True, stages: list[str] | None = Non
     started = time.monotonic()
     run_dir = Path(recipe.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(_recipe_yaml(recipe))
+    atomic_write_text(run_dir / "recipe.yaml", _recipe_yaml(recipe))
     keys = stage_keys(recipe)
     wanted = stages or list(STAGES)
     unknown = sorted(set(wanted) - set(STAGES))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +48,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(out) + "</table>"
 
 
-def render(recipe: "Recipe", summary: "RunSummary") -> str:
+def render(recipe: Recipe, summary: RunSummary) -> str:
     from distill.config import dump_yaml
     from distill.eval.table import rows as score_rows
 
@@ -74,7 +73,9 @@ def render(recipe: "Recipe", summary: "RunSummary") -> str:
         parts.append("<h2>Training</h2>")
         parts.append(_img(Path(recipe.sft.output_dir) / "plots" / "training_curve.png", "training curve"))
         if summary.training:
-            parts.append("<pre>" + html.escape(json.dumps(summary.training, indent=2, default=str)) + "</pre>")
+            # Scalars as a table; the nested reports (data, packing check) stay in student/metrics.json.
+            scalars = [[k, v] for k, v in summary.training.items() if isinstance(v, (int, float, str))]
+            parts.append(_table(["metric", "value"], scalars))
 
     if summary.scores:
         s = summary.scores
@@ -99,7 +100,7 @@ def render(recipe: "Recipe", summary: "RunSummary") -> str:
             f"</title><style>{STYLE}</style></head><body>" + "\n".join(p for p in parts if p) + "</body></html>\n")
 
 
-def write_report(recipe: "Recipe", summary: "RunSummary") -> Path:
+def write_report(recipe: Recipe, summary: RunSummary) -> Path:
     path = Path(recipe.run_dir) / "report.html"
     atomic_write_text(path, render(recipe, summary))
     return path

@@ -16,6 +16,7 @@ OUT/<model>/merged so every backend can serve it). `label=spec` names a model in
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import time
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import EvalConfig, GenerateConfig, config_hash
+from distill.config import BenchmarkConfig, EvalConfig, GenerateConfig, config_hash
 from distill.errors import DistillError
 from distill.eval import metrics
 from distill.jsonl import JsonlWriter, atomic_write_json, atomic_write_text, read_jsonl
@@ -99,6 +100,14 @@ def fingerprint(path: str) -> str:
     return digest.hexdigest()[:12]
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def prepare_model(ref: ModelRef, folder: Path, backend: str) -> str:
     """What the generate stage loads for `ref`: resolved, with a LoRA adapter merged once into `folder`."""
     if backend == "openai":
@@ -113,37 +122,41 @@ def prepare_model(ref: ModelRef, folder: Path, backend: str) -> str:
 
 
 def merge_adapter(adapter: Path, target: Path) -> str:
-    """Fold a LoRA adapter into its base so vLLM and transformers serve it like any model."""
-    import json
+    """Fold a LoRA adapter into its base so vLLM and transformers serve it like any model.
 
+    Done once: `target/.adapter` records which adapter (by fingerprint) the folder was merged from.
+    """
     stamp = fingerprint(str(adapter))
-    if (target / "config.json").exists() and (target / ".adapter").read_text() == stamp:
+    if (target / "config.json").exists() and (target / ".adapter").exists() \
+            and (target / ".adapter").read_text() == stamp:
         return str(target)
-    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from distill.models import resolve_model
+    from distill.sft.merge import ensure_stop_token, publish_dir
 
-    base_spec = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    base_spec = read_json(adapter / "adapter_config.json").get("base_model_name_or_path")
     if not base_spec:
         raise DistillError(f"{adapter}/adapter_config.json: no base_model_name_or_path; cannot merge the adapter")
     base_path = resolve_model(base_spec)
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    tokenizer_source = adapter if (adapter / "tokenizer_config.json").exists() else Path(base_path)
-    tmp = target.with_name(target.name + ".tmp")
+    merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path, dtype="auto"),
+                                       str(adapter)).merge_and_unload()
+    # An adapter saved without its tokenizer uses the base model's.
+    tokenizer = AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").exists() else base_path)
+    tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
-    AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if tokenizer.eos_token_id is not None:
+        ensure_stop_token(tmp, tokenizer.eos_token_id)
     (tmp / ".adapter").write_text(stamp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return str(target)
+    del merged
+    return str(publish_dir(tmp, target))
 
 
 # ----------------------------------------------------------------------------------------- generation
-def generation_config(config: EvalConfig, model_path: str, bench, output: Path) -> GenerateConfig:
+def generation_config(config: EvalConfig, model_path: str, bench: BenchmarkConfig, output: Path) -> GenerateConfig:
     """The eval's sampling, through the same GenerateConfig the teacher uses: k samples a problem."""
     return GenerateConfig(
         model=model_path, backend=config.backend, problems=bench.path, output=output,
@@ -166,8 +179,6 @@ def _retire_stale(meta_path: Path, meta: dict[str, Any], files: list[Path]) -> N
 
 
 def read_json(path: Path) -> Any:
-    import json
-
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -182,7 +193,7 @@ def answer_text(trace: Trace) -> str:
     return trace.answer if trace.answer.strip() else trace.completion
 
 
-def load_problems(bench) -> dict[str, Problem]:
+def load_problems(bench: BenchmarkConfig) -> dict[str, Problem]:
     if not Path(bench.path).exists():
         raise DistillError(f"benchmark '{bench.name}': {bench.path}: no such file")
     problems: dict[str, Problem] = {}
@@ -218,7 +229,7 @@ def verify_traces(traces_path: Path, verdicts_path: Path, problems: dict[str, Pr
                 if t.problem_id in problems and t.sample < k and not writer.has(t.key))
         total = sum(1 for t in read_jsonl(traces_path, Trace)
                     if t.problem_id in problems and t.sample < k and not writer.has(t.key))
-        with _progress(progress, f"verify {verdicts_path.parent.name}/{verdicts_path.name.split('.')[0]}",
+        with ProgressBar(progress, f"verify {verdicts_path.parent.name}/{verdicts_path.name.split('.')[0]}",
                        total) as advance:
             for batch in _batches(todo, VERIFY_BATCH):
                 pairs = [(problems[t.problem_id], answer_text(t)) for t in batch]
@@ -235,7 +246,7 @@ def verify_traces(traces_path: Path, verdicts_path: Path, problems: dict[str, Pr
                 advance(len(batch))
 
 
-class _progress:
+class ProgressBar:
     """A rich progress bar (with rate) for a known amount of work, or nothing when progress is off."""
 
     def __init__(self, enabled: bool, label: str, total: int):
@@ -244,7 +255,7 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return lambda n: None
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
@@ -275,9 +286,7 @@ def score_benchmark(verdicts_path: Path, results_path: Path, problems: dict[str,
         if row["problem_id"] in samples and row["sample"] < k:
             samples[row["problem_id"]][row["sample"]] = row
     lines, per_problem, pass1 = [], [], []
-    import json
-
-    for pid in problems:  # benchmark order, so results files line up across models
+    for pid, problem in problems.items():  # benchmark order, so results files line up across models
         rows = [samples[pid][s] for s in sorted(samples[pid])]
         if not rows:
             continue
@@ -294,7 +303,7 @@ def score_benchmark(verdicts_path: Path, results_path: Path, problems: dict[str,
             "problem_id": pid, "n": score.n, "correct": score.correct,
             **{f"pass@{j}": round(score.pass_at(j), 6) for j in metrics.ks_to_report(score.n)},
             "cons_answer": score.vote.answer, "cons_votes": score.vote.votes, "cons_correct": score.vote.correct,
-            "gold": problems[pid].answer, "answers": answers, "passed": passed,
+            "gold": problem.answer, "answers": answers, "passed": passed,
         }, ensure_ascii=False) + "\n")
     atomic_write_text(results_path, "".join(lines))
     if len(per_problem) < len(problems):
@@ -342,7 +351,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True, aliases: dict[str, st
             verdicts = folder / f"{bench.name}.verdicts.jsonl"
             gen = generation_config(config, path, bench, traces)
             meta = {"generate_hash": config_hash(gen), "model": fingerprint(path), "problems": str(bench.path),
-                    "limit": bench.limit, "verify": [config.math_timeout_s, config.sandbox.model_dump()]}
+                    "problems_sha256": file_sha256(Path(bench.path)), "limit": bench.limit,
+                    "verify": [config.math_timeout_s, config.sandbox.model_dump()]}
             _retire_stale(folder / f"{bench.name}.meta.json", meta, [traces, verdicts])
             generate(gen, progress=progress)
             problems = problem_sets[bench.name]

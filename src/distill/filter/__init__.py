@@ -5,15 +5,17 @@
 from __future__ import annotations
 
 from distill.filter.registry import CheckResult, check, dataset_step, get_check, get_step
+from distill.filter.report import funnel_table
 from distill.filter.run import FilterResult, filter_traces, load_problems
 
 __all__ = [
-           "CheckResult",
-           "FilterResult",
-           "check",
-           "dataset_step",
-           "filter_traces",
-           "get_check",
-           "get_step",
-           "load_problems",
+    "CheckResult",
+    "FilterResult",
+    "check",
+    "dataset_step",
+    "filter_traces",
+    "funnel_table",
+    "get_check",
+    "get_step",
+    "load_problems",
 ]

@@ -40,6 +40,7 @@ CHECKED, KEPT, REJECTED = "checked.jsonl", "kept.jsonl", "rejected.jsonl"
 STATS, DECONTAM, STATE = "stats.json", "decontamination.json", "checked.state.json"
 VERIFIERS = ["problem", "math_verify", "code_tests", "mcq_letter"]
 STEPS = ["dedup_exact", "dedup_near", "decontaminate"]
+MINHASH_BATCH = 32  # signatures per pool task: one round trip per batch, not per trace
 
 
 @dataclass
@@ -110,11 +111,16 @@ def load_problems(path: Path) -> dict[str, Problem]:
 
 
 def _per_trace_hash(config: FilterConfig) -> str:
-    """What the per-trace verdicts depend on; dataset-step settings may change without redoing them."""
+    """What the per-trace verdicts depend on (settings and the gold answers, not the dataset steps)."""
     part = {k: getattr(config, k) for k in ("verify", "math_timeout_s", "sandbox", "quality", "checks")}
     blob = json.dumps({k: v.model_dump() if hasattr(v, "model_dump") else v for k, v in part.items()},
                       sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(blob.encode())
+    if config.verify and config.problems is not None:
+        with open(config.problems, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:12]
 
 
 # ------------------------------------------------------------------------------------ 1. per trace
@@ -221,15 +227,27 @@ def _kept_with_signatures(out: Path, config: FilterConfig, pool: SupervisedPool,
         for verdict in kept:
             yield verdict, None
         return
-    pending: deque[dict] = deque()
+    pending: deque[list[dict]] = deque()
 
     def tasks() -> Iterator[tuple]:
-        for verdict in kept:
-            pending.append(verdict)
-            yield ("minhash", worker.trace_text_of(verdict), config.dedup.num_perm, config.dedup.shingle)
+        for batch in _batches(kept, MINHASH_BATCH):
+            pending.append(batch)
+            yield ("minhash", [worker.trace_text_of(v) for v in batch], config.dedup.num_perm, config.dedup.shingle)
 
-    for sig in pool.imap(tasks(), lambda task, failure: _on_failure(task, failure, config)):
-        yield pending.popleft(), sig
+    for sigs in pool.imap(tasks(), lambda task, failure: _on_failure(task, failure, config)):
+        batch = pending.popleft()
+        yield from zip(batch, sigs if sigs is not None else [None] * len(batch))
+
+
+def _batches(items: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _problem_text(verdict: dict, problems: dict[str, Problem]) -> str:

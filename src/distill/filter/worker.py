@@ -38,10 +38,11 @@ def init(settings: Settings) -> None:
 
 
 def run_task(task: tuple) -> Any:
-    """Pool entry point: ('trace', trace, problem, skipped) -> verdict dict; ('minhash', text, n, k) -> array."""
+    """Pool entry point: ('trace', trace, problem, skipped) -> verdict dict;
+    ('minhash', texts, num_perm, shingle) -> one signature array per text."""
     if task[0] == "minhash":
-        _, text, num_perm, shingle = task
-        return signature(text, num_perm, shingle)
+        _, texts, num_perm, shingle = task
+        return [signature(text, num_perm, shingle) for text in texts]
     _, trace_data, problem_data, skipped = task
     return evaluate(Trace.model_validate(trace_data),
                     Problem.model_validate(problem_data) if problem_data is not None else None,

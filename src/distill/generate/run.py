@@ -3,8 +3,8 @@
 The loop streams: problems are read lazily, each becomes n requests (skipping those already in the
 output), the backend keeps at most `batch_size x n` in flight, and each finished trace is appended
 through `JsonlWriter` (whole lines, fsync'd in small batches). A SIGKILL therefore loses only what was
-in flight; the rerun reads the keys back and carries on. Memory grows with the keys already written
-(as JsonlWriter holds them), never with the problems still to come.
+in flight; the rerun reads the keys back and carries on. Memory holds ids and keys (short strings, for
+resume and the duplicate check), never problem texts or traces beyond those in flight.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from distill.generate.prompts import build_messages
 from distill.generate.seeds import request_key
 from distill.generate.shards import parse_shard, shard_of
 from distill.generate.stats import RunCounters, file_stats
-from distill.jsonl import JsonlReader, atomic_write_json
+from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_json
 from distill.records import Problem, Trace, trace_key
 
 log = logging.getLogger("distill.generate")
@@ -64,9 +64,7 @@ def generate(config: GenerateConfig, *, problems: Iterable[Problem] | None = Non
 
     output = Path(config.output)
     digest = config_hash(config)
-    from distill.jsonl import JsonlWriter
-
-    _check_same_config(output, digest)
+    check_same_config(output, digest)
     writer = JsonlWriter(output, key=_trace_key)
     counters = RunCounters(existing=writer.written)
     bar = GenerateProgress(enabled=progress, n=config.sampling.n)
@@ -113,7 +111,7 @@ def generate(config: GenerateConfig, *, problems: Iterable[Problem] | None = Non
                           written=counters.written, skipped=counters.skipped)
 
 
-def _check_same_config(output: Path, digest: str) -> None:
+def check_same_config(output: Path, digest: str) -> None:
     """Refuse to resume into a file written under another config: the traces would silently mix."""
     if not output.exists():
         return

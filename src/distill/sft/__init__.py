@@ -10,4 +10,4 @@ from __future__ import annotations
 from distill.sft.data import build_example
 from distill.sft.train import TrainResult, dry_run, train
 
-__all__ = ["train", "dry_run", "TrainResult", "build_example"]
+__all__ = ["TrainResult", "build_example", "dry_run", "train"]

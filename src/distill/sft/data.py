@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from distill.errors import DistillError
 from distill.jsonl import JsonlReader
@@ -43,9 +44,11 @@ def assistant_content(reasoning: str, answer: str) -> str:
 
 
 def _render(tokenizer, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+    from jinja2 import TemplateError
+
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-    except Exception as exc:  # jinja errors: a template that rejects this conversation shape
+    except (TemplateError, ValueError, TypeError, KeyError) as exc:  # a template that rejects this conversation
         raise ExampleError(f"the chat template rejected the conversation ({type(exc).__name__}: {exc})") from None
 
 
@@ -233,7 +236,7 @@ def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: 
 
     # Hold out whole problems, so no sample of an eval problem is trained on.
     problems = sorted(set(usable["problem_id"]))
-    n_eval = int(round(eval_fraction * len(problems)))
+    n_eval = round(eval_fraction * len(problems))
     if eval_fraction > 0 and len(problems) >= 2:
         n_eval = min(max(n_eval, 1), len(problems) - 1)
     else:
@@ -257,7 +260,8 @@ def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: 
         "train_file": str(train_file), "records": len(full), "counts": counts,
         "overlong_policy": overlong, "max_length": max_length,
         "tokens_before_policy": int(n_tokens.sum()), "tokens_after_policy": int(lengths.sum()),
-        "longest_example": int(n_tokens.max(initial=0)), "mean_length": float(lengths.mean()),
+        "longest_example": int(n_tokens.max(initial=0)), "longest_kept": int(lengths.max()),
+        "mean_length": float(lengths.mean()),
         "train_examples": len(train), "eval_examples": len(evalset) if evalset is not None else 0,
         "eval_problems": len(held),
     }

@@ -62,10 +62,19 @@ def quantization_config(config: SFTConfig):
                               bnb_4bit_quant_storage=DTYPES[q.compute_dtype])
 
 
-def load_model(model_path: str, config: SFTConfig, precision: str):
+def attention_implementation() -> str:
+    """flash_attention_2 where it is installed (packed rows cost per example), else transformers' sdpa."""
+    import importlib.util
+
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_model(model_path: str, config: SFTConfig, precision: str, attn_implementation: str = "sdpa"):
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict = {}
+    kwargs: dict = {"attn_implementation": attn_implementation}
     if config.method == "full":
         kwargs["dtype"] = torch.float32
     elif config.method == "lora":
@@ -84,7 +93,25 @@ def load_model(model_path: str, config: SFTConfig, precision: str):
         raise DistillError(f"cannot load the student '{model_path}': {exc}") from None
     # Training never uses the KV cache, and with one transformers would stop separating packed examples.
     model.config.use_cache = False
+    if config.method == "qlora":
+        keep_4bit_layout_trainable(model)
     return model
+
+
+def keep_4bit_layout_trainable(model) -> int:
+    """Stop bitsandbytes repacking NF4 weights for its CPU inference kernel during an eval forward.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 rewrites each 4-bit weight into a packed layout the first
+    time it runs in eval mode without grad, and that layout's kernel has no autograd: every backward after
+    the first evaluation (or the packing check) would give silently wrong gradients (measured: relative
+    error 1.27 on the adapters). The flag is per-module; we clear it so the layout stays the trainable one.
+    """
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
 
 
 def count_parameters(model_path: str, config: SFTConfig) -> tuple[ParamCounts, object]:

@@ -10,7 +10,8 @@ Output folder:
     checkpoints/checkpoint-N/   Trainer checkpoints; a rerun resumes from the newest complete one
     log.jsonl, training.png     loss / grad_norm / learning_rate / eval_loss per step, and their plot
     adapter/ (LoRA, QLoRA)      merged/ (LoRA, QLoRA with merge=true)      model/ (full fine-tune)
-    metrics.json, data_report.json, sft_config.json, result.json (written last: the run is complete)
+    sft_config.json (what the checkpoints belong to), trained.json (training + save finished),
+    metrics.json, data_report.json, result.json (written last: the run is complete)
 """
 from __future__ import annotations
 
@@ -35,8 +36,14 @@ from distill.sft.callbacks import JsonlLogCallback, RichProgressCallback, plot_l
 from distill.sft.data import build_dataset, default_num_proc, load_tokenizer
 from distill.sft.memory import ModelShape, estimate
 from distill.sft.merge import ensure_stop_token, merge_adapter, publish_dir
-from distill.sft.modeling import count_parameters, load_model, lora_config, resolve_precision
-from distill.sft.packing import PackedCollator, check_packing, pack
+from distill.sft.modeling import (
+    attention_implementation,
+    count_parameters,
+    load_model,
+    lora_config,
+    resolve_precision,
+)
+from distill.sft.packing import PackedCollator, check_packing, pack, row_length
 
 IGNORE = -100
 
@@ -54,7 +61,7 @@ class TrainResult:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "TrainResult":
+    def from_json(cls, data: dict[str, Any]) -> TrainResult:
         paths = ("output_dir", "adapter_dir", "merged_dir", "log_path", "plot_path")
         return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in data.items()
                       if k in cls.__dataclass_fields__})
@@ -117,14 +124,6 @@ class DistillTrainer(SFTTrainer):
         super().log(logs, start_time)
 
 
-class SaveAtEnd(TrainerCallback):
-    """Checkpoint the last step too, so a crash while saving or merging resumes without retraining."""
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= state.max_steps:
-            control.should_save = True
-
-
 def fused_loss_available() -> bool:
     """TRL's tiled LM-head kernel is fast where Triton runs it (CUDA/XPU); elsewhere it is a slow Python loop."""
     from transformers.utils import is_triton_available
@@ -142,7 +141,7 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval: bool, progress: bool) -> TRLConfig:
+def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval: bool) -> TRLConfig:
     warmup = config.warmup_ratio if config.warmup_ratio < 1 else int(config.warmup_ratio)
     return TRLConfig(
         output_dir=str(checkpoints),
@@ -172,77 +171,66 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # ru_maxrss is KiB on Linux
 
 
-def train(config: SFTConfig, *, progress: bool = True,
-          callbacks: list[TrainerCallback] | None = None) -> TrainResult:
-    """Fine-tune `config.model` on `config.train_file`; resumes from the newest checkpoint under output_dir."""
-    from accelerate import PartialState
-
-    if config.train_file is None:
-        raise DistillError("sft.train_file is not set (the kept traces, e.g. RUN_DIR/filter/kept.jsonl)")
-    if config.output_dir is None:
-        raise DistillError("sft.output_dir is not set (where the student goes)")
-    out = Path(config.output_dir)
-    # cpu= must match what the Trainer asks for, or a CPU process group is never joined (every rank main).
-    state = PartialState(cpu=not torch.cuda.is_available())
-    main = state.is_main_process
-    digest = config_hash(config)
-
-    done = out / "result.json"
-    if done.exists():
-        previous = json.loads(done.read_text())
-        if previous.get("metrics", {}).get("config_hash") == digest:
-            return TrainResult.from_json(previous)
-    checkpoints = out / "checkpoints"
-    last = last_complete_checkpoint(checkpoints)
+def _resume_point(out: Path, digest: str) -> Path | None:
+    """The checkpoint to resume from, refusing checkpoints another config left behind."""
+    last = last_complete_checkpoint(out / "checkpoints")
     stamp = out / "sft_config.json"
     if last is not None and stamp.exists() and json.loads(stamp.read_text()).get("config_hash") != digest:
         raise DistillError(f"{out} holds checkpoints of a different SFT config; use another output_dir "
-                           f"or delete {checkpoints} to start over")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(stamp, {"config_hash": digest, "config": config.model_dump(mode="json")})
+                           f"or delete {out / 'checkpoints'} to start over")
+    return last
 
-    model_path = resolve_model(config.model)
-    precision = resolve_precision(config.precision)
+
+def _rewound_log(state, log_path: Path, last: Path | None) -> dict[str, Any] | None:
+    """The log row a resumed run continues from (rank 0 drops rows past the checkpoint)."""
+    if last is None:
+        if state.is_main_process and log_path.exists():
+            log_path.unlink()  # a fresh start: the old log belongs to a run that left no checkpoint
+        return None
+    state.wait_for_everyone()
+    row = rewind_log(log_path, int(last.name.split("-")[-1])) if state.is_main_process else None
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        from distill.jsonl import JsonlReader
+
+        rows = list(JsonlReader(log_path, on_error="skip")) if log_path.exists() else []
+        row = rows[-1] if rows else None
+    return row
+
+
+def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bool,
+         callbacks: list[TrainerCallback]) -> dict[str, Any]:
+    """Tokenize, pack, train (resuming), evaluate and save the model or adapter; returns the run's metrics."""
+    out = Path(config.output_dir)
+    last = _resume_point(out, config_hash(config))
     tokenizer = load_tokenizer(model_path)
     num_proc = default_num_proc()
+    attention = attention_implementation()
     # Rank 0 tokenizes and packs into the Arrow cache; the other ranks then read the same cache.
     with state.main_process_first():
         data = build_dataset(Path(config.train_file), model_path, config.max_length, config.overlong,
                              config.eval_fraction, config.seed, out / "cache", num_proc)
-        train_rows = pack(data.train, config.max_length, config.packing, num_proc)
-        eval_rows = pack(data.eval, config.max_length, config.packing, num_proc) if data.eval is not None else None
+        rows_of = row_length(config.max_length, data.report["longest_kept"], attention)
+        train_rows = pack(data.train, rows_of, config.packing, num_proc)
+        eval_rows = pack(data.eval, rows_of, config.packing, num_proc) if data.eval is not None else None
 
-    log_path, plot_path = out / "log.jsonl", out / "training.png"
-    resumed_step = int(last.name.split("-")[-1]) if last is not None else 0
-    if last is not None:
-        state.wait_for_everyone()
-        resumed_row = rewind_log(log_path, resumed_step) if main else None
-        state.wait_for_everyone()
-        if not main:
-            from distill.jsonl import JsonlReader
-
-            rows = list(JsonlReader(log_path, on_error="skip")) if log_path.exists() else []
-            resumed_row = rows[-1] if rows else None
-    else:
-        resumed_row = None
-        if main and log_path.exists():
-            log_path.unlink()  # a fresh start: the old log belongs to a run that left no checkpoint
+    log_path = out / "log.jsonl"
+    resumed_row = _rewound_log(state, log_path, last)
     tokens = TokenCounter()
     if resumed_row:
         tokens.real = int(resumed_row.get("tokens", 0))
         tokens.supervised = int(resumed_row.get("loss_tokens", 0))
 
-    model = load_model(model_path, config, precision)
-    hooks: list[TrainerCallback] = [JsonlLogCallback(log_path, tokens, resumed_row), SaveAtEnd()]
+    hooks: list[TrainerCallback] = [JsonlLogCallback(log_path, tokens, resumed_row)]
     if progress:
         hooks.append(RichProgressCallback(tokens))
     trainer = DistillTrainer(
-        model=model, args=_trainer_args(config, precision, checkpoints, eval_rows is not None, progress),
+        model=load_model(model_path, config, precision, attention),
+        args=_trainer_args(config, precision, out / "checkpoints", eval_rows is not None),
         train_dataset=train_rows, eval_dataset=eval_rows, processing_class=tokenizer,
         data_collator=PackedCollator(pad_token_id=tokenizer.pad_token_id),
         peft_config=lora_config(config) if config.method != "full" else None,
-        callbacks=hooks + list(callbacks or []), token_counter=tokens, fused_loss=fused_loss_available(),
+        callbacks=hooks + callbacks, token_counter=tokens, fused_loss=fused_loss_available(),
     )
     packing_check = check_packing(trainer.model) if config.packing else None
 
@@ -251,53 +239,94 @@ def train(config: SFTConfig, *, progress: bool = True,
     train_seconds = time.perf_counter() - started
     final_eval = trainer.evaluate() if eval_rows is not None else {}
 
-    # Save: the full model itself, or the adapter (then merged below, on rank 0 alone).
-    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-    unwrapped.config.use_cache = True
+    # The full model itself, or the adapter; staged then renamed, so it exists only when complete.
+    trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
     target = out / ("model" if config.method == "full" else "adapter")
     staging = target.with_name(f".{target.name}.tmp")
-    if main:
+    if state.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
     state.wait_for_everyone()
     trainer.save_model(str(staging))  # collective under FSDP/ZeRO-3: every rank calls it
     state.wait_for_everyone()
-    adapter_dir = merged_dir = None
-    if main:
+    if state.is_main_process:
         publish_dir(staging, target)
         if config.method == "full":
             ensure_stop_token(target, data.stop_id)
-            merged_dir = target
-        else:
-            adapter_dir = target
-    del trainer, model, unwrapped
-    if config.method != "full":
-        adapter_dir = target
-        if config.merge:
-            merged_dir = out / "merged"
-            if main:
-                merge_adapter(model_path, target, merged_dir, data.stop_id)
-    else:
-        merged_dir = target
-
     padded = max(tokens.padded, 1)
-    metrics = {
-        "config_hash": digest, "method": config.method, "precision": precision, "model": model_path,
-        "steps": output.global_step, "resumed_from_step": resumed_step, "train_loss": output.training_loss,
-        "eval_loss": final_eval.get("eval_loss"), "train_seconds": round(train_seconds, 2),
-        "tokens": tokens.real, "loss_tokens": tokens.supervised,
+    return {
+        "config_hash": config_hash(config), "method": config.method, "precision": precision, "model": model_path,
+        "steps": output.global_step, "resumed_from_step": int(last.name.split("-")[-1]) if last else 0,
+        "train_loss": output.training_loss, "eval_loss": final_eval.get("eval_loss"),
+        "train_seconds": round(train_seconds, 2), "tokens": tokens.real, "loss_tokens": tokens.supervised,
         "tokens_per_s": round((tokens.real - tokens_before) / max(train_seconds, 1e-9), 2),
         "padding_fraction": round(1 - tokens.real / padded, 4) if tokens.padded else None,
-        "packing": config.packing, "packing_check": packing_check,
+        "packing": config.packing, "packing_check": packing_check, "row_length": rows_of if config.packing else None,
+        "attn_implementation": attention,
         "train_rows": len(train_rows), "eval_rows": len(eval_rows) if eval_rows is not None else 0,
         "stop_token_id": data.stop_id, "peak_rss_gib": round(_peak_rss_gib(), 3),
         "peak_cuda_gib": round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3) if torch.cuda.is_available() else None,
         "world_size": state.num_processes, "data": data.report,
     }
+
+
+def train(config: SFTConfig, *, progress: bool = True,
+          callbacks: list[TrainerCallback] | None = None) -> TrainResult:
+    """Fine-tune `config.model` on `config.train_file` into `config.output_dir`.
+
+    Crash-safe at every phase: training resumes from the newest complete checkpoint, a finished training
+    phase (trained.json) is not redone when only the merge was interrupted, and a finished run
+    (result.json, same config hash) returns its recorded result. Under `accelerate launch` every rank
+    trains and only rank 0 writes. `callbacks` are extra transformers TrainerCallbacks.
+    """
+    from accelerate import PartialState
+
+    if config.train_file is None:
+        raise DistillError("sft.train_file is not set (the kept traces, e.g. RUN_DIR/filter/kept.jsonl)")
+    if config.output_dir is None:
+        raise DistillError("sft.output_dir is not set (where the student goes)")
+    out = Path(config.output_dir)
+    digest = config_hash(config)
+    done, trained_marker = out / "result.json", out / "trained.json"
+    if done.exists():
+        previous = json.loads(done.read_text())
+        if previous.get("metrics", {}).get("config_hash") == digest:
+            return TrainResult.from_json(previous)
+    # cpu= must match what the Trainer asks for, or a CPU process group is never joined (every rank main).
+    state = PartialState(cpu=not torch.cuda.is_available())
+    main = state.is_main_process
+    if not Path(config.train_file).exists():
+        raise DistillError(f"{config.train_file}: no such file of kept traces (run `distill filter` first)")
+    _resume_point(out, digest)  # refuse another config's checkpoints before writing anything
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "sft_config.json", {"config_hash": digest, "config": config.model_dump(mode="json")})
+
+    model_path = resolve_model(config.model)
+    previous = json.loads(trained_marker.read_text()) if trained_marker.exists() else {}
+    if previous.get("config_hash") == digest:
+        metrics = previous  # trained and saved already; only the merge / bookkeeping was interrupted
+    else:
+        metrics = _fit(config, state, model_path, resolve_precision(config.precision), progress,
+                       list(callbacks or []))
+        if main:
+            atomic_write_json(trained_marker, metrics)
+    state.wait_for_everyone()
+
+    adapter_dir = merged_dir = None
+    if config.method == "full":
+        merged_dir = out / "model"
+    else:
+        adapter_dir = out / "adapter"
+        if config.merge:
+            merged_dir = out / "merged"
+            if main and not (merged_dir / "config.json").exists():
+                merge_adapter(model_path, adapter_dir, merged_dir, metrics["stop_token_id"])
+    log_path, plot_path = out / "log.jsonl", out / "training.png"
     result = TrainResult(output_dir=out, adapter_dir=adapter_dir, merged_dir=merged_dir, metrics=metrics,
                          log_path=log_path, plot_path=plot_path)
     if main:
         plot_log(log_path, plot_path)
-        atomic_write_json(out / "data_report.json", data.report)
+        atomic_write_json(out / "data_report.json", metrics["data"])
         atomic_write_json(out / "metrics.json", metrics)
         atomic_write_json(done, result.to_json())
     state.wait_for_everyone()

@@ -282,6 +282,9 @@ def main() -> None:
             os._exit(wait_status(child))
         run_user(spec, sentinel_fd)
     os.close(sentinel_fd)
+    # SIGTERM from the parent (timeout): kill the namespace's init and wait, so the kernel has reaped
+    # everything in the namespace by the time we exit and the parent's wait() returns.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
     status = wait_status(pid)
     if "uid" in layers and "pidns" not in layers:
         _kill_uid(spec["uid"])

@@ -22,8 +22,10 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)
 # A final answer is short; a longer "answer" is a model that dumped its work into the box. Past this
 # many characters (or 20x the gold's length) we reject without handing it to the parser.
 MIN_ANSWER_CHARS_LIMIT = 1000
-# math-verify sees at most this much of an answer that has no \boxed{} (the end is where answers are).
+# Where to look for "the answer is ..." when there is no \boxed{}: answers end with it.
 UNBOXED_TAIL_CHARS = 4000
+# Unbalanced boxes are skipped back to an earlier one, but only this many: each try scans to the end.
+MAX_BOX_TRIES = 4
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 _FINAL_PHRASE = re.compile(r"(?:answer\s*(?:is|:)|^####)\s*\$?([^\n$]+?)\$?\s*\.?\s*$", re.IGNORECASE | re.MULTILINE)
@@ -37,7 +39,7 @@ _COMMA_SPACE = re.compile(r",\s+")
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox{...}, or `\\boxed 5`), braces balanced; None if absent."""
     starts = [m.end() for m in _BOXED.finditer(text)]
-    for start in reversed(starts):
+    for start in reversed(starts[-MAX_BOX_TRIES:]):
         if start < len(text) and text[start] == "{":
             depth = 0
             for i in range(start, len(text)):

@@ -41,6 +41,7 @@ BOOT_FAILED = 111
 # Private uids for sandboxed programs: far above any real account; one per worker process (by pid).
 UID_BASE = 1 << 24
 DRAIN_AFTER_EXIT_S = 0.5
+TERMINATE_GRACE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,14 @@ def _collect(proc: subprocess.Popen, deadline: float, limit: int) -> tuple[bytes
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    """Stop the run and return only once its processes are gone."""
+    if proc.poll() is None:
+        proc.terminate()  # the bootstrap kills its namespace and waits for the kernel to reap it
+        try:
+            proc.wait(timeout=TERMINATE_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+    try:  # whatever is left in the group (all of it, where there is no pid namespace)
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass

@@ -2,8 +2,8 @@
 
 multiprocessing.Pool and ProcessPoolExecutor cannot stop one running task: a sympy simplification stuck
 in C, or a check with an infinite loop, would hang the whole run. Here each worker runs one task at a
-time; the task announces its phases (`phase("verify", 6.0)`), and the parent kills a worker whose phase
-outlives its budget, starts a fresh one, and asks the caller what to do with the task (`on_failure`:
+time (from a small batch); the task announces its phases (`phase("verify", 6.0)`), and the parent kills a
+worker whose phase outlives its budget, starts a fresh one, and asks the caller what to do with the task (`on_failure`:
 give a final result, or `Retry` it with that phase skipped). Results come back in input order, with at
 most `window` tasks in flight so memory stays flat on any input size.
 
@@ -29,12 +29,13 @@ R = TypeVar("R")
 
 PRELOAD = ["distill.verify", "distill.verify._warm", "distill.filter.worker"]
 _connection: Connection | None = None  # set inside a worker: where phase() reports to
+_current: int | None = None  # inside a worker: the index of the task running now
 
 
 def phase(name: str, budget_s: float) -> None:
     """Inside a pool task: start a phase that must end within `budget_s` seconds. No-op elsewhere."""
     if _connection is not None:
-        _connection.send(("phase", name, float(budget_s)))
+        _connection.send(("phase", _current, name, float(budget_s)))
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Retry(Generic[T]):
 
 def _worker_main(conn: Connection, fn: Callable[[Any], Any], initializer: Callable[..., None] | None,
                  initargs: tuple, memory_limit_mb: int | None) -> None:
-    global _connection
+    global _connection, _current
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if memory_limit_mb:
         # Soft limit only: a pathological expression gets MemoryError instead of eating the machine,
@@ -63,40 +64,56 @@ def _worker_main(conn: Connection, fn: Callable[[Any], Any], initializer: Callab
     _connection = conn
     while True:
         try:
-            message = conn.recv()
+            batch = conn.recv()
         except (EOFError, OSError):
             return
-        if message is None:
+        if batch is None:
             return
-        index, task = message
-        try:
-            result = fn(task)
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
-            conn.send(("error", index, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"))
-            continue
-        conn.send(("done", index, result))
+        for index, task in batch:
+            _current = index
+            try:
+                result = fn(task)
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+                conn.send(("error", index, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"))
+                continue
+            conn.send(("done", index, result))
 
 
 class _Worker:
-    def __init__(self, ctx, target_args: tuple):
+    """The parent's handle on one worker: its batch of tasks and the deadline of the running one."""
+
+    def __init__(self, ctx, target_args: tuple, start_budget_s: float):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, *target_args), daemon=True)
         self.process.start()
         child.close()
-        self.index: int | None = None
-        self.task: Any = None
+        self.start_budget_s = start_budget_s
+        self.pending: deque[tuple[int, Any]] = deque()  # assigned, not finished; the first is running
         self.phase = "start"
         self.deadline = 0.0
 
-    def assign(self, index: int, task: Any, budget_s: float) -> None:
-        self.index, self.task, self.phase = index, task, "start"
-        self.deadline = time.monotonic() + budget_s
-        self.conn.send((index, task))
+    def assign(self, batch: list[tuple[int, Any]]) -> None:
+        # Only an idle worker gets a batch, so it is blocked in recv() and this send never blocks us.
+        self.pending.extend(batch)
+        self._next()
+        self.conn.send(batch)
+
+    def _next(self) -> None:
+        self.phase = "start"
+        self.deadline = time.monotonic() + self.start_budget_s
+
+    def finish(self, index: int) -> tuple[int, Any]:
+        finished = self.pending.popleft()
+        assert finished[0] == index, (finished[0], index)
+        if self.pending:
+            self._next()
+        return finished
 
     def cpu_seconds(self) -> float:
         """User + system CPU time so far (Linux /proc), for throughput accounting."""
         try:
-            fields = open(f"/proc/{self.process.pid}/stat").read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{self.process.pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
         except OSError:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -109,22 +126,28 @@ class _Worker:
 
 
 class SupervisedPool(Generic[T, R]):
-    """`workers` processes running `fn(task)`; see the module docstring."""
+    """`workers` processes running `fn(task)`; see the module docstring.
+
+    Tasks go out in batches of up to `batch` (one round trip per batch: on a loaded machine the parent
+    is slow to be scheduled, and a worker waiting for its next task wastes its core); each task in a batch
+    still has its own phases and budgets, and when one is killed the rest of its batch is handed out again.
+    """
 
     def __init__(self, fn: Callable[[T], R], workers: int, *, initializer: Callable[..., None] | None = None,
                  initargs: tuple = (), start_budget_s: float = 60.0, memory_limit_mb: int | None = 4096,
-                 preload: list[str] | None = None):
+                 preload: list[str] | None = None, batch: int = 4):
         self.ctx = mp.get_context("forkserver")
         self.ctx.set_forkserver_preload(PRELOAD if preload is None else preload)
         self.target_args = (fn, initializer, initargs, memory_limit_mb)
         self.start_budget_s = start_budget_s
         self.size = max(1, workers)
+        self.batch = max(1, batch)
         self.workers: list[_Worker] = []
         self.restarts = 0
         self.retired_cpu_s = 0.0  # CPU time of workers already gone
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self.ctx, self.target_args)
+        worker = _Worker(self.ctx, self.target_args, self.start_budget_s)
         self.workers.append(worker)
         return worker
 
@@ -142,7 +165,7 @@ class SupervisedPool(Generic[T, R]):
     def imap(self, tasks: Iterable[T], on_failure: Callable[[T, Failure], R | Retry[T]],
              window: int | None = None) -> Iterator[R]:
         """Yield fn(task) for every task, in input order."""
-        window = window or self.size * 8
+        window = window or self.size * self.batch * 4
         source = iter(enumerate(tasks))
         exhausted = False
         retries: deque[tuple[int, T]] = deque()
@@ -153,21 +176,28 @@ class SupervisedPool(Generic[T, R]):
             while next_out in done:
                 yield done.pop(next_out)
                 next_out += 1
-            idle = [w for w in self.workers if w.index is None]
+            idle = [w for w in self.workers if not w.pending]
             while len(self.workers) < self.size:
                 idle.append(self._spawn())
-            while idle and (retries or (not exhausted and submitted - next_out < window)):
-                if retries:
-                    index, task = retries.popleft()
-                else:
+            for worker in idle:
+                # Small batches while the window is short, so every worker gets a share.
+                room = max(1, (window - (submitted - next_out)) // self.size)
+                batch: list[tuple[int, T]] = []
+                while len(batch) < min(self.batch, room):
+                    if retries:
+                        batch.append(retries.popleft())
+                        continue
+                    if exhausted or submitted - next_out >= window:
+                        break
                     try:
-                        index, task = next(source)
+                        batch.append(next(source))
                     except StopIteration:
                         exhausted = True
                         break
                     submitted += 1
-                idle.pop().assign(index, task, self.start_budget_s)
-            busy = [w for w in self.workers if w.index is not None]
+                if batch:
+                    worker.assign(batch)
+            busy = [w for w in self.workers if w.pending]
             if not busy:
                 if exhausted and not retries and next_out >= submitted:
                     return
@@ -175,50 +205,58 @@ class SupervisedPool(Generic[T, R]):
             timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
             ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=timeout)
             for worker in busy:
-                outcome = self._poll(worker, worker.conn in ready or worker.process.sentinel in ready)
-                if outcome is None:
-                    continue
-                index, task = worker.index, worker.task
-                worker.index, worker.task = None, None
-                kind, payload = outcome
-                if kind == "done":
-                    done[index] = payload
-                    continue
-                failure = payload
-                if failure.killed:
-                    self._replace(worker)
-                decision = on_failure(task, failure)
-                if isinstance(decision, Retry):
-                    retries.append((index, decision.task))
-                else:
-                    done[index] = decision
+                for index, task, outcome in self._poll(worker, worker.conn in ready or worker.process.sentinel in ready):
+                    if isinstance(outcome, Failure):
+                        decision = on_failure(task, outcome)
+                        if isinstance(decision, Retry):
+                            retries.append((index, decision.task))
+                        else:
+                            done[index] = decision
+                    else:
+                        done[index] = outcome[0]
+                if not worker.process.is_alive() or (worker.pending and time.monotonic() >= worker.deadline):
+                    self._fail_running(worker, retries, on_failure, done)
 
-    def _poll(self, worker: _Worker, ready: bool) -> tuple[str, Any] | None:
-        """Drain one worker's messages; ('done', result) or ('failed', Failure) when its task ended."""
+    def _poll(self, worker: _Worker, ready: bool) -> list[tuple[int, Any, Any]]:
+        """Drain one worker's messages: (index, task, (result,) or Failure) for each task that ended."""
+        ended = []
         while ready and worker.conn.poll():
             try:
                 message = worker.conn.recv()
             except (EOFError, OSError):
                 break
-            if message[0] == "phase":
-                _, worker.phase, budget = message
-                worker.deadline = time.monotonic() + budget
-            elif message[0] == "done":
-                return "done", message[2]
+            kind, index = message[0], message[1]
+            if kind == "phase":
+                if worker.pending and worker.pending[0][0] == index:
+                    worker.phase = message[2]
+                    worker.deadline = time.monotonic() + message[3]
+                continue
+            failed_phase = worker.phase
+            _, task = worker.finish(index)
+            ended.append((index, task, (message[2],) if kind == "done" else Failure(failed_phase, message[2], False)))
+        return ended
+
+    def _fail_running(self, worker: _Worker, retries: deque, on_failure: Callable, done: dict) -> None:
+        """Kill a worker whose running task overran (or that died); the rest of its batch goes out again."""
+        if worker.process.is_alive():
+            reason = f"phase '{worker.phase}' overran its time budget (worker killed)"
+        else:
+            reason = f"worker died (exit code {worker.process.exitcode}) in phase '{worker.phase}'"
+        failure = Failure(worker.phase, reason, killed=True)
+        pending = list(worker.pending)
+        self._replace(worker)
+        retries.extendleft(reversed(pending[1:]))
+        if pending:
+            index, task = pending[0]
+            decision = on_failure(task, failure)
+            if isinstance(decision, Retry):
+                retries.append((index, decision.task))
             else:
-                return "failed", Failure(worker.phase, message[2], killed=False)
-        if not worker.process.is_alive():
-            code = worker.process.exitcode
-            return "failed", Failure(worker.phase, f"worker died (exit code {code}) in phase '{worker.phase}'",
-                                     killed=True)
-        if time.monotonic() >= worker.deadline:
-            return "failed", Failure(worker.phase, f"phase '{worker.phase}' overran its time budget "
-                                                   f"(worker killed)", killed=True)
-        return None
+                done[index] = decision
 
     def close(self) -> None:
         for worker in self.workers:
-            if worker.index is None and worker.process.is_alive():
+            if not worker.pending and worker.process.is_alive():
                 try:
                     worker.conn.send(None)
                 except OSError:

@@ -1,6 +1,6 @@
 """Teacher backends: one request/completion shape, three ways to run a teacher.
 
-A backend takes a batch of `Request`s (one per problem x sample) and yields `(request, Completion)`
+A backend pulls `Request`s (one per problem x sample) lazily and yields `(request, Completion)`
 pairs as they finish, in any order, so the caller writes each trace as soon as it exists. Backends
 know nothing about files, resume or stats; `run.generate` does.
 """
@@ -18,7 +18,7 @@ class Request:
     problem_id: str
     sample: int
     messages: list[dict[str, str]]
-    key: int                      # sampling.request_key(seed, problem_id, sample): its random stream
+    key: int  # seeds.request_key(seed, problem_id, sample): its random stream
     prompt_ids: list[int] = field(default_factory=list)  # filled by backends that tokenize locally
     prefilled_think: bool = False  # set by prepare(): the prompt ends inside an opened <think> block
 
