@@ -7,7 +7,7 @@ prompt and the '<think>\\n' prefill, tokenized once and fed to every contender. 
 0.95, n samples, max tokens as given. Output tokens per second of generation (engine or model loading
 excluded) for:
 - raw vLLM: `LLM.generate(prompts, SamplingParams(n=n, ...))` on the engine, vLLM's own sampler;
-- distill: `distill.generate.generate()` on the same (already started) engine: one request per
+- distill: `distill.generation.generate()` on the same (already started) engine: one request per
   (problem, sample) through the seeded sampler, traces parsed and written to JSONL, stats written;
 - transformers: `model.generate(do_sample=True, num_return_sequences=n)` over a batch of the first
   `--hf-problems` problems (a subset: it is the slow one), with 1 thread and with all cores; the
@@ -45,7 +45,7 @@ def gsm8k_problems(count: int):
 
 
 def prompt_ids(tokenizer, problems, config) -> list[list[int]]:
-    from distill.generate.prompts import build_messages, render_prompt
+    from distill.generation.prompts import build_messages, render_prompt
 
     texts = [render_prompt(tokenizer, build_messages(p, config.prompts), config.prompts) for p in problems]
     return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -89,7 +89,7 @@ def bench_raw_vllm(llm, ids: list[list[int]], n: int, max_tokens: int) -> dict:
 
 
 def bench_distill(config, problems) -> dict:
-    from distill.generate import generate
+    from distill.generation import generate
 
     started = time.perf_counter()
     result = generate(config, problems=problems, progress=False)
@@ -111,7 +111,7 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT / "src"))
     from distill.config import GenerateConfig, VLLMConfig
-    from distill.generate.engine import shared_llm, shutdown_llm
+    from distill.generation.engine import shared_llm, shutdown_llm
     from distill.models import resolve_model
 
     model_path = resolve_model("bundled:smollm2-135m-instruct")

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import os
 
-# Before anything imports transformers or vllm: never reach a hub, keep vLLM's CPU KV cache small,
-# and keep the engine core in this process so one engine can be shared by every test.
+# Before anything imports transformers or vllm: never reach a hub and keep vLLM's CPU KV cache small.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -31,6 +30,8 @@ def tiny_model() -> str:
 def vllm_engine(smollm2):
     """The one vLLM engine (SmolLM2) the suite shares; ~45 s to start on the CPU."""
     from distill.config import VLLMConfig
-    from distill.generate.engine import shared_llm
+    from distill.generation.engine import shared_llm, shutdown_llm
 
-    return shared_llm(smollm2, VLLMConfig(kv_cache_gib=2, max_model_len=2048), seed=0)
+    yield shared_llm(smollm2, VLLMConfig(kv_cache_gib=2, max_model_len=2048), seed=0)
+    # Shut down while pytest's streams are open; vLLM's exit hook would log into closed files.
+    shutdown_llm()

@@ -27,7 +27,7 @@ def completions(path: Path) -> dict[str, str]:
 
 @pytest.mark.vllm
 def test_fixed_seed_gives_the_same_scores_twice(vllm_engine, smollm2, tmp_path):
-    from distill.generate import engine
+    from distill.generation import engine
 
     bench = bench_file(tmp_path, 5)
 

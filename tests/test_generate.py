@@ -10,13 +10,13 @@ import torch
 
 from distill.config import GenerateConfig, PromptConfig, config_hash
 from distill.errors import DistillError
-from distill.generate import generate
-from distill.generate.extract import split_completion, split_reasoning
-from distill.generate.prompts import build_messages, render_prompt
-from distill.generate.sampling import sample_rows
-from distill.generate.seeds import request_key, uniform
-from distill.generate.shards import expected_keys, merge_shards, parse_shard, shard_of, split_shard
-from distill.generate.stats import quantiles
+from distill.generation import generate
+from distill.generation.extract import split_completion, split_reasoning
+from distill.generation.prompts import build_messages, render_prompt
+from distill.generation.sampling import sample_rows
+from distill.generation.seeds import request_key, uniform
+from distill.generation.shards import expected_keys, merge_shards, parse_shard, shard_of, split_shard
+from distill.generation.stats import quantiles
 from distill.records import Problem, Trace
 
 # ------------------------------------------------------------------------------------------- prompts

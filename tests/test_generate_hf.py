@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from distill.config import GenerateConfig, config_hash
-from distill.generate import generate
-from distill.generate.prompts import build_messages
-from distill.generate.shards import expected_keys, merge_shards
+from distill.generation import generate
+from distill.generation.prompts import build_messages
+from distill.generation.shards import expected_keys, merge_shards
 from distill.jsonl import read_jsonl
 from distill.records import Problem, Trace
 
@@ -121,7 +121,7 @@ def test_shards_merge_into_the_unsharded_run(tmp_path, tiny_model):
 def test_kill_9_then_rerun_gives_every_trace_once(tmp_path, tiny_model):
     problems = write_problems(tmp_path / "problems.jsonl", 12)
     output = tmp_path / "traces.jsonl"
-    command = [sys.executable, "-m", "distill.generate", "backend=hf", "model=bundled:tiny",
+    command = [sys.executable, "-m", "distill.generation", "backend=hf", "model=bundled:tiny",
                f"problems={problems}", f"output={output}", "sampling.n=2", "sampling.max_tokens=24",
                "hf.batch_size=2", "batch_size=1", "--quiet"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -157,7 +157,7 @@ def test_kill_9_then_rerun_gives_every_trace_once(tmp_path, tiny_model):
 def test_data_parallel_workers_split_the_run_and_merge(tmp_path, problems, monkeypatch):
     """The vllm backend's data parallelism is process orchestration: D workers on finer shards, then a
     merge. It is backend-agnostic, so it runs here on hf workers (two vLLM engines would not fit the box)."""
-    from distill.generate.parallel import generate_data_parallel
+    from distill.generation.parallel import generate_data_parallel
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     config = hf_config(tmp_path, "dp", problems, **{"vllm.data_parallel_size": 2})

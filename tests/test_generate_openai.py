@@ -24,8 +24,8 @@ import pytest
 
 from distill.config import GenerateConfig
 from distill.errors import DistillError
-from distill.generate import generate
-from distill.generate.shards import expected_keys
+from distill.generation import generate
+from distill.generation.shards import expected_keys
 from distill.jsonl import read_jsonl
 from distill.records import Problem, Trace
 
@@ -160,7 +160,7 @@ def vllm_server(smollm2):
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", smollm2, "--host", "127.0.0.1", "--port", str(port), "--served-model-name",
              "smollm2", "--max-model-len", "1024", "--max-num-seqs", "16", "--enforce-eager",
              "--dtype", "float32",
-             "--logits-processors", "distill.generate.vllm_sampler:SeededSampler"],
+             "--logits-processors", "distill.generation.vllm_sampler:SeededSampler"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             _wait_until_serving(process, base, log)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from distill.config import GenerateConfig, VLLMConfig
-from distill.generate import generate
-from distill.generate.engine import shared_llm
-from distill.generate.prompts import build_messages, render_prompt
-from distill.generate.shards import expected_keys
+from distill.generation import generate
+from distill.generation.engine import shared_llm
+from distill.generation.prompts import build_messages, render_prompt
+from distill.generation.shards import expected_keys
 from distill.jsonl import read_jsonl
 from distill.records import Problem, Trace
 

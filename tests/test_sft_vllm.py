@@ -29,7 +29,7 @@ def test_merged_lora_student_generates_with_vllm(tmp_path, tiny_model):
     from vllm import SamplingParams
 
     from distill.config import VLLMConfig
-    from distill.generate.engine import shared_llm, shutdown_llm
+    from distill.generation.engine import shared_llm, shutdown_llm
 
     write_traces(tmp_path / "kept.jsonl", 2)
     result = train(tiny_config(tmp_path, max_steps=8, learning_rate=1e-2, merge=True,

@@ -102,7 +102,7 @@ def generate(
         raise DistillError("no problems given: pass --problems FILE.jsonl or set generate.problems in the recipe")
     if config.output is None:
         config.output = Path(config.problems).with_suffix("").with_name(Path(config.problems).stem + ".traces.jsonl")
-    result = stage_module("distill.generate", "issue 3").generate(config)
+    result = stage_module("distill.generation", "issue 3").generate(config)
     console.print(f"[green]wrote[/] {result.output} ({result.written} new, {result.skipped} already there)")
 
 
@@ -115,7 +115,7 @@ def merge(
     n: Annotated[Optional[int], typer.Option("-n", help="samples per problem expected")] = None,
 ):
     """Join generation shards: report gaps and duplicates."""
-    shards_mod = stage_module("distill.generate.shards", "issue 3")
+    shards_mod = stage_module("distill.generation.shards", "issue 3")
     expected = None
     if problems is not None:
         from distill.jsonl import read_jsonl
@@ -145,7 +145,9 @@ def filter_(
         raise DistillError("no traces given: pass --input TRACES.jsonl or set filter.input in the recipe")
     if config.output_dir is None:
         config.output_dir = Path(config.input).parent / "filter"
-    result = stage_module("distill.filter", "issue 4").filter_traces(config)
+    module = stage_module("distill.filter", "issue 4")
+    result = module.filter_traces(config)
+    console.print(module.funnel_table(result))
     console.print(f"[green]kept[/] {result.kept}, rejected {result.rejected} -> {result.output_dir}")
 
 

@@ -127,7 +127,7 @@ def retire(recipe: Recipe, stage: str, old_key: str) -> Path | None:
 
 # ----------------------------------------------------------------------------------------------- stages
 def _run_generate(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
-    from distill.generate import generate
+    from distill.generation import generate
 
     if recipe.generate.problems is None:
         raise DistillError(f"recipe '{recipe.name}': generate.problems is not set (a Problem JSONL file)")

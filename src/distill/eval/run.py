@@ -1,7 +1,7 @@
 """`distill eval`: k samples per benchmark problem for each model, verified, scored side by side.
 
 For each model (outer loop, so one engine serves all its benchmarks) and each benchmark:
-  1. generate k samples per problem through `distill.generate` (same backends and seeded sampling as
+  1. generate k samples per problem through `distill.generation` (same backends and seeded sampling as
      the teacher) into OUT/<model>/<bench>.traces.jsonl, which resumes after a crash;
   2. verify every sample with the filter's verifiers into OUT/<model>/<bench>.verdicts.jsonl (resumes
      too: code tests run in the sandbox and are worth not repeating);
@@ -323,7 +323,7 @@ def score_benchmark(verdicts_path: Path, results_path: Path, problems: dict[str,
 def evaluate(config: EvalConfig, *, progress: bool = True, aliases: dict[str, str] | None = None,
              console=None) -> EvalResult:
     """Score every model on every benchmark (see module doc); prints the side-by-side table."""
-    from distill.generate import generate
+    from distill.generation import generate
 
     if config.output_dir is None:
         raise DistillError("eval: output_dir is not set (set eval.output_dir or pass --out-dir)")

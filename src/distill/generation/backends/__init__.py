@@ -48,10 +48,10 @@ class Backend(Protocol):
 
 def make_backend(config: GenerateConfig) -> Backend:
     if config.backend == "vllm":
-        from distill.generate.backends.vllm_backend import VLLMBackend
+        from distill.generation.backends.vllm_backend import VLLMBackend
         return VLLMBackend(config)
     if config.backend == "openai":
-        from distill.generate.backends.openai_backend import OpenAIBackend
+        from distill.generation.backends.openai_backend import OpenAIBackend
         return OpenAIBackend(config)
-    from distill.generate.backends.hf_backend import HFBackend
+    from distill.generation.backends.hf_backend import HFBackend
     return HFBackend(config)

@@ -17,10 +17,10 @@ from transformers import (
 )
 
 from distill.config import GenerateConfig
-from distill.generate.backends import Completion, Request
-from distill.generate.prompts import render_prompt, template_opens_think
-from distill.generate.sampling import one_hot_logits, sample_rows
-from distill.generate.seeds import uniform
+from distill.generation.backends import Completion, Request
+from distill.generation.prompts import render_prompt, template_opens_think
+from distill.generation.sampling import one_hot_logits, sample_rows
+from distill.generation.seeds import uniform
 from distill.models import resolve_model
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

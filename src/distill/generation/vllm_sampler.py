@@ -1,7 +1,7 @@
 """The vLLM side of seeded sampling: a v1 batch-level logits processor.
 
 Loaded into every engine `shared_llm` builds, and into a server with
-`vllm serve MODEL --logits-processors distill.generate.vllm_sampler:SeededSampler`. A request opts in
+`vllm serve MODEL --logits-processors distill.generation.vllm_sampler:SeededSampler`. A request opts in
 through `SamplingParams.extra_args` (the server's `vllm_xargs`) with the keys below; every other request
 is left alone, so the processor costs nothing to traffic that does not use it. For opted-in rows it
 draws the token with `sampling.sample_rows` and leaves a one-hot row behind, which the engine's greedy
@@ -16,8 +16,8 @@ from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
-from distill.generate.sampling import one_hot_logits, sample_rows
-from distill.generate.seeds import uniform
+from distill.generation.sampling import one_hot_logits, sample_rows
+from distill.generation.seeds import uniform
 
 KEY, TEMPERATURE, TOP_P = "distill_key", "distill_temperature", "distill_top_p"
 

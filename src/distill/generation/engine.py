@@ -30,7 +30,7 @@ def _prepare_environment(vllm: VLLMConfig) -> None:
 
 
 def engine_kwargs(model_path: str, vllm: VLLMConfig, seed: int) -> dict[str, Any]:
-    from distill.generate.vllm_sampler import SeededSampler
+    from distill.generation.vllm_sampler import SeededSampler
 
     kwargs: dict[str, Any] = {
         "model": model_path,
@@ -57,7 +57,7 @@ def shared_llm(model_path: str, vllm: VLLMConfig, seed: int):
     shutdown_llm()
     if vllm.data_parallel_size > 1:
         raise DistillError("vllm.data_parallel_size > 1 runs one engine per worker process; "
-                           "call distill.generate.generate(), which starts them, not shared_llm()")
+                           "call distill.generation.generate(), which starts them, not shared_llm()")
     _prepare_environment(vllm)
     try:
         from vllm import LLM

@@ -1,6 +1,6 @@
-"""`python -m distill.generate [RECIPE.yaml] [key=value ...]`: the generate stage without the full CLI.
+"""`python -m distill.generation [RECIPE.yaml] [key=value ...]`: the generate stage without the full CLI.
 
-Data-parallel workers are started as `python -m distill.generate --config-json FILE --quiet`.
+Data-parallel workers are started as `python -m distill.generation --config-json FILE --quiet`.
 """
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import sys
 
 from distill.config import GenerateConfig, load_stage, validate_config
 from distill.errors import DistillError
-from distill.generate.run import generate
+from distill.generation.run import generate
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distill.generate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m distill.generation", description=__doc__)
     parser.add_argument("args", nargs="*", help="an optional recipe/stage YAML, then key=value overrides")
     parser.add_argument("--config-json", help="a complete GenerateConfig as JSON (used by workers)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -8,7 +8,7 @@ and a rerun resumes after the traces already written.
 The server decides the chat template. Against a vLLM server (detected from `/v1/models`) we also use
 its extensions: the `<think>\\n` prefill as a continued assistant turn, `chat_template_kwargs`, and the
 seeded sampler through `vllm_xargs`, which reproduces traces when the server was started with
-`--logits-processors distill.generate.vllm_sampler:SeededSampler` (and samples normally otherwise).
+`--logits-processors distill.generation.vllm_sampler:SeededSampler` (and samples normally otherwise).
 Other servers get the standard `seed` field, which hosted APIs treat as best effort.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 from distill.config import GenerateConfig
 from distill.errors import DistillError
-from distill.generate.backends import Completion, Request
-from distill.generate.prompts import PREFILL
+from distill.generation.backends import Completion, Request
+from distill.generation.prompts import PREFILL
 
 _CONTEXT_ERRORS = ("context length", "maximum context", "too long", "max_model_len", "maximum model length")
 
@@ -68,7 +68,7 @@ class OpenAIBackend:
         if not self.is_vllm:
             body.update(messages=messages, seed=request.key % 2**31)
             return body
-        from distill.generate.vllm_sampler import seeded_extra_args
+        from distill.generation.vllm_sampler import seeded_extra_args
 
         extra: dict[str, Any] = {}
         if request.prefilled_think:

@@ -1,7 +1,7 @@
 """Data parallelism for the vllm backend: one engine per replica, each in its own worker process.
 
 vLLM's offline `LLM` refuses data_parallel_size > 1 in one process, so `vllm.data_parallel_size=D`
-starts D `python -m distill.generate` workers, each pinned to its tensor_parallel_size GPUs and owning
+starts D `python -m distill.generation` workers, each pinned to its tensor_parallel_size GPUs and owning
 a finer shard of this run's problems (`shards.split_shard`). Each writes and resumes its own part file;
 once all are done the parts are merged into the output and the stats written over the result.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from distill.config import GenerateConfig, config_hash
 from distill.errors import DistillError
-from distill.generate.shards import merge_shards, split_shard
-from distill.generate.stats import RunCounters, file_stats
+from distill.generation.shards import merge_shards, split_shard
+from distill.generation.stats import RunCounters, file_stats
 from distill.jsonl import JsonlWriter, atomic_write_json
 
 
@@ -30,7 +30,7 @@ def _devices(count: int) -> list[str]:
 
 
 def generate_data_parallel(config: GenerateConfig, *, problems, progress: bool):
-    from distill.generate.run import GenerateResult, check_same_config, stats_path_for
+    from distill.generation.run import GenerateResult, check_same_config, stats_path_for
 
     dp, tp = config.vllm.data_parallel_size, config.vllm.tensor_parallel_size
     output = Path(config.output)
@@ -54,7 +54,7 @@ def generate_data_parallel(config: GenerateConfig, *, problems, progress: bool):
         config_file = part.with_suffix(".config.json")
         atomic_write_json(config_file, worker.model_dump(mode="json"))
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices[d * tp:(d + 1) * tp])}
-        command = [sys.executable, "-m", "distill.generate", "--config-json", str(config_file)]
+        command = [sys.executable, "-m", "distill.generation", "--config-json", str(config_file)]
         if not progress or d > 0:  # one bar on the terminal is readable, D interleaved ones are not
             command.append("--quiet")
         workers.append(subprocess.Popen(command, env=env))

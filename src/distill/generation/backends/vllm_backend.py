@@ -10,9 +10,9 @@ import itertools
 from collections.abc import Iterable, Iterator
 
 from distill.config import GenerateConfig
-from distill.generate.backends import Completion, Request
-from distill.generate.engine import shared_llm
-from distill.generate.prompts import render_prompt, template_opens_think
+from distill.generation.backends import Completion, Request
+from distill.generation.engine import shared_llm
+from distill.generation.prompts import render_prompt, template_opens_think
 from distill.models import resolve_model
 
 
@@ -39,7 +39,7 @@ class VLLMBackend:
         request.prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _params(self, request: Request):
-        from distill.generate.vllm_sampler import seeded_extra_args
+        from distill.generation.vllm_sampler import seeded_extra_args
 
         sampling = self.config.sampling
         extra = None

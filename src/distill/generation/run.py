@@ -17,17 +17,17 @@ from typing import Any
 
 from distill.config import GenerateConfig, config_hash
 from distill.errors import DistillError
-from distill.generate.backends import Backend, Completion, Request, make_backend
-from distill.generate.extract import split_completion
-from distill.generate.progress import GenerateProgress
-from distill.generate.prompts import build_messages
-from distill.generate.seeds import request_key
-from distill.generate.shards import parse_shard, shard_of
-from distill.generate.stats import RunCounters, file_stats
+from distill.generation.backends import Backend, Completion, Request, make_backend
+from distill.generation.extract import split_completion
+from distill.generation.progress import GenerateProgress
+from distill.generation.prompts import build_messages
+from distill.generation.seeds import request_key
+from distill.generation.shards import parse_shard, shard_of
+from distill.generation.stats import RunCounters, file_stats
 from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_json
 from distill.records import Problem, Trace, trace_key
 
-log = logging.getLogger("distill.generate")
+log = logging.getLogger("distill.generation")
 
 # JsonlWriter flushes (and fsyncs) every 16 traces; a slow teacher also flushes at least this often,
 # so a SIGKILL loses what was in flight plus at most this many seconds of finished traces.
@@ -59,7 +59,7 @@ def generate(config: GenerateConfig, *, problems: Iterable[Problem] | None = Non
     if problems is None and config.problems is None:
         raise DistillError("generate: no problems; set problems=PATH to a Problem JSONL file")
     if config.backend == "vllm" and config.vllm.data_parallel_size > 1:
-        from distill.generate.parallel import generate_data_parallel
+        from distill.generation.parallel import generate_data_parallel
         return generate_data_parallel(config, problems=problems, progress=progress)
 
     output = Path(config.output)
