@@ -9,9 +9,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
+import pytest
 
-from distill.models import resolve_model  # noqa: E402
+from distill.models import resolve_model
 
 
 @pytest.fixture(scope="session")
@@ -28,10 +28,13 @@ def tiny_model() -> str:
 
 @pytest.fixture(scope="session")
 def vllm_engine(smollm2):
-    """The one vLLM engine (SmolLM2) the suite shares; ~45 s to start on the CPU."""
+    """The one vLLM engine (SmolLM2) the suite shares; ~20 s to start on the CPU.
+
+    Eager mode: torch.compile would add ~50 s to the start and the suite generates too little to win it back.
+    """
     from distill.config import VLLMConfig
     from distill.generation.engine import shared_llm, shutdown_llm
 
-    yield shared_llm(smollm2, VLLMConfig(kv_cache_gib=2, max_model_len=2048), seed=0)
+    yield shared_llm(smollm2, VLLMConfig(kv_cache_gib=2, max_model_len=2048, enforce_eager=True), seed=0)
     # Shut down while pytest's streams are open; vLLM's exit hook would log into closed files.
     shutdown_llm()

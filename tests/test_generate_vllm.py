@@ -35,7 +35,7 @@ def vllm_config(tmp_path: Path, name: str, problems: Path, **sampling) -> Genera
     # The same VLLMConfig as the suite's `vllm_engine` fixture, so shared_llm hands back that engine.
     return GenerateConfig(problems=problems, output=tmp_path / f"{name}.jsonl",
                           sampling={"n": 2, "max_tokens": 40, **sampling},
-                          vllm=VLLMConfig(kv_cache_gib=2, max_model_len=2048))
+                          vllm=VLLMConfig(kv_cache_gib=2, max_model_len=2048, enforce_eager=True))
 
 
 def traces_of(path: Path) -> list[Trace]:

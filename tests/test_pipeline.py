@@ -23,6 +23,7 @@ from distill.config import Recipe, dump_yaml
 from distill.pipeline import read_manifest, run, stage_keys
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = 8  # per training problem; 6 problems
 pytestmark = pytest.mark.slow
 
 
@@ -31,7 +32,9 @@ def tiny_recipe(run_dir: Path, data: Path, **sft) -> Recipe:
     return Recipe.model_validate({
         "name": "tiny", "run_dir": str(run_dir),
         "generate": {"model": "bundled:tiny", "backend": "hf", "problems": str(data / "train.jsonl"),
-                     "sampling": {"n": 2, "max_tokens": 20, "seed": 0}, "hf": {"batch_size": 1}},
+                     # 48 traces: the first reach disk after 16 (or 2 s), so a kill lands mid-stage even
+                     # when the tiny model writes all of them in under 2 s.
+                     "sampling": {"n": SAMPLES, "max_tokens": 20, "seed": 0}, "hf": {"batch_size": 1}},
         # A random model never solves anything: keep traces on quality alone so SFT has data.
         "filter": {"verify": False, "workers": 1,
                    "quality": {"require_think": False, "drop_truncated": False, "max_lang_mix": 1.0,
@@ -74,8 +77,8 @@ def test_uninterrupted_run_writes_every_stage_cards_and_report(reference):
     recipe, summary = reference
     assert [s.status for s in summary.stages] == ["ran"] * 4
     run_dir = Path(recipe.run_dir)
-    assert len(records(run_dir / "traces.jsonl")) == 6 * 2
-    assert summary.funnel[0] == {"stage": "input", "remaining": 12}
+    assert len(records(run_dir / "traces.jsonl")) == 6 * SAMPLES
+    assert summary.funnel[0] == {"stage": "input", "remaining": 6 * SAMPLES}
     for stage in ("generate", "filter", "sft", "eval"):
         manifest = read_manifest(run_dir, stage)
         assert manifest["status"] == "done" and manifest["key"] == stage_keys(recipe)[stage]
@@ -148,7 +151,7 @@ def test_sigkill_inside_each_stage_resumes_to_the_uninterrupted_result(reference
     log = tmp_path / "run.log"
 
     kill_when(command, log, lambda: line_count(run_dir / "traces.jsonl") > 0, "generate", run_dir)
-    assert 0 < line_count(run_dir / "traces.jsonl") < 12
+    assert 0 < line_count(run_dir / "traces.jsonl") < 6 * SAMPLES
     kill_when(command, log, lambda: line_count(run_dir / "filter" / "checked.jsonl") > 0, "filter", run_dir)
     kill_when(command, log, lambda: any((run_dir / "student" / "checkpoints").glob("checkpoint-*/trainer_state.json")),
               "sft", run_dir)

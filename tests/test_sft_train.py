@@ -190,3 +190,34 @@ def test_qlora_gradients_are_the_same_after_an_evaluation(tiny_model, tmp_path):
     assert before.keys() == after.keys() and len(before) == 28
     for name in before:
         torch.testing.assert_close(after[name], before[name], atol=0, rtol=0)
+
+
+class SeeArgs(TrainerCallback):
+    """Records the optimizer, scheduler and attention the real trainer ended up with."""
+
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
+        self.optimizer = type(getattr(optimizer, "optimizer", optimizer)).__name__  # under accelerate's wrapper
+        self.attention = model.config._attn_implementation
+
+    def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
+        self.last_lr = lr_scheduler.get_last_lr()[0]
+
+
+def test_optimizer_scheduler_attention_and_checkpoint_limit_come_from_the_config(tmp_path, smollm2):
+    seen = SeeArgs()
+    config = tiny_config(tmp_path, max_steps=4, save_steps=1, save_total_limit=1, optim="sgd",
+                         lr_scheduler="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.5},
+                         attn_implementation="eager")
+    result = train(config, progress=False, callbacks=[seen])
+    assert seen.optimizer == "SGD" and seen.attention == "eager"
+    assert result.metrics["attn_implementation"] == "eager"
+    # cosine_with_min_lr ends at min_lr_rate x the peak learning rate, not at zero.
+    assert seen.last_lr == pytest.approx(0.5 * config.learning_rate, rel=1e-3)
+    assert [p.name for p in (config.output_dir / "checkpoints").glob("checkpoint-*")] == ["checkpoint-4"]
+    # Only the optimizer's state size changes the dry-run estimate: 8-bit Adam keeps a quarter of Adam's.
+    def optimizer_gib(optim: str) -> float:
+        report = dry_run(tiny_config_for(smollm2, method="full", optim=optim))
+        return report["memory"]["breakdown_gib_one_device"]["optimizer"]
+
+    assert optimizer_gib("adamw_torch") > 0.9  # 135M parameters x 8 bytes
+    assert optimizer_gib("adamw_8bit") == pytest.approx(optimizer_gib("adamw_torch") / 4, rel=0.01)

@@ -14,8 +14,15 @@ from __future__ import annotations
 
 import importlib
 
-from distill.config import (EvalConfig, FilterConfig, GenerateConfig, Recipe, SFTConfig, load_recipe,
-                            load_stage)
+from distill.config import (
+    EvalConfig,
+    FilterConfig,
+    GenerateConfig,
+    Recipe,
+    SFTConfig,
+    load_recipe,
+    load_stage,
+)
 from distill.errors import DistillError
 from distill.records import Problem, Trace, Verdict
 

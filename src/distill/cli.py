@@ -12,7 +12,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,7 +26,7 @@ recipes_app = typer.Typer(no_args_is_help=True, help="List, show and copy the sh
 app.add_typer(recipes_app, name="recipes")
 console = Console(stderr=True)
 
-Args = Annotated[Optional[list[str]], typer.Argument(
+Args = Annotated[list[str] | None, typer.Argument(
     help="[RECIPE.yaml] then KEY=VALUE overrides, e.g. recipes/demo.yaml sampling.n=8", show_default=False)]
 
 
@@ -81,14 +81,14 @@ def flag_overrides(**flags) -> list[str]:
 @friendly_errors
 def generate(
     args: Args = None,
-    model: Annotated[Optional[str], typer.Option(help="teacher: hub id, folder, .gguf or bundled:NAME")] = None,
-    problems: Annotated[Optional[Path], typer.Option(help="Problem JSONL")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Trace JSONL to write (appends, resumes)")] = None,
-    n: Annotated[Optional[int], typer.Option("-n", help="samples per problem")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="vllm | openai | hf")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="completion budget")] = None,
-    shard: Annotated[Optional[str], typer.Option(help="K/N: this worker's slice of the problems")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="only the first N problems")] = None,
+    model: Annotated[str | None, typer.Option(help="teacher: hub id, folder, .gguf or bundled:NAME")] = None,
+    problems: Annotated[Path | None, typer.Option(help="Problem JSONL")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Trace JSONL to write (appends, resumes)")] = None,
+    n: Annotated[int | None, typer.Option("-n", help="samples per problem")] = None,
+    backend: Annotated[str | None, typer.Option(help="vllm | openai | hf")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="completion budget")] = None,
+    shard: Annotated[str | None, typer.Option(help="K/N: this worker's slice of the problems")] = None,
+    limit: Annotated[int | None, typer.Option(help="only the first N problems")] = None,
 ):
     """Sample chain-of-thought traces from a teacher (vLLM, OpenAI-compatible server or transformers)."""
     from distill.config import load_stage
@@ -111,8 +111,8 @@ def generate(
 def merge(
     shards: Annotated[list[Path], typer.Argument(help="shard Trace JSONL files")],
     out: Annotated[Path, typer.Option("--out", "-o", help="merged Trace JSONL")],
-    problems: Annotated[Optional[Path], typer.Option(help="Problem JSONL, to report gaps")] = None,
-    n: Annotated[Optional[int], typer.Option("-n", help="samples per problem expected")] = None,
+    problems: Annotated[Path | None, typer.Option(help="Problem JSONL, to report gaps")] = None,
+    n: Annotated[int | None, typer.Option("-n", help="samples per problem expected")] = None,
 ):
     """Join generation shards: report gaps and duplicates."""
     shards_mod = stage_module("distill.generation.shards", "issue 3")
@@ -130,9 +130,9 @@ def merge(
 @friendly_errors
 def filter_(
     args: Args = None,
-    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Trace JSONL")] = None,
-    problems: Annotated[Optional[Path], typer.Option(help="Problem JSONL with gold answers and tests")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(help="where kept/rejected/stats go")] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="Trace JSONL")] = None,
+    problems: Annotated[Path | None, typer.Option(help="Problem JSONL with gold answers and tests")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="where kept/rejected/stats go")] = None,
 ):
     """Rejection sampling: keep verified, clean, deduplicated, decontaminated traces."""
     from distill.config import load_stage
@@ -155,10 +155,10 @@ def filter_(
 @friendly_errors
 def sft(
     args: Args = None,
-    model: Annotated[Optional[str], typer.Option(help="student: hub id, folder, .gguf or bundled:NAME")] = None,
-    train_file: Annotated[Optional[Path], typer.Option(help="kept traces JSONL")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(help="student output folder")] = None,
-    method: Annotated[Optional[str], typer.Option(help="full | lora | qlora")] = None,
+    model: Annotated[str | None, typer.Option(help="student: hub id, folder, .gguf or bundled:NAME")] = None,
+    train_file: Annotated[Path | None, typer.Option(help="kept traces JSONL")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="student output folder")] = None,
+    method: Annotated[str | None, typer.Option(help="full | lora | qlora")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print config, trainable params, memory estimate")] = False,
     world_size: Annotated[int, typer.Option(help="devices, for the --dry-run memory estimate")] = 1,
 ):
@@ -185,11 +185,11 @@ def sft(
 @friendly_errors
 def eval_(
     args: Args = None,
-    models: Annotated[Optional[str], typer.Option(help="comma-separated models, e.g. base,runs/x/student/merged")] = None,
-    bench: Annotated[Optional[list[str]], typer.Option(help="NAME=PROBLEMS.jsonl, repeatable")] = None,
-    k: Annotated[Optional[int], typer.Option("-k", help="samples per problem")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(help="where scores go")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="vllm | openai | hf")] = None,
+    models: Annotated[str | None, typer.Option(help="comma-separated models, e.g. base,runs/x/student/merged")] = None,
+    bench: Annotated[list[str] | None, typer.Option(help="NAME=PROBLEMS.jsonl, repeatable")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="samples per problem")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="where scores go")] = None,
+    backend: Annotated[str | None, typer.Option(help="vllm | openai | hf")] = None,
 ):
     """Score models on benchmarks: pass@1 (mean of k), pass@k, cons@k, 95% intervals, side by side."""
     from distill.config import load_stage
@@ -231,7 +231,7 @@ def run(args: Args = None):
 @friendly_errors
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="the 5-minute version")] = False,
-    run_dir: Annotated[Optional[Path], typer.Option(help="where the demo writes")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="where the demo writes")] = None,
 ):
     """The whole loop on the bundled SmolLM2: teacher = student, base vs distilled, on 2 CPU cores."""
     stage_module("distill.demo", "issue 6").main(quick=quick, run_dir=run_dir)
@@ -312,7 +312,7 @@ def recipes_schema():
 @app.command()
 @friendly_errors
 def models(
-    prepare: Annotated[Optional[str], typer.Option(help="convert a bundled: model or .gguf now and print its folder")] = None,
+    prepare: Annotated[str | None, typer.Option(help="convert a bundled: model or .gguf now and print its folder")] = None,
 ):
     """Models available offline (bundled), and how to name any other."""
     from distill.models import list_models, resolve_model
@@ -333,9 +333,9 @@ def import_(
     kind: Annotated[str, typer.Argument(help="gsm8k | math | humaneval | jsonl")],
     source: Annotated[Path, typer.Argument(help="the benchmark file")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Problem JSONL to write")],
-    field: Annotated[Optional[list[str]], typer.Option(help="for jsonl: PROBLEM_FIELD=FILE_KEY, repeatable")] = None,
+    field: Annotated[list[str] | None, typer.Option(help="for jsonl: PROBLEM_FIELD=FILE_KEY, repeatable")] = None,
     domain: Annotated[str, typer.Option(help="for jsonl: math | code | mcq | text")] = "math",
-    limit: Annotated[Optional[int], typer.Option(help="only the first N")] = None,
+    limit: Annotated[int | None, typer.Option(help="only the first N")] = None,
 ):
     """Turn GSM8K / MATH / HumanEval files (or any JSONL with a field map) into Problem JSONL."""
     from distill.importers import import_problems

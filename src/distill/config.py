@@ -194,7 +194,8 @@ class QuantConfig(Config):
 
 
 class SFTConfig(Config):
-    unhashed: ClassVar[frozenset[str]] = frozenset({"train_file", "output_dir", "logging_steps", "save_steps"})
+    unhashed: ClassVar[frozenset[str]] = frozenset(
+        {"train_file", "output_dir", "logging_steps", "save_steps", "eval_steps", "save_total_limit"})
 
     model: str = DEFAULT_MODEL
     train_file: Path | None = Field(None, description="kept traces; default RUN_DIR/filter/kept.jsonl")
@@ -209,6 +210,9 @@ class SFTConfig(Config):
     max_steps: int = Field(-1, description="overrides epochs when > 0")
     learning_rate: float = 1e-4
     lr_scheduler: str = "cosine"
+    lr_scheduler_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="passed to the scheduler, e.g. {min_lr_rate: 0.1} for cosine_with_min_lr")
+    optim: str = Field("adamw_torch_fused", description="transformers optimizer name, e.g. adamw_8bit, paged_adamw_8bit")
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -219,6 +223,10 @@ class SFTConfig(Config):
     eval_fraction: float = Field(0.05, ge=0, lt=1)
     logging_steps: int = 1
     save_steps: int = 50
+    eval_steps: int | None = Field(None, description="default: save_steps")
+    save_total_limit: int | None = Field(2, description="checkpoints kept on disk (None: all)")
+    attn_implementation: str | None = Field(
+        None, description="sdpa, eager, flash_attention_2, ...; default flash_attention_2 on GPUs with flash-attn, else sdpa")
     seed: int = 42
     merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
 
@@ -260,7 +268,7 @@ class Recipe(Config):
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")
-    def _wire_stage_paths(self) -> "Recipe":
+    def _wire_stage_paths(self) -> Recipe:
         """Fill each unset path from the run directory so the stages chain."""
         run = self.run_dir
         gen, flt, sft, ev = self.generate, self.filter, self.sft, self.eval

@@ -54,11 +54,23 @@ def _act_bytes(precision: str) -> int:
     return 2 if precision in ("bf16", "fp16") else 4
 
 
-def model_state_bytes(params: ParamCounts, method: str, precision: str, double_quant: bool = True) -> dict[str, float]:
+def optimizer_bytes_per_param(optim: str) -> float:
+    """Adam keeps two fp32 moments (8 B); 8-bit variants two 1-byte moments; plain SGD and Adafactor ~none."""
+    name = optim.lower()
+    if "8bit" in name:
+        return 2.0
+    if name.startswith(("sgd", "adafactor")):
+        return 0.0
+    return 8.0
+
+
+def model_state_bytes(params: ParamCounts, method: str, precision: str, double_quant: bool = True,
+                      optim: str = "adamw_torch") -> dict[str, float]:
     a = _act_bytes(precision)
+    moments = optimizer_bytes_per_param(optim)
     if method == "full":
         return {"weights": 4.0 * params.total, "gradients": 4.0 * params.total,
-                "optimizer": 8.0 * params.total, "autocast_copies": (2.0 * params.total if a == 2 else 0.0)}
+                "optimizer": moments * params.total, "autocast_copies": (2.0 * params.total if a == 2 else 0.0)}
     trainable = params.trainable
     if method == "lora":
         base = a * (params.total - trainable)
@@ -66,7 +78,7 @@ def model_state_bytes(params: ParamCounts, method: str, precision: str, double_q
         constants = (1 / 64 + 4 / (64 * 256)) if double_quant else 4 / 64
         rest = params.total - trainable - params.quantizable
         base = (0.5 + constants) * params.quantizable + a * rest
-    return {"weights": base + 4.0 * trainable, "gradients": 4.0 * trainable, "optimizer": 8.0 * trainable,
+    return {"weights": base + 4.0 * trainable, "gradients": 4.0 * trainable, "optimizer": moments * trainable,
             "autocast_copies": 0.0}
 
 
@@ -88,9 +100,9 @@ def activation_bytes(shape: ModelShape, tokens: int, precision: str, gradient_ch
 
 def estimate(shape: ModelShape, params: ParamCounts, *, method: str, precision: str, max_length: int,
              per_device_batch_size: int, gradient_checkpointing: bool, world_size: int = 1,
-             double_quant: bool = True) -> dict[str, Any]:
+             double_quant: bool = True, optim: str = "adamw_torch") -> dict[str, Any]:
     """Per-device GiB for each strategy, with the breakdown for one device."""
-    states = model_state_bytes(params, method, precision, double_quant)
+    states = model_state_bytes(params, method, precision, double_quant, optim)
     acts = activation_bytes(shape, per_device_batch_size * max_length, precision, gradient_checkpointing)
     a = _act_bytes(precision)
     per_device: dict[str, float] = {}

@@ -149,14 +149,15 @@ def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval
         per_device_train_batch_size=config.per_device_batch_size,
         per_device_eval_batch_size=config.per_device_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler, warmup_steps=warmup,
+        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler,
+        lr_scheduler_kwargs=config.lr_scheduler_kwargs, optim=config.optim, warmup_steps=warmup,
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
         gradient_checkpointing=config.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         bf16=precision == "bf16", fp16=precision == "fp16",
         logging_steps=config.logging_steps,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
-        eval_strategy="steps" if has_eval else "no", eval_steps=config.save_steps,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
+        eval_strategy="steps" if has_eval else "no", eval_steps=config.eval_steps or config.save_steps,
         seed=config.seed, data_seed=config.seed,
         report_to="none", disable_tqdm=True, log_level="warning",
         # Rows arrive tokenized, labelled and packed; TRL must not re-tokenize, re-pack or drop columns.
@@ -205,7 +206,7 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     last = _resume_point(out, config_hash(config))
     tokenizer = load_tokenizer(model_path)
     num_proc = default_num_proc()
-    attention = attention_implementation()
+    attention = config.attn_implementation or attention_implementation()
     # Rank 0 tokenizes and packs into the Arrow cache; the other ranks then read the same cache.
     with state.main_process_first():
         data = build_dataset(Path(config.train_file), model_path, config.max_length, config.overlong,
@@ -341,7 +342,7 @@ def dry_run(config: SFTConfig, world_size: int = 1) -> dict[str, Any]:
     memory = estimate(ModelShape.from_config(model_config), counts, method=config.method, precision=precision,
                       max_length=config.max_length, per_device_batch_size=config.per_device_batch_size,
                       gradient_checkpointing=config.gradient_checkpointing, world_size=world_size,
-                      double_quant=config.quant.double_quant)
+                      double_quant=config.quant.double_quant, optim=config.optim)
     sequences = config.per_device_batch_size * config.gradient_accumulation_steps * world_size
     train_file = Path(config.train_file) if config.train_file is not None else None
     return {
