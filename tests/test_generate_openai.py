@@ -58,6 +58,7 @@ class ScriptedAPI(BaseHTTPRequestHandler):
     bodies: ClassVar[list[dict]] = []
     fail_first = 0
     status = 429
+    reject_max_tokens = False  # answer like OpenAI's reasoning models do
 
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
@@ -79,6 +80,12 @@ class ScriptedAPI(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         cls = type(self)
         cls.bodies.append(body)
+        if cls.reject_max_tokens and "max_tokens" in body:
+            self._send(400, {"error": {
+                "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                           "Use 'max_completion_tokens' instead.",
+                "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}})
+            return
         if len(cls.bodies) <= cls.fail_first:
             self._send(cls.status, {"error": {"message": "slow down", "type": "rate_limit"}}, {"Retry-After": "0.1"})
             return
@@ -94,6 +101,7 @@ class ScriptedAPI(BaseHTTPRequestHandler):
 @pytest.fixture()
 def scripted_api():
     ScriptedAPI.bodies, ScriptedAPI.fail_first, ScriptedAPI.status = [], 0, 429
+    ScriptedAPI.reject_max_tokens = False
     server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedAPI)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -122,6 +130,24 @@ def test_hosted_api_reasoning_content_and_retries(tmp_path, scripted_api):
     assert body["temperature"] == 0.6 and body["top_p"] == 0.95 and body["max_tokens"] == 24
     assert "vllm_xargs" not in body and body["messages"][-1]["role"] == "user"
     assert len({b["seed"] for b in ScriptedAPI.bodies[2:]}) == 4
+
+
+def test_a_server_that_refuses_max_tokens_gets_max_completion_tokens(tmp_path, scripted_api):
+    problems = write_problems(tmp_path / "p.jsonl", [f"What is {i}+{i}?" for i in range(6)])
+    ScriptedAPI.reject_max_tokens = True
+    result = generate(openai_config(tmp_path, "t", problems, scripted_api, "hosted-r1"), progress=False)
+    assert sorted(t.key for t in read_jsonl(result.output, Trace)) == sorted(expected_keys(problems, 2))
+    refused = [b for b in ScriptedAPI.bodies if "max_tokens" in b]
+    # Only requests already in flight when the first refusal came back were sent the old way.
+    assert 1 <= len(refused) <= 4  # openai.concurrency
+    answered = [b for b in ScriptedAPI.bodies if "max_completion_tokens" in b]
+    assert len(answered) == 12 and len(ScriptedAPI.bodies) == len(refused) + 12
+    assert all(b["max_completion_tokens"] == 24 for b in answered)
+    # Told explicitly, the backend sends max_tokens and the refusal is a clear error.
+    config = openai_config(tmp_path, "u", problems, scripted_api, "hosted-r1")
+    config.openai.token_limit_param = "max_tokens"
+    with pytest.raises(DistillError, match="max_completion_tokens"):
+        generate(config, progress=False)
 
 
 def test_server_errors_stop_the_run_with_a_clear_message(tmp_path, scripted_api):

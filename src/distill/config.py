@@ -94,6 +94,9 @@ class OpenAIConfig(Config):
     concurrency: int = 32
     max_retries: int = 6
     timeout_s: float = 600.0
+    token_limit_param: Literal["auto", "max_tokens", "max_completion_tokens"] = Field(
+        "auto", description="how the token limit is sent; auto: max_tokens, switching to max_completion_tokens "
+                            "when the server asks for it (OpenAI's reasoning models)")
 
 
 class HFConfig(Config):

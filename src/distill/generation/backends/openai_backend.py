@@ -37,6 +37,9 @@ class OpenAIBackend:
             base_url=settings.base_url, api_key=os.environ.get(settings.api_key_env) or "EMPTY",
             max_retries=settings.max_retries, timeout=settings.timeout_s)
         self.teacher, self.is_vllm = self._discover(settings.served_model or config.model)
+        # OpenAI's reasoning models refuse `max_tokens`; most other servers only know it.
+        self.limit_param = "max_completion_tokens" if settings.token_limit_param == "max_completion_tokens" \
+            else "max_tokens"
 
     def _discover(self, wanted: str) -> tuple[str, bool]:
         """The served model name, and whether the server is vLLM (its extensions are then safe to send)."""
@@ -63,7 +66,7 @@ class OpenAIBackend:
     def _body(self, request: Request) -> dict[str, Any]:
         sampling = self.config.sampling
         messages = list(request.messages)
-        body: dict[str, Any] = {"model": self.teacher, "n": 1, "max_tokens": sampling.max_tokens,
+        body: dict[str, Any] = {"model": self.teacher, "n": 1, self.limit_param: sampling.max_tokens,
                                     "temperature": sampling.temperature, "top_p": sampling.top_p}
         if not self.is_vllm:
             body.update(messages=messages, seed=request.key % 2**31)
@@ -81,10 +84,19 @@ class OpenAIBackend:
         body.update(messages=messages, extra_body=extra)
         return body
 
+    def _should_switch(self, body: dict[str, Any], message: str) -> bool:
+        """Auto mode: a request sent with max_tokens that the server refused, naming max_completion_tokens."""
+        return self.config.openai.token_limit_param == "auto" and "max_tokens" in body \
+            and "max_completion_tokens" in message
+
     def _call(self, request: Request) -> Completion:
+        body = self._body(request)
         try:
-            response = self.client.chat.completions.create(**self._body(request))
+            response = self.client.chat.completions.create(**body)
         except self._openai.BadRequestError as exc:
+            if self._should_switch(body, str(exc.message)):
+                self.limit_param = "max_completion_tokens"  # for every request from now on
+                return self._call(request)
             if any(s in str(exc.message).lower() for s in _CONTEXT_ERRORS):
                 return Completion("", "prompt_too_long", 0, 0)
             raise DistillError(f"openai backend: the server refused problem '{request.problem_id}' "
