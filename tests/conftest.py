@@ -11,7 +11,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 
+from distill.config import VLLMConfig
 from distill.models import resolve_model
+
+# The settings of the suite's one engine. Tests that generate through vLLM pass these same settings, so
+# shared_llm hands back that engine instead of starting another. Eager mode: torch.compile would add
+# ~50 s to the start and the suite generates too little to win it back.
+SUITE_VLLM = VLLMConfig(kv_cache_gib=2, max_model_len=2048, enforce_eager=True)
 
 
 @pytest.fixture(scope="session")
@@ -28,13 +34,9 @@ def tiny_model() -> str:
 
 @pytest.fixture(scope="session")
 def vllm_engine(smollm2):
-    """The one vLLM engine (SmolLM2) the suite shares; ~20 s to start on the CPU.
-
-    Eager mode: torch.compile would add ~50 s to the start and the suite generates too little to win it back.
-    """
-    from distill.config import VLLMConfig
+    """The one vLLM engine (SmolLM2, SUITE_VLLM) the suite shares; ~20 s to start on the CPU."""
     from distill.generation.engine import shared_llm, shutdown_llm
 
-    yield shared_llm(smollm2, VLLMConfig(kv_cache_gib=2, max_model_len=2048, enforce_eager=True), seed=0)
+    yield shared_llm(smollm2, SUITE_VLLM, seed=0)
     # Shut down while pytest's streams are open; vLLM's exit hook would log into closed files.
     shutdown_llm()

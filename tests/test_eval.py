@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SUITE_VLLM
 
 from distill.config import EvalConfig
 from distill.errors import DistillError
@@ -36,7 +37,7 @@ def test_fixed_seed_gives_the_same_scores_twice(vllm_engine, smollm2, tmp_path):
         return EvalConfig(models=["smollm2=bundled:smollm2-135m-instruct"], k=4, backend="vllm",
                           benchmarks=[{"name": "heldout", "path": bench}], output_dir=tmp_path / out,
                           sampling={"max_tokens": 64, "seed": seed},
-                          vllm={"kv_cache_gib": 2, "max_model_len": 2048, "enforce_eager": True})
+                          vllm=SUITE_VLLM)
 
     first = evaluate(config("a", 0), progress=False)
     second = evaluate(config("b", 0), progress=False)

@@ -5,8 +5,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SUITE_VLLM
 
-from distill.config import GenerateConfig, VLLMConfig
+from distill.config import GenerateConfig
 from distill.generation import generate
 from distill.generation.engine import shared_llm
 from distill.generation.prompts import build_messages, render_prompt
@@ -32,10 +33,8 @@ def problems(tmp_path_factory) -> Path:
 
 
 def vllm_config(tmp_path: Path, name: str, problems: Path, **sampling) -> GenerateConfig:
-    # The same VLLMConfig as the suite's `vllm_engine` fixture, so shared_llm hands back that engine.
     return GenerateConfig(problems=problems, output=tmp_path / f"{name}.jsonl",
-                          sampling={"n": 2, "max_tokens": 40, **sampling},
-                          vllm=VLLMConfig(kv_cache_gib=2, max_model_len=2048, enforce_eager=True))
+                          sampling={"n": 2, "max_tokens": 40, **sampling}, vllm=SUITE_VLLM)
 
 
 def traces_of(path: Path) -> list[Trace]:
