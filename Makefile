@@ -32,7 +32,7 @@ test: setup
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=15
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check distill tests bench
 
 bench: setup
 	$(PY) bench/generate.py && $(PY) bench/filter.py && $(PY) bench/sft.py

@@ -143,7 +143,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.max_load is not None:
         wait_for_quiet(args.max_load, args.wait_s)
-    sys.path.insert(0, str(ROOT / "src"))
     from distill.verify.sandbox import default_layers
 
     workers = len(os.sched_getaffinity(0))

@@ -109,7 +109,6 @@ def main() -> None:
     parser.add_argument("--kv-cache-gib", type=int, default=4)
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT / "src"))
     from distill.config import GenerateConfig, VLLMConfig
     from distill.generation.engine import shared_llm, shutdown_llm
     from distill.models import resolve_model

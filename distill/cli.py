@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from distill.errors import DistillError
+from distill.resources import find_recipe, shipped_recipes
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Distil reasoning teachers into small students: generate -> filter -> sft -> eval.")
@@ -238,28 +239,6 @@ def demo(
 
 
 # ------------------------------------------------------------------------------------ recipes, models
-def recipe_roots() -> list[Path]:
-    here = Path(__file__).resolve().parent
-    return [p for p in (here.parents[1] / "recipes", here / "recipes") if p.is_dir()]
-
-
-def shipped_recipes() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for root in recipe_roots():
-        for path in sorted(root.rglob("*.yaml")):
-            if "accelerate" in path.relative_to(root).parts:
-                continue
-            found.setdefault(str(path.relative_to(root).with_suffix("")), path)
-    return found
-
-
-def find_recipe(name: str) -> Path:
-    recipes = shipped_recipes()
-    if name in recipes:
-        return recipes[name]
-    raise DistillError(f"no recipe '{name}'; `distill recipes list` shows the shipped ones")
-
-
 def recipe_summary(path: Path) -> str:
     for line in path.read_text().splitlines():
         text = line.strip().lstrip("#").strip()

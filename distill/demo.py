@@ -16,23 +16,13 @@ from pathlib import Path
 from distill.config import Recipe, load_recipe
 from distill.errors import DistillError
 from distill.jsonl import atomic_write_json
+from distill.resources import package_root
 
-REPO = Path(__file__).resolve().parents[2]
-PATH_FIELDS = ("generate.problems", "filter.problems")
-
-
-def find_root() -> Path:
-    """The checkout holding recipes/ and data/demo/ (the working directory first, then this package's)."""
-    for root in (Path.cwd(), REPO):
-        if (root / "recipes" / "demo.yaml").exists() and (root / "data" / "demo" / "train.jsonl").exists():
-            return root
-    raise DistillError("the demo needs recipes/demo.yaml and data/demo/ from the distill repository; run it "
-                       "from a checkout (`git clone ... && cd distill && distill demo`)")
 
 
 def demo_recipe(*, quick: bool = False, run_dir: Path | None = None, overrides: list[str] | None = None) -> Recipe:
     """The demo recipe with its data paths made absolute, so the demo runs from any directory."""
-    root = find_root()
+    root = package_root()  # the recipe's data/demo/... paths are relative to it
     name = "demo-quick.yaml" if quick else "demo.yaml"
     base = load_recipe(root / "recipes" / name)
     fixed = [f"generate.problems={_absolute(root, base.generate.problems)}",
