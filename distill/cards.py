@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from distill.config import GenerateConfig, Recipe, SFTConfig, dump_yaml
-from distill.jsonl import atomic_write_text, count_lines, read_jsonl
+from distill.files import atomic_write_text, read_json_if_any
+from distill.jsonl import count_lines, read_jsonl
 
 # Licenses of the models this project bundles; anything else is the user's to state.
 KNOWN_LICENSES = {"bundled:smollm2-135m-instruct": "apache-2.0", "bundled:tiny": "apache-2.0"}
@@ -27,13 +28,6 @@ UPSTREAM = {"bundled:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruc
 
 def _front_matter(meta: dict[str, Any]) -> str:
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _size_category(n: int) -> str:
@@ -107,7 +101,7 @@ def read_training_log(log_path: Path | None) -> list[dict[str, Any]]:
     path = Path(log_path)
     if path.suffix == ".jsonl":
         return [row for row in read_jsonl(path, on_error="skip")]
-    data = _read_json(path) or {}
+    data = read_json_if_any(path) or {}
     return data.get("log_history", []) if isinstance(data, dict) else list(data)
 
 
@@ -167,8 +161,8 @@ def write_dataset_card(filter_dir: Path, generate: GenerateConfig, *, problems_l
                        name: str = "distilled-traces", eval_sets: list[str] | None = None) -> DatasetCard:
     """README.md + plots/ in `filter_dir` (which holds kept.jsonl, rejected.jsonl, stats.json)."""
     filter_dir = Path(filter_dir)
-    stats = _read_json(filter_dir / "stats.json") or {}
-    decontam = _read_json(filter_dir / "decontamination.json")
+    stats = read_json_if_any(filter_dir / "stats.json") or {}
+    decontam = read_json_if_any(filter_dir / "decontamination.json")
     kept = count_lines(filter_dir / "kept.jsonl")
     plots = {}
     for key, made in (("token_lengths", plot_token_lengths(filter_dir / "kept.jsonl", filter_dir / "rejected.jsonl",

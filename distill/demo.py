@@ -15,9 +15,8 @@ from pathlib import Path
 
 from distill.config import Recipe, load_recipe
 from distill.errors import DistillError
-from distill.jsonl import atomic_write_json
+from distill.files import atomic_write_json
 from distill.resources import package_root
-
 
 
 def demo_recipe(*, quick: bool = False, run_dir: Path | None = None, overrides: list[str] | None = None) -> Recipe:

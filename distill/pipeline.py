@@ -21,9 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import Recipe, config_hash
+from rich.console import Console
+from rich.table import Table
+
+from distill import cards, files, run_report
+from distill.config import Recipe, config_hash, dump_yaml
 from distill.errors import DistillError
-from distill.jsonl import atomic_write_json, atomic_write_text
+from distill.eval.table import scores_table
+from distill.files import atomic_write_json, atomic_write_text
 
 STAGES = ("generate", "filter", "sft", "eval")
 
@@ -55,18 +60,14 @@ class RunSummary:
 
 
 # ----------------------------------------------------------------------------------------------- keys
-def file_digest(path: Path | str | None) -> str:
+def input_digest(path: Path | str | None) -> str:
     """Content digest of an input file (or of the spec, when it is not a file)."""
     if path is None:
         return "none"
     path = Path(path)
     if not path.is_file():
         return "spec:" + str(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return files.file_digest(path)
 
 
 def _key(*parts: Any) -> str:
@@ -78,11 +79,11 @@ def stage_keys(recipe: Recipe) -> dict[str, str]:
     gen, flt, sft, ev = recipe.generate, recipe.filter, recipe.sft, recipe.eval
     keys: dict[str, str] = {}
     # `limit` and `shard` are unhashed in GenerateConfig (they pick work, not settings) but change the output.
-    keys["generate"] = _key(config_hash(gen), file_digest(gen.problems), gen.limit, gen.shard)
-    keys["filter"] = _key(config_hash(flt), keys["generate"], file_digest(flt.problems),
-                          [file_digest(p) for p in flt.decontaminate.against])
+    keys["generate"] = _key(config_hash(gen), input_digest(gen.problems), gen.limit, gen.shard)
+    keys["filter"] = _key(config_hash(flt), keys["generate"], input_digest(flt.problems),
+                          [input_digest(p) for p in flt.decontaminate.against])
     keys["sft"] = _key(config_hash(sft), keys["filter"])
-    keys["eval"] = _key(config_hash(ev), keys["sft"], [file_digest(b.path) for b in ev.benchmarks])
+    keys["eval"] = _key(config_hash(ev), keys["sft"], [input_digest(b.path) for b in ev.benchmarks])
     return keys
 
 
@@ -191,8 +192,6 @@ def _small(stats: Any) -> dict[str, Any]:
 # -------------------------------------------------------------------------------------------------- run
 def run(recipe: Recipe, *, progress: bool = True, stages: list[str] | None = None, console=None) -> RunSummary:
     """Run (or resume) every stage of `recipe` whose output is missing or stale, then cards and report."""
-    from rich.console import Console
-
     console = console or Console(stderr=True)
     started = time.monotonic()
     run_dir = Path(recipe.run_dir)
@@ -257,8 +256,6 @@ def _now() -> str:
 
 
 def _recipe_yaml(recipe: Recipe) -> str:
-    from distill.config import dump_yaml
-
     return dump_yaml(recipe)
 
 
@@ -266,14 +263,12 @@ def _recipe_yaml(recipe: Recipe) -> str:
 def finish(recipe: Recipe, reports: list[StageReport], started: float, *, progress: bool = True,
            console=None) -> RunSummary:
     """Cards, report and the closing summary, from the files the stages left on disk."""
-    from distill import cards, report
-
     run_dir = Path(recipe.run_dir)
     summary = RunSummary(run_dir, reports)
     by_name = {r.name: r for r in reports}
     flt = by_name.get("filter")
     if flt is not None and flt.outputs:
-        stats = _load_json(Path(recipe.filter.output_dir) / "stats.json") or {}
+        stats = files.read_json_if_any(Path(recipe.filter.output_dir) / "stats.json") or {}
         summary.funnel = stats.get("funnel")
         summary.dataset_card = cards.write_dataset_card(
             Path(recipe.filter.output_dir), recipe.generate, name=f"{recipe.name}-traces",
@@ -281,7 +276,7 @@ def finish(recipe: Recipe, reports: list[StageReport], started: float, *, progre
     sft = by_name.get("sft")
     ev = by_name.get("eval")
     if ev is not None and ev.outputs:
-        summary.scores = _load_json(Path(ev.outputs["scores"]))
+        summary.scores = files.read_json_if_any(Path(ev.outputs["scores"]))
     if sft is not None and sft.outputs:
         summary.training = sft.summary.get("metrics")
         log_path = sft.outputs.get("log_path")
@@ -290,18 +285,11 @@ def finish(recipe: Recipe, reports: list[StageReport], started: float, *, progre
             log_path=Path(log_path) if log_path else None, dataset_card=summary.dataset_card, recipe=recipe,
             kept=(flt.summary.get("kept") if flt is not None else None))
     summary.wall_s = round(time.monotonic() - started, 1)
-    summary.report = report.write_report(recipe, summary)
+    summary.report = run_report.write_report(recipe, summary)
     atomic_write_json(run_dir / "summary.json", summary_json(summary))
     if progress:
         print_summary(summary, console)
     return summary
-
-
-def _load_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def summary_json(summary: RunSummary) -> dict[str, Any]:
@@ -319,10 +307,6 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
 
 
 def print_summary(summary: RunSummary, console) -> None:
-    from rich.table import Table
-
-    from distill.eval.table import scores_table
-
     stages = Table(title=f"run {summary.run_dir} ({summary.wall_s:.0f} s this invocation)")
     for column in ("stage", "status", "seconds", "key"):
         stages.add_column(column)

@@ -10,7 +10,7 @@ from conftest import SUITE_VLLM
 from distill.config import EvalConfig
 from distill.errors import DistillError
 from distill.eval import evaluate
-from distill.eval.run import parse_models
+from distill.eval.models import parse_models
 
 ROOT = Path(__file__).resolve().parents[1]
 

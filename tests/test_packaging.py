@@ -62,7 +62,7 @@ def test_wheel_installs_and_runs_from_a_fresh_venv(tmp_path):
     shown = run([distill, "recipes", "show", "demo", "--resolved"], cwd=outside, env=env).stdout
     assert "name: demo" in shown and "temperature: 0.6" in shown
     # The demo's problem files resolve inside the installed package, not in a checkout.
-    data = run([str(python), "-c", "from distill.demo import demo_recipe; r = demo_recipe(); "
-                "print(r.generate.problems); print(r.generate.problems.exists())"], cwd=outside, env=env).stdout
+    script = "from distill.demo import demo_recipe; p = demo_recipe().generate.problems; print(p, p.exists())"
+    data = run([str(python), "-c", script], cwd=outside, env=env).stdout
     problems, exists = data.split()
     assert Path(problems).is_relative_to(site) and exists == "True"

@@ -4,8 +4,8 @@
 """
 from __future__ import annotations
 
+from distill.filter.funnel import funnel_table
 from distill.filter.registry import CheckResult, check, dataset_step, get_check, get_step
-from distill.filter.report import funnel_table
 from distill.filter.run import FilterResult, filter_traces, load_problems
 
 __all__ = [

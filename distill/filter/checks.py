@@ -12,11 +12,11 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
+from distill.chat_format import THINK_CLOSE, THINK_OPEN
 from distill.config import QualityConfig
 from distill.filter.registry import CheckResult
 from distill.records import Problem, Trace
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 CHARS_PER_TOKEN = 4.0  # estimate when a trace carries no token count
 
 # ----------------------------------------------------------------------------------------- scripts

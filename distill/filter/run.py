@@ -29,10 +29,10 @@ from distill.filter import checks as quality
 from distill.filter import registry, worker
 from distill.filter.decontam import Decontaminator
 from distill.filter.dedup import Deduplicator
-from distill.filter.progress import progress_bar
 from distill.filter.select import Candidate, choose
 from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_json, count_lines
 from distill.records import Problem, Trace, Verdict, trace_key
+from distill.ui import progress_bar
 from distill.verify import MATH_GRACE_S
 from distill.verify.workers import Failure, Retry, SupervisedPool
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+from distill.chat_format import THINK_CLOSE, THINK_OPEN
 
 # Phrases that open a final answer in plain chain-of-thought; the last one in the text wins.
 _ANSWER_MARKERS = re.compile(

@@ -7,7 +7,6 @@ once all are done the parts are merged into the output and the stats written ove
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,9 +14,11 @@ from pathlib import Path
 
 from distill.config import GenerateConfig, config_hash
 from distill.errors import DistillError
+from distill.files import atomic_write_json, read_json_if_any
+from distill.generation.output import GenerateResult, check_same_config, stats_path_for
 from distill.generation.shards import merge_shards, split_shard
 from distill.generation.stats import RunCounters, file_stats
-from distill.jsonl import JsonlWriter, atomic_write_json
+from distill.jsonl import JsonlWriter
 
 
 def _devices(count: int) -> list[str]:
@@ -30,8 +31,6 @@ def _devices(count: int) -> list[str]:
 
 
 def generate_data_parallel(config: GenerateConfig, *, problems, progress: bool):
-    from distill.generation.run import GenerateResult, check_same_config, stats_path_for
-
     dp, tp = config.vllm.data_parallel_size, config.vllm.tensor_parallel_size
     output = Path(config.output)
     digest = config_hash(config)
@@ -73,7 +72,7 @@ def generate_data_parallel(config: GenerateConfig, *, problems, progress: bool):
 
     counters = RunCounters(existing=0)
     for part in parts:
-        run = _read_json(stats_path_for(part)).get("run", {})
+        run = (read_json_if_any(stats_path_for(part)) or {}).get("run", {})
         counters.written += run.get("written", 0)
         counters.skipped += run.get("skipped_existing", 0)
         counters.output_tokens += run.get("output_tokens", 0)
@@ -86,7 +85,3 @@ def generate_data_parallel(config: GenerateConfig, *, problems, progress: bool):
     atomic_write_json(stats_path, stats)
     return GenerateResult(output=output, stats_path=stats_path, stats=stats,
                           written=counters.written, skipped=counters.skipped)
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}

@@ -9,12 +9,10 @@ from __future__ import annotations
 import string
 from typing import Any
 
+from distill.chat_format import PREFILL, THINK_OPEN
 from distill.config import PromptConfig
 from distill.errors import DistillError
 from distill.records import Problem
-
-THINK_OPEN = "<think>"
-PREFILL = THINK_OPEN + "\n"
 
 
 def format_choices(choices: list[str] | None) -> str:

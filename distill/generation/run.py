@@ -11,20 +11,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sized
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from distill.config import GenerateConfig, config_hash
 from distill.errors import DistillError
+from distill.files import atomic_write_json
 from distill.generation.backends import Backend, Completion, Request, make_backend
 from distill.generation.extract import split_completion
+from distill.generation.output import GenerateResult, check_same_config, stats_path_for
+from distill.generation.parallel import generate_data_parallel
 from distill.generation.progress import GenerateProgress
 from distill.generation.prompts import build_messages
 from distill.generation.seeds import request_key
 from distill.generation.shards import parse_shard, shard_of
 from distill.generation.stats import RunCounters, file_stats
-from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_json
+from distill.jsonl import JsonlReader, JsonlWriter
 from distill.records import Problem, Trace, trace_key
 
 log = logging.getLogger("distill.generation")
@@ -32,19 +33,6 @@ log = logging.getLogger("distill.generation")
 # JsonlWriter flushes (and fsyncs) every 16 traces; a slow teacher also flushes at least this often,
 # so a SIGKILL loses what was in flight plus at most this many seconds of finished traces.
 _FLUSH_EVERY_S = 2.0
-
-
-@dataclass
-class GenerateResult:
-    output: Path
-    stats_path: Path
-    stats: dict[str, Any]
-    written: int   # traces written by this call
-    skipped: int   # (problem, sample) pairs already in the output, left alone
-
-
-def stats_path_for(output: Path) -> Path:
-    return output.with_name(output.stem + ".stats.json")
 
 
 def _trace_key(obj: dict) -> str:
@@ -59,7 +47,6 @@ def generate(config: GenerateConfig, *, problems: Iterable[Problem] | None = Non
     if problems is None and config.problems is None:
         raise DistillError("generate: no problems; set problems=PATH to a Problem JSONL file")
     if config.backend == "vllm" and config.vllm.data_parallel_size > 1:
-        from distill.generation.parallel import generate_data_parallel
         return generate_data_parallel(config, problems=problems, progress=progress)
 
     output = Path(config.output)
@@ -109,19 +96,6 @@ def generate(config: GenerateConfig, *, problems: Iterable[Problem] | None = Non
     atomic_write_json(stats_path, stats)
     return GenerateResult(output=output, stats_path=stats_path, stats=stats,
                           written=counters.written, skipped=counters.skipped)
-
-
-def check_same_config(output: Path, digest: str) -> None:
-    """Refuse to resume into a file written under another config: the traces would silently mix."""
-    if not output.exists():
-        return
-    for obj in JsonlReader(output, on_error="skip"):
-        found = obj.get("config_hash")
-        if found and found != digest:
-            raise DistillError(
-                f"{output}: holds traces made with config {found}, this config is {digest} "
-                "(sampling, prompts, model or backend changed); write to a new output or delete the file")
-        return
 
 
 def _in_scope(config: GenerateConfig, problems: Iterable[Problem] | None) -> Iterator[Problem]:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
-from distill.jsonl import JsonlReader, atomic_write_json
+from distill.files import atomic_write_json
+from distill.jsonl import JsonlReader
 from distill.records import Problem, Trace, trace_key
 
 _SHOWN = 20  # keys listed in a report; the counts are always complete

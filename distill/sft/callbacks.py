@@ -12,7 +12,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_text
+from distill.files import atomic_write_text
+from distill.jsonl import JsonlReader, JsonlWriter
 
 LOGGED = ("loss", "grad_norm", "learning_rate", "eval_loss", "epoch", "mean_token_accuracy", "entropy")
 

@@ -1,6 +1,6 @@
 """Kept traces -> tokenized chat examples whose labels cover the assistant turn and its end-of-turn token.
 
-The assistant turn is `<think>\\n{reasoning}\\n</think>\\n\\n{answer}` (DESIGN.md). Two things make this more
+The assistant turn is `distill.chat_format.assistant_turn`: `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`. Two things make this more
 than `apply_chat_template`:
 
 * Loss goes on what the student must produce at inference: the tokens after the generation prompt, up to
@@ -17,7 +17,6 @@ the file size) and applies the over-length policy, recording what it did to ever
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from distill.chat_format import assistant_turn
 from distill.errors import DistillError
+from distill.files import stat_fingerprint
 from distill.jsonl import JsonlReader
 from distill.records import Trace
 
@@ -37,10 +38,6 @@ Status = Literal["ok", "truncated", "dropped_overlong", "not_kept"]
 
 class ExampleError(DistillError):
     """A trace that cannot become a training example (the loader adds file:line)."""
-
-
-def assistant_content(reasoning: str, answer: str) -> str:
-    return f"<think>\n{reasoning}\n</think>\n\n{answer}"
 
 
 def _render(tokenizer, messages: list[dict[str, str]], generation_prompt: bool) -> str:
@@ -78,7 +75,7 @@ class Rendered:
 
 
 def render_example(tokenizer, messages: list[dict[str, str]], reasoning: str, answer: str) -> Rendered:
-    content = assistant_content(reasoning, answer)
+    content = assistant_turn(reasoning, answer)
     prompt = _render(tokenizer, messages, generation_prompt=True)
     completion = content[_prefilled(prompt, content):]
 
@@ -184,11 +181,6 @@ def _examples(train_file: str, model_path: str, max_length: int, overlong: str,
                "stop_id": ex["stop_id"]}
 
 
-def file_fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-
-
 @dataclass
 class SFTData:
     train: Any               # datasets.Dataset: input_ids, labels (over-length policy applied)
@@ -216,7 +208,7 @@ def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: 
         full = Dataset.from_generator(
             _examples, features=features, cache_dir=str(cache_dir),
             gen_kwargs={"train_file": str(train_file), "model_path": model_path, "max_length": max_length,
-                        "overlong": overlong, "fingerprint": file_fingerprint(train_file)},
+                        "overlong": overlong, "fingerprint": stat_fingerprint(train_file)},
         )
     except DatasetGenerationError as exc:
         cause = exc.__cause__

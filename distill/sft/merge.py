@@ -5,22 +5,11 @@ merging into NF4 would round the update away and leave a model vLLM cannot load 
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
-
-def publish_dir(tmp: Path, final: Path) -> Path:
-    """Replace `final` with the finished folder `tmp` (a reader never sees a half-written model)."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    return final
+from distill.errors import DistillError
+from distill.files import publish_dir, read_json
 
 
 def ensure_stop_token(model_dir: Path, stop_id: int) -> None:
@@ -38,18 +27,35 @@ def ensure_stop_token(model_dir: Path, stop_id: int) -> None:
         generation.save_pretrained(model_dir)
 
 
-def merge_adapter(base_path: str, adapter_dir: Path, merged_dir: Path, stop_id: int) -> Path:
-    """Load the base in its own dtype, apply the adapter, fold it in, save model + tokenizer atomically."""
+def merge_adapter(adapter_dir: Path, merged_dir: Path, *, base_path: str | None = None,
+                  stop_id: int | None = None) -> Path:
+    """Load the base in its own dtype, apply the adapter, fold it in, save model + tokenizer atomically.
+
+    `base_path` defaults to the adapter's own `base_model_name_or_path` (what eval gets handed), `stop_id`
+    to the tokenizer's EOS; an adapter saved without its tokenizer uses the base model's.
+    """
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from distill.models import resolve_model
+
+    adapter_dir = Path(adapter_dir)
+    if base_path is None:
+        base_spec = read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path")
+        if not base_spec:
+            raise DistillError(f"{adapter_dir}/adapter_config.json: no base_model_name_or_path; cannot merge")
+        base_path = resolve_model(base_spec)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto")
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.config.use_cache = True
+    tokenizer = AutoTokenizer.from_pretrained(
+        adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else base_path)
     tmp = merged_dir.with_name(f".{merged_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
-    AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(tmp)
-    ensure_stop_token(tmp, stop_id)
+    tokenizer.save_pretrained(tmp)
+    stop_id = tokenizer.eos_token_id if stop_id is None else stop_id
+    if stop_id is not None:
+        ensure_stop_token(tmp, stop_id)
     del merged, base
     return publish_dir(tmp, merged_dir)

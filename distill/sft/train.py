@@ -15,7 +15,6 @@ Output folder:
 """
 from __future__ import annotations
 
-import json
 import resource
 import shutil
 import time
@@ -30,12 +29,13 @@ from trl import SFTTrainer
 
 from distill.config import SFTConfig, config_hash
 from distill.errors import DistillError
-from distill.jsonl import atomic_write_json, count_lines
+from distill.files import atomic_write_json, publish_dir, read_json
+from distill.jsonl import count_lines
 from distill.models import resolve_model
 from distill.sft.callbacks import JsonlLogCallback, RichProgressCallback, plot_log, rewind_log
 from distill.sft.data import build_dataset, default_num_proc, load_tokenizer
 from distill.sft.memory import ModelShape, estimate
-from distill.sft.merge import ensure_stop_token, merge_adapter, publish_dir
+from distill.sft.merge import ensure_stop_token, merge_adapter
 from distill.sft.modeling import (
     attention_implementation,
     count_parameters,
@@ -176,7 +176,7 @@ def _resume_point(out: Path, digest: str) -> Path | None:
     """The checkpoint to resume from, refusing checkpoints another config left behind."""
     last = last_complete_checkpoint(out / "checkpoints")
     stamp = out / "sft_config.json"
-    if last is not None and stamp.exists() and json.loads(stamp.read_text()).get("config_hash") != digest:
+    if last is not None and stamp.exists() and read_json(stamp).get("config_hash") != digest:
         raise DistillError(f"{out} holds checkpoints of a different SFT config; use another output_dir "
                            f"or delete {out / 'checkpoints'} to start over")
     return last
@@ -289,7 +289,7 @@ def train(config: SFTConfig, *, progress: bool = True,
     digest = config_hash(config)
     done, trained_marker = out / "result.json", out / "trained.json"
     if done.exists():
-        previous = json.loads(done.read_text())
+        previous = read_json(done)
         if previous.get("metrics", {}).get("config_hash") == digest:
             return TrainResult.from_json(previous)
     # cpu= must match what the Trainer asks for, or a CPU process group is never joined (every rank main).
@@ -303,7 +303,7 @@ def train(config: SFTConfig, *, progress: bool = True,
         atomic_write_json(out / "sft_config.json", {"config_hash": digest, "config": config.model_dump(mode="json")})
 
     model_path = resolve_model(config.model)
-    previous = json.loads(trained_marker.read_text()) if trained_marker.exists() else {}
+    previous = read_json(trained_marker) if trained_marker.exists() else {}
     if previous.get("config_hash") == digest:
         metrics = previous  # trained and saved already; only the merge / bookkeeping was interrupted
     else:
@@ -321,7 +321,7 @@ def train(config: SFTConfig, *, progress: bool = True,
         if config.merge:
             merged_dir = out / "merged"
             if main and not (merged_dir / "config.json").exists():
-                merge_adapter(model_path, adapter_dir, merged_dir, metrics["stop_token_id"])
+                merge_adapter(adapter_dir, merged_dir, base_path=model_path, stop_id=metrics["stop_token_id"])
     log_path, plot_path = out / "log.jsonl", out / "training.png"
     result = TrainResult(output_dir=out, adapter_dir=adapter_dir, merged_dir=merged_dir, metrics=metrics,
                          log_path=log_path, plot_path=plot_path)

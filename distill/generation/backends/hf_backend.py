@@ -17,7 +17,7 @@ from transformers import (
 )
 
 from distill.config import GenerateConfig
-from distill.generation.backends import Completion, Request
+from distill.generation.backends.base import Completion, Request
 from distill.generation.prompts import render_prompt, template_opens_think
 from distill.generation.sampling import one_hot_logits, sample_rows
 from distill.generation.seeds import uniform

@@ -18,10 +18,10 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from distill.chat_format import PREFILL
 from distill.config import GenerateConfig
 from distill.errors import DistillError
-from distill.generation.backends import Completion, Request
-from distill.generation.prompts import PREFILL
+from distill.generation.backends.base import Completion, Request
 
 _CONTEXT_ERRORS = ("context length", "maximum context", "too long", "max_model_len", "maximum model length")
 

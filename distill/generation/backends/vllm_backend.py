@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 
 from distill.config import GenerateConfig
-from distill.generation.backends import Completion, Request
+from distill.generation.backends.base import Completion, Request
 from distill.generation.engine import shared_llm
 from distill.generation.prompts import render_prompt, template_opens_think
 from distill.models import resolve_model

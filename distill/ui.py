@@ -1,4 +1,7 @@
-"""A rich progress bar (on stderr) with a rate, as a context manager yielding `advance(n)`; no-op when disabled."""
+"""The terminal side: rich progress bars on stderr, one per long loop, each with its average rate.
+
+`progress_bar(...)` is a context manager yielding `advance(n)`, and a no-op when progress is off.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator

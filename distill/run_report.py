@@ -10,7 +10,9 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distill.jsonl import atomic_write_text
+from distill.config import dump_yaml
+from distill.eval.table import rows as score_rows
+from distill.files import atomic_write_text
 
 if TYPE_CHECKING:
     from distill.config import Recipe
@@ -49,9 +51,6 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def render(recipe: Recipe, summary: RunSummary) -> str:
-    from distill.config import dump_yaml
-    from distill.eval.table import rows as score_rows
-
     parts = [f"<h1>distill run: {html.escape(recipe.name)}</h1>"]
     if recipe.description:
         parts.append(f"<p>{html.escape(recipe.description)}</p>")
