@@ -259,6 +259,9 @@ def write_model_card(student_dir: Path, sft: SFTConfig, *, scores: dict[str, Any
         + f", learning rate {sft.learning_rate} ({sft.lr_scheduler}, warmup {sft.warmup_ratio}), batch "
         f"{sft.per_device_batch_size} x {sft.gradient_accumulation_steps} accumulation, max length "
         f"{sft.max_length}, packing {sft.packing}, seed {sft.seed}",
+        "- **Reproducibility:** " + ("deterministic: the same seed, data and machine give bitwise-identical "
+                                     "weights (transformers full_determinism, examples in key order)"
+                                     if sft.deterministic else "not deterministic (sft.deterministic=false)"),
         "- Loss on the assistant turn only (`<think>\\n{reasoning}\\n</think>\\n\\n{answer}`, EOS included).\n",
     ]
     if training:

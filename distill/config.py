@@ -231,6 +231,9 @@ class SFTConfig(Config):
     attn_implementation: str | None = Field(
         None, description="sdpa, eager, flash_attention_2, ...; default flash_attention_2 on GPUs with flash-attn, else sdpa")
     seed: int = 42
+    deterministic: bool = Field(
+        True, description="same seed on the same machine -> bitwise-identical weights (transformers "
+                          "full_determinism: torch deterministic algorithms); see docs/sft.md for its cost")
     merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
 
 

@@ -221,3 +221,24 @@ def test_optimizer_scheduler_attention_and_checkpoint_limit_come_from_the_config
 
     assert optimizer_gib("adamw_torch") > 0.9  # 135M parameters x 8 bytes
     assert optimizer_gib("adamw_8bit") == pytest.approx(optimizer_gib("adamw_torch") / 4, rel=0.01)
+
+
+def test_same_seed_same_machine_gives_bitwise_identical_weights(tmp_path):
+    """Twice the same training, the second from the kept traces in another order (a teacher finishes its
+    requests in a different order on every run) and after other random draws in the process: same bytes."""
+    settings = {"max_steps": 4, "eval_fraction": 0.25, "lora": {"r": 8, "alpha": 16, "dropout": 0.1}}
+    first = train(tiny_config(tmp_path, "first", **settings), progress=False)
+    lines = (tmp_path / "kept.jsonl").read_text().splitlines(keepends=True)
+    shuffled = tmp_path / "shuffled" / "kept.jsonl"
+    shuffled.parent.mkdir()
+    shuffled.write_text("".join(reversed(lines)))
+    torch.rand(1000)  # the process's random state moved on, as after generation in `distill run`
+    second = train(tiny_config(tmp_path, "second", train_file=shuffled, **settings), progress=False)
+
+    weights = sorted(p.name for p in first.adapter_dir.iterdir() if p.suffix == ".safetensors")
+    assert weights
+    for name in weights:
+        assert (first.adapter_dir / name).read_bytes() == (second.adapter_dir / name).read_bytes(), name
+    assert first.metrics["train_loss"] == second.metrics["train_loss"]
+    assert first.metrics["deterministic"] is True
+    assert not torch.are_deterministic_algorithms_enabled()  # handed back to the caller after training

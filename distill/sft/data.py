@@ -225,6 +225,9 @@ def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: 
     if len(usable) == 0:
         raise DistillError(f"{train_file}: no usable examples ({counts}); raise sft.max_length "
                            f"(longest example: {int(n_tokens.max(initial=0))} tokens) or set sft.overlong=truncate")
+    # Trace files are written in the order the teacher finished them, which varies from run to run; in key
+    # order, the same kept traces give the same packing and the same batches, so the same student.
+    usable = usable.sort(["problem_id", "sample"]).flatten_indices()
 
     # Hold out whole problems, so no sample of an eval problem is trained on.
     problems = sorted(set(usable["problem_id"]))

@@ -158,7 +158,7 @@ def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval
         logging_steps=config.logging_steps,
         save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
         eval_strategy="steps" if has_eval else "no", eval_steps=config.eval_steps or config.save_steps,
-        seed=config.seed, data_seed=config.seed,
+        seed=config.seed, data_seed=config.seed, full_determinism=config.deterministic,
         report_to="none", disable_tqdm=True, log_level="warning",
         # Rows arrive tokenized, labelled and packed; TRL must not re-tokenize, re-pack or drop columns.
         dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
@@ -205,6 +205,7 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     out = Path(config.output_dir)
     last = _resume_point(out, config_hash(config))
     tokenizer = load_tokenizer(model_path)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
     num_proc = default_num_proc()
     attention = config.attn_implementation or attention_implementation()
     # Rank 0 tokenizes and packs into the Arrow cache; the other ranks then read the same cache.
@@ -236,7 +237,10 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     packing_check = check_packing(trainer.model) if config.packing else None
 
     tokens_before, started = tokens.real, time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+    try:
+        output = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+    finally:  # full_determinism switches torch to deterministic kernels process-wide; give the caller theirs back
+        torch.use_deterministic_algorithms(deterministic_before)
     train_seconds = time.perf_counter() - started
     final_eval = trainer.evaluate() if eval_rows is not None else {}
 
@@ -262,7 +266,7 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
         "tokens_per_s": round((tokens.real - tokens_before) / max(train_seconds, 1e-9), 2),
         "padding_fraction": round(1 - tokens.real / padded, 4) if tokens.padded else None,
         "packing": config.packing, "packing_check": packing_check, "row_length": rows_of if config.packing else None,
-        "attn_implementation": attention,
+        "attn_implementation": attention, "deterministic": config.deterministic, "seed": config.seed,
         "train_rows": len(train_rows), "eval_rows": len(eval_rows) if eval_rows is not None else 0,
         "stop_token_id": data.stop_id, "peak_rss_gib": round(_peak_rss_gib(), 3),
         "peak_cuda_gib": round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3) if torch.cuda.is_available() else None,
