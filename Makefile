@@ -6,7 +6,7 @@ EXTRAS ?= cpu,dev
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo demo-quick test lint bench clean
+.PHONY: setup demo demo-quick test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -28,8 +28,13 @@ demo: setup
 demo-quick: setup
 	$(VENV)/bin/distill demo --quick
 
+# The full suite: what CI runs (.ci/run).
 test: setup
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=15
+
+# The inner loop (under 5 minutes on 2 cores): no vLLM engine, no end-to-end run.
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=10 -m "not slow and not vllm"
 
 lint: setup
 	$(VENV)/bin/ruff check distill tests bench

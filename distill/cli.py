@@ -49,14 +49,9 @@ def friendly_errors(fn):
     return wrapper
 
 
-def stage_module(name: str, issue: str):
-    """Import a stage lazily, so `--help` stays fast and a stage not built yet says so plainly."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith(name.rsplit(".", 1)[0]) and exc.name.startswith("distill"):
-            raise DistillError(f"the stage '{name}' is not built yet ({issue})") from None
-        raise
+def stage_module(name: str):
+    """Import a stage when its command runs, so `--help` does not load torch and vLLM."""
+    return importlib.import_module(name)
 
 
 def split_args(args: list[str] | None) -> tuple[Path | None, list[str]]:
@@ -101,9 +96,7 @@ def generate(
     config = load_stage("generate", recipe, overrides)
     if config.problems is None:
         raise DistillError("no problems given: pass --problems FILE.jsonl or set generate.problems in the recipe")
-    if config.output is None:
-        config.output = Path(config.problems).with_suffix("").with_name(Path(config.problems).stem + ".traces.jsonl")
-    result = stage_module("distill.generation", "issue 3").generate(config)
+    result = stage_module("distill.generation").generate(config)
     console.print(f"[green]wrote[/] {result.output} ({result.written} new, {result.skipped} already there)")
 
 
@@ -116,7 +109,7 @@ def merge(
     n: Annotated[int | None, typer.Option("-n", help="samples per problem expected")] = None,
 ):
     """Join generation shards: report gaps and duplicates."""
-    shards_mod = stage_module("distill.generation.shards", "issue 3")
+    shards_mod = stage_module("distill.generation.shards")
     expected = None
     if problems is not None:
         from distill.jsonl import read_jsonl
@@ -144,9 +137,7 @@ def filter_(
     config = load_stage("filter", recipe, overrides)
     if config.input is None:
         raise DistillError("no traces given: pass --input TRACES.jsonl or set filter.input in the recipe")
-    if config.output_dir is None:
-        config.output_dir = Path(config.input).parent / "filter"
-    module = stage_module("distill.filter", "issue 4")
+    module = stage_module("distill.filter")
     result = module.filter_traces(config)
     console.print(module.funnel_table(result))
     console.print(f"[green]kept[/] {result.kept}, rejected {result.rejected} -> {result.output_dir}")
@@ -170,14 +161,12 @@ def sft(
     overrides += flag_overrides(model=model, train_file=train_file and str(train_file),
                                 output_dir=out_dir and str(out_dir), method=method)
     config = load_stage("sft", recipe, overrides)
-    module = stage_module("distill.sft", "issue 5")
+    module = stage_module("distill.sft")
     if dry_run:
         console.print_json(data=module.dry_run(config, world_size=world_size))
         return
     if config.train_file is None:
         raise DistillError("no training data: pass --train-file KEPT.jsonl or set sft.train_file")
-    if config.output_dir is None:
-        config.output_dir = Path("runs") / "student"
     result = module.train(config)
     console.print(f"[green]student[/] {result.merged_dir}")
 
@@ -193,7 +182,7 @@ def eval_(
     backend: Annotated[str | None, typer.Option(help="vllm | openai | hf")] = None,
 ):
     """Score models on benchmarks: pass@1 (mean of k), pass@k, cons@k, 95% intervals, side by side."""
-    from distill.config import load_stage
+    from distill.config import is_recipe, load_recipe, load_stage
 
     recipe, overrides = split_args(args)
     if models:
@@ -208,11 +197,12 @@ def eval_(
         overrides.append("benchmarks=" + json.dumps(specs))
     overrides += flag_overrides(k=k, output_dir=out_dir and str(out_dir), backend=backend)
     config = load_stage("eval", recipe, overrides)
-    if not config.models or not config.benchmarks:
+    aliases = None
+    if recipe is not None and is_recipe(recipe):  # `base` and `student` name the recipe's own models
+        aliases = stage_module("distill.pipeline").model_aliases(load_recipe(recipe))
+    if not (config.models or aliases) or not config.benchmarks:
         raise DistillError("eval needs --models and at least one --bench NAME=FILE (or eval.models/benchmarks)")
-    if config.output_dir is None:
-        config.output_dir = Path("runs") / "eval"
-    stage_module("distill.eval", "issue 6").evaluate(config)
+    stage_module("distill.eval").evaluate(config, aliases=aliases)
 
 
 @app.command()
@@ -225,7 +215,7 @@ def run(args: Args = None):
     if recipe_path is None:
         raise DistillError("usage: distill run RECIPE.yaml [KEY=VALUE ...]  (see `distill recipes list`)")
     recipe = load_recipe(recipe_path, overrides)
-    stage_module("distill.pipeline", "issue 6").run(recipe)
+    stage_module("distill.pipeline").run(recipe)
 
 
 @app.command()
@@ -235,7 +225,22 @@ def demo(
     run_dir: Annotated[Path | None, typer.Option(help="where the demo writes")] = None,
 ):
     """The whole loop on the bundled SmolLM2: teacher = student, base vs distilled, on 2 CPU cores."""
-    stage_module("distill.demo", "issue 6").main(quick=quick, run_dir=run_dir)
+    stage_module("distill.demo").main(quick=quick, run_dir=run_dir)
+
+
+@app.command()
+@friendly_errors
+def export(
+    kept: Annotated[Path, typer.Argument(help="kept traces (e.g. RUN_DIR/filter/kept.jsonl)")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="writes OUT_DIR/hf and OUT_DIR/train.parquet")],
+    push_to_hub: Annotated[str | None, typer.Option(help="also upload to this Hub dataset repo, e.g. me/traces")] = None,
+    public: Annotated[bool, typer.Option("--public", help="make the pushed repo public (default private)")] = False,
+):
+    """Kept traces as a Hugging Face dataset whose `messages` are exactly what `distill sft` trains on."""
+    result = stage_module("distill.export").export_dataset(kept, out_dir, push_to_hub=push_to_hub,
+                                                          private=not public)
+    console.print(f"[green]wrote[/] {result.rows} rows: {result.dataset_dir} (load_from_disk), "
+                  f"{result.parquet_path}" + (f"; pushed to {result.hub_url}" if result.hub_url else ""))
 
 
 # ------------------------------------------------------------------------------------ recipes, models

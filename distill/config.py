@@ -380,17 +380,39 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
     return validate_config(Recipe, data, source)  # type: ignore[return-value]
 
 
+def is_recipe(path: str | Path) -> bool:
+    """A whole recipe (stage sections, run_dir), as opposed to one bare stage's YAML."""
+    return any(k in load_yaml(path) for k in ("generate", "filter", "sft", "eval", "run_dir", "name"))
+
+
 def load_stage(stage: str, path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """A stage config from a recipe file (its `stage:` section, wired through the Recipe) or a bare stage YAML."""
     if path is not None:
         data = load_yaml(path)
-        if any(k in data for k in ("generate", "filter", "sft", "eval", "run_dir", "name")):
+        if is_recipe(path):
             recipe = load_recipe(path, [f"{stage}.{o}" if "=" in o else o for o in (overrides or [])])
             return getattr(recipe, stage)
     else:
         data = {}
     data = apply_overrides(data, overrides or [])
-    return validate_config(STAGES[stage], data, str(path or f"<{stage} defaults>"))
+    return standalone_paths(validate_config(STAGES[stage], data, str(path or f"<{stage} defaults>")))
+
+
+def standalone_paths(config: Config) -> Config:
+    """Where a stage run on its own (no recipe, so no run directory) writes, when not told.
+
+    A recipe wires these from its run_dir instead (Recipe._wire_stage_paths); this is the same for the CLI
+    and `load_stage`, so neither has defaults of its own.
+    """
+    if isinstance(config, GenerateConfig) and config.output is None and config.problems is not None:
+        config.output = Path(config.problems).with_name(Path(config.problems).stem + ".traces.jsonl")
+    elif isinstance(config, FilterConfig) and config.output_dir is None and config.input is not None:
+        config.output_dir = Path(config.input).parent / "filter"
+    elif isinstance(config, SFTConfig) and config.output_dir is None:
+        config.output_dir = Path("runs") / "student"
+    elif isinstance(config, EvalConfig) and config.output_dir is None:
+        config.output_dir = Path("runs") / "eval"
+    return config
 
 
 def dump_yaml(config: Config) -> str:

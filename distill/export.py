@@ -1,8 +1,8 @@
 """Kept traces as a Hugging Face `datasets` dataset: save_to_disk, parquet, and optionally push_to_hub.
 
-The rows keep the trace fields and add `messages`, the conversational SFT example (the assistant turn
-is `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`), so `load_from_disk(...)` or the parquet file feeds
-TRL's SFTTrainer directly. Features are declared, not inferred, so free-form fields (`scores`, extra
+The rows keep the trace fields and add `messages`, the conversational SFT example built by
+`distill.chat_format.sft_messages`, the same function `distill sft` trains through, so the column is byte for
+byte what distill trains on and `load_from_disk(...)` or the parquet file feeds TRL's SFTTrainer directly. Features are declared, not inferred, so free-form fields (`scores`, extra
 metadata) travel as JSON strings and a column never changes type halfway through a file.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.chat_format import sft_messages
 from distill.errors import DistillError
 from distill.jsonl import read_jsonl
 
@@ -28,11 +29,6 @@ class ExportResult:
     parquet_path: Path
     rows: int
     hub_url: str | None = None
-
-
-def assistant_turn(reasoning: str, answer: str) -> str:
-    """The SFT target of DESIGN.md: reasoning inside think tags, then the answer."""
-    return f"<think>\n{reasoning.strip()}\n</think>\n\n{answer.strip()}"
 
 
 def _features():
@@ -51,11 +47,9 @@ def _features():
 def _rows(path: str) -> Iterator[dict[str, Any]]:
     known = set(TRACE_FIELDS) | {"prompt", "scores", "kept", "reasons"}
     for row in read_jsonl(path):
-        prompt = [{"role": m["role"], "content": m["content"]} for m in row.get("prompt", [])]
         out = {name: row.get(name) for name in TRACE_FIELDS}
-        out["prompt"] = prompt
-        out["messages"] = prompt + [{"role": "assistant",
-                                     "content": assistant_turn(row.get("reasoning", ""), row.get("answer", ""))}]
+        out["messages"] = sft_messages(row.get("prompt", []), row.get("reasoning", ""), row.get("answer", ""))
+        out["prompt"] = out["messages"][:-1]
         out["scores"] = json.dumps(row.get("scores", {}), ensure_ascii=False, sort_keys=True)
         out["extra"] = json.dumps({k: v for k, v in row.items() if k not in known}, ensure_ascii=False,
                                   sort_keys=True)

@@ -135,3 +135,37 @@ def test_demo_problem_sets_are_reproducible_and_disjoint(tmp_path):
             facts[split].add((family, min(a, b), max(a, b)))
     assert not facts["train"] & facts["eval"]  # held out: no fact (in either order) in both splits
     assert len(rows["eval"]) == 64 and {r["meta"]["family"] for r in rows["eval"]} == {"times", "plus"}
+
+
+def test_exported_messages_are_what_sft_trains_on(tmp_path, tiny_model):
+    """Whitespace around the reasoning and answer included: the export used to strip it, SFT does not."""
+    from datasets import load_from_disk
+
+    from distill.export import export_dataset
+    from distill.sft.data import load_tokenizer, render_example
+
+    kept = tmp_path / "kept.jsonl"
+    row = trace("p0", 0, True, 30) | {"reasoning": "  add one\n", "answer": "\n\\boxed{2}  "}
+    kept.write_text(json.dumps(row) + "\n")
+    result = export_dataset(kept, tmp_path / "dataset")
+    exported = load_from_disk(str(result.dataset_dir))[0]
+
+    rendered = render_example(load_tokenizer(tiny_model), row["prompt"], row["reasoning"], row["answer"])
+    content = exported["messages"][-1]["content"]
+    assert exported["messages"][:-1] == row["prompt"] and exported["prompt"] == row["prompt"]
+    assert content == "<think>\n  add one\n\n</think>\n\n\n\\boxed{2}  "
+    assert rendered.template_kept_reasoning and content in rendered.text
+    assert content.endswith(rendered.completion)  # what the loss covers, minus the template's prefill
+
+
+def test_export_command_writes_the_dataset(tmp_path, filter_dir):
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    done = CliRunner().invoke(app, ["export", str(filter_dir / "kept.jsonl"), "--out-dir", str(tmp_path / "ds")])
+    assert done.exit_code == 0, done.output
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "ds" / "train.parquet")
+    assert table.num_rows == 6 and "messages" in table.column_names

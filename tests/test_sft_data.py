@@ -7,8 +7,9 @@ import pytest
 import torch
 from test_sft_support import gsm8k_rows, trace_record, write_traces
 
+from distill.chat_format import assistant_turn
 from distill.errors import DistillError
-from distill.sft.data import IGNORE, assistant_content, build_dataset, build_example, load_tokenizer
+from distill.sft.data import IGNORE, build_dataset, build_example, load_tokenizer
 from distill.sft.packing import PackedCollator, check_packing, pack
 
 # The DeepSeek-R1-Distill pattern with SmolLM2's special tokens: every assistant message loses its
@@ -48,7 +49,7 @@ def test_labels_cover_exactly_the_assistant_turn_and_eos(tokenizer):
     ex = build_example(tokenizer, messages, reasoning, answer)
 
     # The ids are apply_chat_template's own, and the prompt is exactly what inference feeds the model.
-    assistant = {"role": "assistant", "content": assistant_content(reasoning, answer)}
+    assistant = {"role": "assistant", "content": assistant_turn(reasoning, answer)}
     templated = tokenizer.apply_chat_template([*messages, assistant], tokenize=True)["input_ids"]
     prompt = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)["input_ids"]
     assert ex["input_ids"] == templated
@@ -68,7 +69,7 @@ def test_template_that_strips_thinking_still_trains_on_the_reasoning(fresh_token
     reasoning, answer = "Six sevens: 7+7+7+7+7+7 = 42.", "\\boxed{42}"
     # What the template alone would train on: the reasoning is gone.
     rendered = fresh_tokenizer.apply_chat_template(
-        [*messages, {"role": "assistant", "content": assistant_content(reasoning, answer)}], tokenize=False)
+        [*messages, {"role": "assistant", "content": assistant_turn(reasoning, answer)}], tokenize=False)
     assert reasoning not in rendered
 
     ex = build_example(fresh_tokenizer, messages, reasoning, answer)
