@@ -245,7 +245,14 @@ class BenchmarkConfig(Config):
 
 
 class EvalConfig(Config):
+    """In a recipe, every block below that the eval section leaves out is generate's (sampling, prompts,
+    backend and its engine settings) or filter's (the verifier limits): one source, so the base model's
+    evaluation also reuses the teacher's vLLM engine. Set a block here to evaluate differently."""
+
     unhashed: ClassVar[frozenset[str]] = frozenset({"output_dir", "vllm", "openai", "hf"})
+    # Taken from the recipe's other stages when the eval section does not set them (Recipe._wire_stage_paths).
+    from_generate: ClassVar[tuple[str, ...]] = ("sampling", "prompts", "backend", "vllm", "openai", "hf")
+    from_filter: ClassVar[tuple[str, ...]] = ("math_timeout_s", "sandbox")
 
     models: list[str] = Field(default_factory=list, description="default: the SFT base model and the student")
     benchmarks: list[BenchmarkConfig] = Field(default_factory=list)
@@ -292,6 +299,15 @@ class Recipe(Config):
             sft.output_dir = run / "student"
         if ev.output_dir is None:
             ev.output_dir = run / "eval"
+        explicit = set(ev.model_fields_set)  # a copy: the assignments below add to the live set
+        for name in ev.from_generate:
+            if name not in explicit:
+                setattr(ev, name, getattr(gen, name).model_copy(deep=True) if name != "backend" else gen.backend)
+        if "sampling" not in explicit:
+            ev.sampling = ev.sampling.model_copy(update={"n": ev.k})  # eval draws k samples, not the teacher's n
+        for name in ev.from_filter:
+            if name not in explicit:
+                setattr(ev, name, getattr(flt, name))
         return self
 
 

@@ -78,3 +78,17 @@ def test_stage_from_recipe_section(tmp_path):
 def test_schema_is_json_for_editors():
     schema = Recipe.model_json_schema()
     assert "generate" in schema["properties"] and "$defs" in schema
+
+
+def test_eval_takes_generate_and_filter_blocks_it_does_not_set(tmp_path):
+    from distill.config import load_recipe
+
+    recipe = load_recipe(None, ["generate.vllm.kv_cache_gib=3", "generate.sampling.max_tokens=256",
+                                "generate.backend=hf", "filter.math_timeout_s=2", "eval.k=8"])
+    assert recipe.eval.vllm == recipe.generate.vllm and recipe.eval.vllm.kv_cache_gib == 3
+    assert recipe.eval.backend == "hf" and recipe.eval.math_timeout_s == 2
+    assert recipe.eval.sampling.max_tokens == 256 and recipe.eval.sampling.n == 8
+    assert recipe.eval.vllm is not recipe.generate.vllm  # a copy: editing one never edits the other
+
+    own = load_recipe(None, ["generate.vllm.kv_cache_gib=3", "eval.vllm.kv_cache_gib=1", "eval.backend=vllm"])
+    assert own.eval.vllm.kv_cache_gib == 1 and own.generate.vllm.kv_cache_gib == 3
