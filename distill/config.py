@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distill.errors import DistillError
 
@@ -235,6 +236,26 @@ class SFTConfig(Config):
         True, description="same seed on the same machine -> bitwise-identical weights (transformers "
                           "full_determinism: torch deterministic algorithms); see docs/sft.md for its cost")
     merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
+    trainer_args: dict[str, Any] = Field(
+        default_factory=dict, description="any other field of TRL's SFTConfig, passed through as is "
+                                          "(e.g. {torch_compile: true, neftune_noise_alpha: 5})")
+
+    @field_validator("trainer_args")
+    @classmethod
+    def _known_to_trl(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """A typo must fail here, naming the field, not be dropped or fail deep inside the trainer."""
+        if not value:
+            return value
+        import dataclasses
+
+        from trl import SFTConfig as TRLSFTConfig  # only when used: TRL loads torch
+
+        known = {f.name for f in dataclasses.fields(TRLSFTConfig)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"{unknown} {'is not a field' if len(unknown) == 1 else 'are not fields'} of TRL's "
+                             f"SFTConfig (trl {version('trl')})")
+        return value
 
 
 # ----------------------------------------------------------------------------------------------- eval

@@ -92,3 +92,25 @@ def test_eval_takes_generate_and_filter_blocks_it_does_not_set(tmp_path):
 
     own = load_recipe(None, ["generate.vllm.kv_cache_gib=3", "eval.vllm.kv_cache_gib=1", "eval.backend=vllm"])
     assert own.eval.vllm.kv_cache_gib == 1 and own.generate.vllm.kv_cache_gib == 3
+
+
+def test_trainer_args_pass_through_is_checked_against_trl_fields():
+    from distill.config import load_recipe
+    from distill.errors import DistillError
+
+    recipe = load_recipe(None, ["sft.trainer_args={neftune_noise_alpha: 5, torch_compile: false}"])
+    assert recipe.sft.trainer_args == {"neftune_noise_alpha": 5, "torch_compile": False}
+    with pytest.raises(DistillError, match=r"sft.trainer_args.*\['neftune_noise_alfa'\] is not a field of TRL"):
+        load_recipe(None, ["sft.trainer_args={neftune_noise_alfa: 5}"])
+
+
+def test_trainer_args_cannot_shadow_a_typed_field(tmp_path):
+    from distill.config import SFTConfig
+    from distill.errors import DistillError
+    from distill.sft.train import _trainer_args
+
+    config = SFTConfig(trainer_args={"learning_rate": 1.0, "neftune_noise_alpha": 5})
+    with pytest.raises(DistillError, match=r"\['learning_rate'\].*typed sft fields"):
+        _trainer_args(config, "fp32", tmp_path, has_eval=False)
+    passed = _trainer_args(SFTConfig(trainer_args={"neftune_noise_alpha": 5}), "fp32", tmp_path, has_eval=False)
+    assert passed.neftune_noise_alpha == 5 and passed.learning_rate == SFTConfig().learning_rate

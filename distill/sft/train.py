@@ -143,7 +143,7 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
 
 def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval: bool) -> TRLConfig:
     warmup = config.warmup_ratio if config.warmup_ratio < 1 else int(config.warmup_ratio)
-    return TRLConfig(
+    typed = dict(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs, max_steps=config.max_steps,
         per_device_train_batch_size=config.per_device_batch_size,
@@ -166,6 +166,13 @@ def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval
         dataloader_num_workers=0, ddp_find_unused_parameters=False,
         use_cpu=not torch.cuda.is_available(),
     )
+    # sft.trainer_args carries every other TRL field; one set here already has its own typed key (or is how
+    # distill feeds the trainer), and two places for one setting would disagree.
+    clash = sorted(set(config.trainer_args) & set(typed))
+    if clash:
+        raise DistillError(f"sft.trainer_args sets {clash}, which distill sets itself; use the typed sft fields "
+                           "(`distill recipes schema`) instead")
+    return TRLConfig(**typed, **config.trainer_args)
 
 
 def _peak_rss_gib() -> float:
