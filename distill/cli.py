@@ -178,6 +178,7 @@ def eval_(
     models: Annotated[str | None, typer.Option(help="comma-separated models, e.g. base,runs/x/student/merged")] = None,
     bench: Annotated[list[str] | None, typer.Option(help="NAME=PROBLEMS.jsonl, repeatable")] = None,
     k: Annotated[int | None, typer.Option("-k", help="samples per problem")] = None,
+    limit: Annotated[int | None, typer.Option(help="only the first N problems of each --bench")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="where scores go")] = None,
     backend: Annotated[str | None, typer.Option(help="vllm | openai | hf")] = None,
 ):
@@ -193,7 +194,7 @@ def eval_(
             name, _, path = item.partition("=")
             if not path:
                 raise DistillError(f"--bench '{item}': expected NAME=PROBLEMS.jsonl")
-            specs.append({"name": name, "path": path})
+            specs.append({"name": name, "path": path, "limit": limit})
         overrides.append("benchmarks=" + json.dumps(specs))
     overrides += flag_overrides(k=k, output_dir=out_dir and str(out_dir), backend=backend)
     config = load_stage("eval", recipe, overrides)
