@@ -11,7 +11,7 @@ PREFILL = THINK_OPEN + "\n"  # R1 starts the assistant turn inside the think blo
 
 
 def assistant_turn(reasoning: str, answer: str) -> str:
-    """The SFT target of DESIGN.md, with the reasoning and answer exactly as the trace holds them."""
+    """The SFT target, with the reasoning and answer exactly as the trace holds them."""
     return f"{PREFILL}{reasoning}\n{THINK_CLOSE}\n\n{answer}"
 
 

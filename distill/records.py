@@ -1,4 +1,4 @@
-"""The data contracts of DESIGN.md: Problem -> Trace -> Verdict, one JSON object a line.
+"""The data contracts: Problem -> Trace -> Verdict, one JSON object a line.
 
 Records are pydantic models so a malformed file fails with the field that is wrong; extra keys are
 kept (`extra="allow"`) because users carry their own metadata through the pipeline.

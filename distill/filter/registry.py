@@ -90,14 +90,6 @@ def dataset_step(name: str) -> Callable[[F], F]:
     return _register(_STEPS, "dataset_step", name)
 
 
-def registered_checks() -> list[str]:
-    return sorted(_CHECKS)
-
-
-def registered_steps() -> list[str]:
-    return sorted(_STEPS)
-
-
 def get_check(name: str) -> CheckFn:
     return _lookup(name, _CHECKS, "check")
 

@@ -143,29 +143,29 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
 
 def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval: bool) -> TRLConfig:
     warmup = config.warmup_ratio if config.warmup_ratio < 1 else int(config.warmup_ratio)
-    typed = dict(
-        output_dir=str(checkpoints),
-        num_train_epochs=config.epochs, max_steps=config.max_steps,
-        per_device_train_batch_size=config.per_device_batch_size,
-        per_device_eval_batch_size=config.per_device_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler,
-        lr_scheduler_kwargs=config.lr_scheduler_kwargs, optim=config.optim, warmup_steps=warmup,
-        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
-        gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-        bf16=precision == "bf16", fp16=precision == "fp16",
-        logging_steps=config.logging_steps,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
-        eval_strategy="steps" if has_eval else "no", eval_steps=config.eval_steps or config.save_steps,
-        seed=config.seed, data_seed=config.seed, full_determinism=config.deterministic,
-        report_to="none", disable_tqdm=True, log_level="warning",
+    typed = {
+        "output_dir": str(checkpoints),
+        "num_train_epochs": config.epochs, "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.per_device_batch_size,
+        "per_device_eval_batch_size": config.per_device_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "learning_rate": config.learning_rate, "lr_scheduler_type": config.lr_scheduler,
+        "lr_scheduler_kwargs": config.lr_scheduler_kwargs, "optim": config.optim, "warmup_steps": warmup,
+        "weight_decay": config.weight_decay, "max_grad_norm": config.max_grad_norm,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "bf16": precision == "bf16", "fp16": precision == "fp16",
+        "logging_steps": config.logging_steps,
+        "save_strategy": "steps", "save_steps": config.save_steps, "save_total_limit": config.save_total_limit,
+        "eval_strategy": "steps" if has_eval else "no", "eval_steps": config.eval_steps or config.save_steps,
+        "seed": config.seed, "data_seed": config.seed, "full_determinism": config.deterministic,
+        "report_to": "none", "disable_tqdm": True, "log_level": "warning",
         # Rows arrive tokenized, labelled and packed; TRL must not re-tokenize, re-pack or drop columns.
-        dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
-        packing=False, padding_free=False, max_length=config.max_length,
-        dataloader_num_workers=0, ddp_find_unused_parameters=False,
-        use_cpu=not torch.cuda.is_available(),
-    )
+        "dataset_kwargs": {"skip_prepare_dataset": True}, "remove_unused_columns": False,
+        "packing": False, "padding_free": False, "max_length": config.max_length,
+        "dataloader_num_workers": 0, "ddp_find_unused_parameters": False,
+        "use_cpu": not torch.cuda.is_available(),
+    }
     # sft.trainer_args carries every other TRL field; one set here already has its own typed key (or is how
     # distill feeds the trainer), and two places for one setting would disagree.
     clash = sorted(set(config.trainer_args) & set(typed))
