@@ -10,8 +10,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from distill.errors import DistillError
 
@@ -55,20 +57,31 @@ def read_json_if_any(path: str | Path) -> Any | None:
         return None
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a whole file so readers see the old or the new content, never half of it."""
+@contextmanager
+def atomic_open(path: str | Path) -> Iterator[TextIO]:
+    """A text file written in pieces that appears at `path` only when the block ends without an error.
+
+    Readers see the old content or the new, never half of it; after an error or a kill the old file is
+    untouched and the temporary one is gone (or left as a dot-file beside it).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a whole file so readers see the old or the new content, never half of it."""
+    with atomic_open(path) as handle:
+        handle.write(text)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
-from distill.files import atomic_write_json
+from distill.files import atomic_open, atomic_write_json
 from distill.jsonl import JsonlReader
 from distill.records import Problem, Trace, trace_key
 
@@ -77,33 +75,25 @@ def merge_shards(paths: list[Path], output: Path, expected: Iterable[str] | None
     conflicting: set[str] = set()
     hashes: Counter[str] = Counter()
     per_shard = []
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for path in paths:
-                reader = JsonlReader(path, Trace, on_error="skip")
-                records = 0
-                for trace in reader:
-                    records += 1
-                    line = json.dumps(trace.to_json(), ensure_ascii=False)
-                    digest = hashlib.sha256(line.encode("utf-8")).digest()
-                    key = trace.key
-                    if key in digests:
-                        duplicates[key] += 1
-                        if digests[key] != digest:
-                            conflicting.add(key)
-                        continue
-                    digests[key] = digest
-                    hashes[trace.config_hash] += 1
-                    out.write(line + "\n")
-                per_shard.append({"path": str(path), "records": records, "bad_lines": reader.skipped,
-                                  "errors": reader.errors[:5]})
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(output) as out:
+        for path in paths:
+            reader = JsonlReader(path, Trace, on_error="skip")
+            records = 0
+            for trace in reader:
+                records += 1
+                line = json.dumps(trace.to_json(), ensure_ascii=False)
+                digest = hashlib.sha256(line.encode("utf-8")).digest()
+                key = trace.key
+                if key in digests:
+                    duplicates[key] += 1
+                    if digests[key] != digest:
+                        conflicting.add(key)
+                    continue
+                digests[key] = digest
+                hashes[trace.config_hash] += 1
+                out.write(line + "\n")
+            per_shard.append({"path": str(path), "records": records, "bad_lines": reader.skipped,
+                              "errors": reader.errors[:5]})
 
     report: dict[str, Any] = {
         "output": str(output),
