@@ -131,6 +131,8 @@ class SandboxConfig(Config):
     max_processes: int = 64
     max_file_mb: int = 16
     max_output_kb: int = 256
+    allow_weak: bool = Field(False, description="run code verification even where the host allows neither "
+                             "namespaces nor Landlock (only rlimits and an audit hook left)")
 
 
 class QualityConfig(Config):
