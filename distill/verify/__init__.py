@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from distill.config import SandboxConfig
-from distill.records import Problem
+from distill.records import CodeTests, Problem
 from distill.verify import code as code_verifier
 from distill.verify import math as math_verifier
 from distill.verify import mcq as mcq_verifier
@@ -45,6 +45,8 @@ class VerifyResult:
     check: str  # math_verify | code_tests | mcq_letter | none
     detail: str
     extracted: str | None  # the answer the verifier looked at (boxed text, code, letter)
+    guarantee: str = ""  # code: "structured" (expected values compared outside the sandbox) or "in-process"
+    isolation: tuple[str, ...] = ()  # code: the sandbox layers the program ran under
 
 
 def check_name(problem: Problem) -> str:
@@ -55,7 +57,8 @@ def check_name(problem: Problem) -> str:
 def verify_budget_s(problem: Problem, math_timeout_s: float, sandbox: SandboxConfig | None) -> float:
     """Wall time after which a verification counts as hung and its process may be killed."""
     if problem.domain == "code":
-        return (sandbox or SandboxConfig()).timeout_s + CODE_GRACE_S
+        runs = len(problem.tests.stdio) if isinstance(problem.tests, CodeTests) and problem.tests.stdio else 1
+        return (sandbox or SandboxConfig()).timeout_s * runs + CODE_GRACE_S
     return math_timeout_s + MATH_GRACE_S
 
 
@@ -69,8 +72,8 @@ def verify_inline(problem: Problem, answer_text: str, *, math_timeout_s: float =
         passed, detail, extracted = math_verifier.check_math(problem.answer, answer_text, math_timeout_s)
         return VerifyResult(passed, name, detail, extracted)
     if problem.domain == "code":
-        passed, detail, extracted, _ = code_verifier.check_code(problem, answer_text, sandbox or SandboxConfig())
-        return VerifyResult(passed, name, detail, extracted)
+        verdict = code_verifier.check_code(problem, answer_text, sandbox or SandboxConfig())
+        return VerifyResult(verdict.passed, name, verdict.detail, verdict.code, verdict.guarantee, verdict.isolation)
     if problem.domain == "mcq":
         passed, detail, extracted = mcq_verifier.check_mcq(problem, answer_text)
         return VerifyResult(passed, name, detail, extracted)
