@@ -389,15 +389,34 @@ def _call(fn, line: str, results) -> None:
     results.flush()
 
 
+def private_tmpfs(spec: dict) -> None:
+    """The run's directory becomes a tmpfs of `max_disk_mb` in the run's own mount namespace (gone with
+    it), so a program cannot fill the host's disk with many files under the per-file size limit."""
+    workdir = spec["workdir"]
+    files = {}
+    for name in os.listdir(workdir):
+        with open(os.path.join(workdir, name), "rb") as handle:
+            files[name] = handle.read()
+    owner = f",uid={spec['uid']},gid={spec['uid']}" if "uid" in spec["layers"] else ""
+    options = f"mode=0700,size={spec['max_disk_mb']}m,nr_inodes=4096{owner}".encode()
+    _check(LIBC.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options), "mount run tmpfs")
+    for name, data in files.items():
+        with open(os.path.join(workdir, name), "wb") as handle:
+            handle.write(data)
+
+
 def start_run(spec: dict, ruleset: int, netns: int) -> None:
     """R: new session and namespaces, then init (I) and the program (P); exits with P's status."""
     LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     layers = spec["layers"]
     try:
         os.setsid()
-        flags = (CLONE_NEWPID if "pidns" in layers else 0) | (CLONE_NEWIPC if "ipcns" in layers else 0)
+        flags = (CLONE_NEWPID if "pidns" in layers else 0) | (CLONE_NEWIPC if "ipcns" in layers else 0) | \
+            (CLONE_NEWNS if "disk-quota" in layers else 0)
         if flags:
-            _check(LIBC.unshare(flags), "unshare(pid, ipc)")
+            _check(LIBC.unshare(flags), "unshare(pid, ipc, mount)")
+        if "disk-quota" in layers:
+            private_tmpfs(spec)
         if "netns" in layers:
             _check(LIBC.setns(netns, CLONE_NEWNET), "setns(net)")
     except OSError as exc:
@@ -452,7 +471,7 @@ def serve(base: str, sock_fd: int, extra_read: list[str]) -> None:
         if caps["root"] or caps["userns"]:
             mask_home_dirs([sys.base_prefix, *extra_read])
             netns = empty_netns()
-            layers += ["mountns", "pidns", "ipcns", "netns"]
+            layers += ["mountns", "pidns", "ipcns", "netns", "disk-quota"]
         if caps["root"]:
             layers.append("uid")
         abi = landlock_abi()

@@ -13,6 +13,8 @@ says what the host allows):
 - `landlock-read`: reads only the standard library, the interpreter, the system libraries and its own
   directory; `landlock-write`: writes only in its directory; `landlock-net`: no TCP bind/connect;
   `landlock-scope`: no signals or abstract sockets to processes outside the run.
+- `disk-quota`: the run's directory is a private tmpfs of `max_disk_mb` (many files under the per-file
+  limit cannot fill the host's disk).
 - `rlimits`: CPU seconds, address space, processes, file size; `setsid`; `audit`: an interpreter audit
   hook refusing IP sockets and writes outside the directory (the last layer; native code gets around it).
 
@@ -161,7 +163,7 @@ class _Zygote:
 
     def run(self, code: str, config: SandboxConfig, layers: Collection[str] | None, mode: str,
             stdin: str | None, calls: list[str] | None, fn_name: str | None) -> SandboxResult:
-        wanted = set(self.layers if layers is None else layers) | {"mountns"}  # the zygote's own namespace
+        wanted = set(self.layers if layers is None else layers) | {"mountns", "no-new-privs"}  # always on
         chosen = tuple(layer for layer in self.layers if layer in wanted or layer.split("-")[0] in wanted)
         with self.lock:
             if self.proc is None or self.proc.poll() is not None:
@@ -180,9 +182,10 @@ class _Zygote:
                 if "uid" in chosen:
                     for path in (workdir, *workdir.iterdir()):
                         os.chown(path, self.uid, self.uid)
-                nonce = secrets.token_hex(16)
+                nonce = secrets.token_hex(16) if mode == "assert" else ""  # only the weak mode has one
                 spec = {"workdir": str(workdir), "layers": list(chosen), "uid": self.uid, "mode": mode,
                         "nonce": nonce, "fn_name": fn_name, "memory_mb": config.memory_mb,
+                        "max_disk_mb": config.max_disk_mb,
                         "stdin": str(workdir / "stdin.txt") if stdin is not None else None,
                         "cpu_s": max(1, int(config.timeout_s + 0.999)), "max_processes": config.max_processes,
                         "max_file_mb": config.max_file_mb,
