@@ -44,6 +44,11 @@ def structured_tests(problem: Problem) -> CodeTests | str | None:
     return problem.tests
 
 
+def guarantee_of(problem: Problem) -> str:
+    """`structured` when the problem's tests compare outside the sandbox, `in-process` otherwise."""
+    return IN_PROCESS if isinstance(structured_tests(problem), str) else STRUCTURED
+
+
 def solution_program(problem: Problem, code: str) -> str:
     """A HumanEval-style body without its `def` line gets the prompt in front."""
     prompt = problem.meta.get("prompt")
