@@ -10,9 +10,13 @@ verification, dedup, selection, outputs) with all cores and with one worker. We 
 the two agree on correctness.
 
 Code: HumanEval's 164 canonical solutions with their tests, each in a fresh sandbox, on all cores
-(`verify_many`) and one at a time.
+(`verify_many`) and one at a time, with the tree as it is and, in the same run, with the sandbox of
+`--baseline-rev` (the code before the warm-zygote sandbox: `git archive` of that revision, run in a
+subprocess), so both figures share the machine's load.
 
-Writes bench/results/filter.json and bench/results/filter.md.
+    .venv/bin/python bench/filter.py --code-only    # the sandbox part alone (about a minute)
+
+Writes bench/results/filter.json and bench/results/filter.md (or code.json / code.md with --code-only).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
+BASELINE_REV = "8adc847"  # the last commit with the one-interpreter-per-run sandbox (34 tests/s in the README)
 MATH_PROMPT = "{}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 
 
@@ -102,28 +108,63 @@ def run_filter(problem_file: Path, trace_file: Path, out: Path, workers: int) ->
     return elapsed, cpu, result.stats, verdicts
 
 
-def code_bench(workers: int) -> dict:
-    from distill.config import SandboxConfig
+def humaneval_items() -> list:
     from distill.records import Problem
-    from distill.verify import verify, verify_many
 
     with gzip.open(DATA / "humaneval" / "HumanEval.jsonl.gz", "rt") as handle:
         rows = [json.loads(line) for line in handle]
-    items = [(Problem(id=r["task_id"], problem=r["prompt"], domain="code", entry_point=r["entry_point"],
-                      tests=f"{r['test']}\ncheck({r['entry_point']})\n"),
-              f"```python\n{r['prompt']}{r['canonical_solution']}```") for r in rows]
+    return [(Problem(id=r["task_id"], problem=r["prompt"], domain="code", entry_point=r["entry_point"],
+                     tests=f"{r['test']}\ncheck({r['entry_point']})\n"),
+             f"```python\n{r['prompt']}{r['canonical_solution']}```") for r in rows]
+
+
+def code_bench(workers: int) -> dict:
+    from distill.config import SandboxConfig
+    from distill.verify import verify, verify_many
+
+    items = humaneval_items()
     sandbox = SandboxConfig(timeout_s=30)
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     parallel = list(verify_many(items, sandbox=sandbox, workers=workers))
     parallel_s = time.perf_counter() - start
     start = time.perf_counter()
     serial = [verify(problem, answer, sandbox=sandbox) for problem, answer in items]
     serial_s = time.perf_counter() - start
+    guarantees = [getattr(r, "guarantee", "") or "in-process" for r in parallel]
     return {"programs": len(items), "passed": sum(r.passed for r in parallel),
             "failed_ids": [p.id for (p, _), r in zip(items, parallel) if not r.passed],
-            "serial_passed": sum(r.passed for r in serial), "workers": workers,
+            "serial_passed": sum(r.passed for r in serial), "workers": workers, "load_avg_at_start": round(load, 2),
             "parallel_s": round(parallel_s, 2), "serial_s": round(serial_s, 2),
-            "tests_per_s": round(len(items) / parallel_s, 2), "serial_tests_per_s": round(len(items) / serial_s, 2)}
+            "tests_per_s": round(len(items) / parallel_s, 2), "serial_tests_per_s": round(len(items) / serial_s, 2),
+            "structured": guarantees.count("structured"), "in_process": guarantees.count("in-process"),
+            "isolation_per_run": sorted({layer for r in parallel for layer in getattr(r, "isolation", ())})}
+
+
+BASELINE_SCRIPT = """
+import json, sys
+from pathlib import Path
+if __name__ == "__main__":
+    sys.path[:0] = [sys.argv[1], sys.argv[1] + "/bench"]
+    import filter as bench
+    bench.DATA = Path(sys.argv[2])
+    print(json.dumps(bench.code_bench(int(sys.argv[3]))))
+"""
+
+
+def baseline_code_bench(rev: str, workers: int) -> dict:
+    """`code_bench` with the sandbox of `rev`: that revision's `distill` and `bench`, in a subprocess."""
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "distill", "bench"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        script = Path(tmp) / "run_baseline.py"
+        script.write_text(BASELINE_SCRIPT)
+        out = subprocess.run([sys.executable, str(script), tmp, str(DATA), str(workers)], check=True,
+                             capture_output=True, text=True, cwd=tmp).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    result["rev"] = rev
+    return result
 
 
 def wait_for_quiet(max_load: float, wait_s: float) -> None:
@@ -140,9 +181,15 @@ def main() -> None:
     parser.add_argument("--max-load", type=float, default=None,
                         help="on a shared machine: wait until the 1-minute load average is below this")
     parser.add_argument("--wait-s", type=float, default=1800, help="longest wait for --max-load")
+    parser.add_argument("--code-only", action="store_true", help="only the sandbox part (HumanEval)")
+    parser.add_argument("--baseline-rev", default=BASELINE_REV,
+                        help="git revision whose sandbox is measured in the same run for comparison ('' to skip)")
     args = parser.parse_args()
     if args.max_load is not None:
         wait_for_quiet(args.max_load, args.wait_s)
+    if args.code_only:
+        code_main(args.baseline_rev)
+        return
     from distill.verify.sandbox import default_layers
 
     workers = len(os.sched_getaffinity(0))
@@ -186,6 +233,45 @@ def main() -> None:
     (RESULTS / "filter.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "filter.md").write_text(markdown(result))
     print(markdown(result))
+
+
+def code_main(baseline_rev: str) -> None:
+    from distill.verify.sandbox import default_layers
+
+    workers = len(os.sched_getaffinity(0))
+    load_before = os.getloadavg()
+    print("code: HumanEval canonical solutions, this tree", flush=True)
+    code = code_bench(workers)
+    baseline = None
+    if baseline_rev:
+        print(f"code: the same with the sandbox of {baseline_rev}", flush=True)
+        baseline = baseline_code_bench(baseline_rev, workers)
+    result = {"machine": {"cpus": workers, "platform": platform.platform(), "python": platform.python_version(),
+                          "load_avg_before": [round(x, 2) for x in load_before],
+                          "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
+              "sandbox_isolation": list(default_layers()), "code": code, "baseline": baseline}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "code.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "code.md").write_text(code_markdown(result))
+    print(code_markdown(result))
+
+
+def code_markdown(r: dict) -> str:
+    c, b, cpus = r["code"], r["baseline"], r["machine"]["cpus"]
+    lines = [f"Sandboxed HumanEval tests ({cpus} CPU cores, shared machine; load average at the start of each "
+             "row; `bench/filter.py --code-only`)", "",
+             "| sandbox | 1 at a time | {cpus} workers (`verify_many`) | load avg | passed |".format(cpus=cpus),
+             "| --- | ---: | ---: | ---: | ---: |"]
+    if b:
+        lines.append(f"| before (`{b['rev']}`: a fresh interpreter per run) | {b['serial_tests_per_s']} tests/s | "
+                     f"{b['tests_per_s']} tests/s | {b.get('load_avg_at_start', '')} | {b['passed']}/{b['programs']} |")
+    lines.append(f"| now (warm zygote, fork per run) | {c['serial_tests_per_s']} tests/s | **{c['tests_per_s']} tests/s**"
+                 + (f" ({c['tests_per_s'] / b['tests_per_s']:.1f}x)" if b else "")
+                 + f" | {c['load_avg_at_start']} | {c['passed']}/{c['programs']} |")
+    lines += ["", (f"Every run had all of: {', '.join(c['isolation_per_run'])}. {c['structured']} of "
+                   f"{c['programs']} tasks ran as structured calls compared outside the sandbox, {c['in_process']} "
+                   "with their asserts in-process."), ""]
+    return "\n".join(lines)
 
 
 def markdown(r: dict) -> str:

@@ -32,6 +32,7 @@ from distill.filter.dedup import Deduplicator
 from distill.filter.progress import progress_bar
 from distill.filter.select import Candidate, choose
 from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_json, count_lines
+from distill.models import file_digest
 from distill.records import Problem, Trace, Verdict, trace_key
 from distill.verify import MATH_GRACE_S
 from distill.verify.code import guarantee_of
@@ -141,7 +142,8 @@ def _per_trace_hash(config: FilterConfig) -> str:
 def _check_traces(config: FilterConfig, source: Path, out: Path, problems: dict[str, Problem],
                   pool: SupervisedPool, progress: bool) -> dict[str, int]:
     checked = out / CHECKED
-    state = {"per_trace_hash": _per_trace_hash(config)}
+    # The input's digest too: traces rewritten under the same keys must be checked again, not resumed.
+    state = {"per_trace_hash": _per_trace_hash(config), "input_digest": file_digest(source)}
     if checked.exists() and (not (out / STATE).exists() or json.loads((out / STATE).read_text()) != state):
         checked.unlink()  # made with other per-trace settings: its verdicts do not apply
     atomic_write_json(out / STATE, state)
