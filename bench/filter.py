@@ -118,12 +118,17 @@ def humaneval_items() -> list:
              f"```python\n{r['prompt']}{r['canonical_solution']}```") for r in rows]
 
 
-def code_bench(workers: int) -> dict:
+def code_bench(workers: int, repeat: int = 1) -> dict:
+    """HumanEval's canonical solutions (`repeat` times over) through `verify_many` and one at a time, after a
+    warm-up that starts the worker forkserver (paid once per process, as in the math rows)."""
     from distill.config import SandboxConfig
     from distill.verify import verify, verify_many
 
-    items = humaneval_items()
+    items = humaneval_items() * repeat
     sandbox = SandboxConfig(timeout_s=30)
+    start = time.perf_counter()
+    list(verify_many(items[:8], sandbox=sandbox, workers=workers))
+    startup_s = time.perf_counter() - start
     load = os.getloadavg()[0]
     start = time.perf_counter()
     parallel = list(verify_many(items, sandbox=sandbox, workers=workers))
@@ -135,32 +140,33 @@ def code_bench(workers: int) -> dict:
     return {"programs": len(items), "passed": sum(r.passed for r in parallel),
             "failed_ids": [p.id for (p, _), r in zip(items, parallel) if not r.passed],
             "serial_passed": sum(r.passed for r in serial), "workers": workers, "load_avg_at_start": round(load, 2),
-            "parallel_s": round(parallel_s, 2), "serial_s": round(serial_s, 2),
+            "startup_s": round(startup_s, 2), "parallel_s": round(parallel_s, 2), "serial_s": round(serial_s, 2),
             "tests_per_s": round(len(items) / parallel_s, 2), "serial_tests_per_s": round(len(items) / serial_s, 2),
-            "structured": guarantees.count("structured"), "in_process": guarantees.count("in-process"),
+            "structured": guarantees.count("structured") // repeat, "in_process": guarantees.count("in-process") // repeat,
             "isolation_per_run": sorted({layer for r in parallel for layer in getattr(r, "isolation", ())})}
 
 
+# Runs this file's code_bench against another revision's `distill` (first on sys.path).
 BASELINE_SCRIPT = """
-import json, sys
-from pathlib import Path
+import importlib.util, json, sys
 if __name__ == "__main__":
-    sys.path[:0] = [sys.argv[1], sys.argv[1] + "/bench"]
-    import filter as bench
-    bench.DATA = Path(sys.argv[2])
-    print(json.dumps(bench.code_bench(int(sys.argv[3]))))
+    sys.path.insert(0, sys.argv[1])
+    spec = importlib.util.spec_from_file_location("bench_filter", sys.argv[2])
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    print(json.dumps(bench.code_bench(int(sys.argv[3]), int(sys.argv[4]))))
 """
 
 
-def baseline_code_bench(rev: str, workers: int) -> dict:
-    """`code_bench` with the sandbox of `rev`: that revision's `distill` and `bench`, in a subprocess."""
+def baseline_code_bench(rev: str, workers: int, repeat: int) -> dict:
+    """`code_bench` run against the `distill` package of `rev` (git archive), in a subprocess."""
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "distill", "bench"], check=True,
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "distill"], check=True,
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         script = Path(tmp) / "run_baseline.py"
         script.write_text(BASELINE_SCRIPT)
-        out = subprocess.run([sys.executable, str(script), tmp, str(DATA), str(workers)], check=True,
+        out = subprocess.run([sys.executable, str(script), tmp, __file__, str(workers), str(repeat)], check=True,
                              capture_output=True, text=True, cwd=tmp).stdout
     result = json.loads(out.strip().splitlines()[-1])
     result["rev"] = rev
@@ -182,13 +188,14 @@ def main() -> None:
                         help="on a shared machine: wait until the 1-minute load average is below this")
     parser.add_argument("--wait-s", type=float, default=1800, help="longest wait for --max-load")
     parser.add_argument("--code-only", action="store_true", help="only the sandbox part (HumanEval)")
+    parser.add_argument("--repeat", type=int, default=3, help="--code-only: run the 164 programs this many times")
     parser.add_argument("--baseline-rev", default=BASELINE_REV,
                         help="git revision whose sandbox is measured in the same run for comparison ('' to skip)")
     args = parser.parse_args()
     if args.max_load is not None:
         wait_for_quiet(args.max_load, args.wait_s)
     if args.code_only:
-        code_main(args.baseline_rev)
+        code_main(args.baseline_rev, args.repeat)
         return
     from distill.verify.sandbox import default_layers
 
@@ -235,17 +242,17 @@ def main() -> None:
     print(markdown(result))
 
 
-def code_main(baseline_rev: str) -> None:
+def code_main(baseline_rev: str, repeat: int) -> None:
     from distill.verify.sandbox import default_layers
 
     workers = len(os.sched_getaffinity(0))
     load_before = os.getloadavg()
     print("code: HumanEval canonical solutions, this tree", flush=True)
-    code = code_bench(workers)
+    code = code_bench(workers, repeat)
     baseline = None
     if baseline_rev:
         print(f"code: the same with the sandbox of {baseline_rev}", flush=True)
-        baseline = baseline_code_bench(baseline_rev, workers)
+        baseline = baseline_code_bench(baseline_rev, workers, repeat)
     result = {"machine": {"cpus": workers, "platform": platform.platform(), "python": platform.python_version(),
                           "load_avg_before": [round(x, 2) for x in load_before],
                           "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
@@ -258,8 +265,9 @@ def code_main(baseline_rev: str) -> None:
 
 def code_markdown(r: dict) -> str:
     c, b, cpus = r["code"], r["baseline"], r["machine"]["cpus"]
-    lines = [f"Sandboxed HumanEval tests ({cpus} CPU cores, shared machine; load average at the start of each "
-             "row; `bench/filter.py --code-only`)", "",
+    lines = [f"Sandboxed HumanEval tests ({c['programs']} runs: the 164 canonical solutions x{c['programs'] // 164}; "
+             f"{cpus} CPU cores, shared machine, load average at the start of each row; "
+             "`bench/filter.py --code-only`)", "",
              "| sandbox | 1 at a time | {cpus} workers (`verify_many`) | load avg | passed |".format(cpus=cpus),
              "| --- | ---: | ---: | ---: | ---: |"]
     if b:
@@ -269,8 +277,9 @@ def code_markdown(r: dict) -> str:
                  + (f" ({c['tests_per_s'] / b['tests_per_s']:.1f}x)" if b else "")
                  + f" | {c['load_avg_at_start']} | {c['passed']}/{c['programs']} |")
     lines += ["", (f"Every run had all of: {', '.join(c['isolation_per_run'])}. {c['structured']} of "
-                   f"{c['programs']} tasks ran as structured calls compared outside the sandbox, {c['in_process']} "
-                   "with their asserts in-process."), ""]
+                   f"164 tasks ran as structured calls compared outside the sandbox, {c['in_process']} "
+                   "with their asserts in-process. Not in the rates: starting the worker forkserver, once per "
+                   f"process ({c['startup_s']} s now" + (f", {b['startup_s']} s before" if b else "") + ")."), ""]
     return "\n".join(lines)
 
 

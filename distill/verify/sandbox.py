@@ -124,7 +124,8 @@ class _Zygote:
     def __init__(self) -> None:
         self.owner = os.getpid()
         self.lock = threading.Lock()
-        self.base = Path(tempfile.mkdtemp(prefix="distill-sbx-"))
+        _sweep_orphaned_bases()
+        self.base = Path(tempfile.mkdtemp(prefix=f"distill-sbx-{os.getpid()}-"))
         self.base.chmod(0o711)
         self.uid = UID_BASE + os.getpid()
         self.runs = 0
@@ -307,6 +308,20 @@ def _zygote() -> _Zygote:
             _ZYGOTE = _Zygote()
             atexit.register(_ZYGOTE.shutdown)
         return _ZYGOTE
+
+
+def _sweep_orphaned_bases() -> None:
+    """Remove the run directories of verifying processes that were killed (SIGKILL skips atexit)."""
+    for base in Path(tempfile.gettempdir()).glob("distill-sbx-*-*"):
+        owner = base.name.split("-")[2]
+        if not owner.isdigit():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(base, onerror=_make_writable)
+        except PermissionError:
+            continue
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
