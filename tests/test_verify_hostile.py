@@ -23,7 +23,7 @@ from distill.config import FilterConfig, SandboxConfig
 from distill.filter import filter_traces
 from distill.records import CodeTests, Problem, Trace
 from distill.verify import verify
-from distill.verify.code import IN_PROCESS, STRUCTURED, structured_tests
+from distill.verify.code import IN_PROCESS, PROXIED, STRUCTURED, guarantee_of, structured_tests
 from distill.verify.sandbox import default_layers, run_sandboxed
 
 SECRET = f"hostile-secret-{uuid.uuid4().hex}"
@@ -42,11 +42,17 @@ SUM = Problem(id="sum", problem="print the sum of two integers", domain="code", 
 HUMANEVAL = Problem(id="he-add", problem="def add(a, b):\n", domain="code", entry_point="add", source="hostile",
                     tests="def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-5, 5) == 0\n"
                           "    assert candidate(10, 32) == 42\n\ncheck(add)\n")
-PROBLEMS = {"add": ADD, "sum": SUM, "he": HUMANEVAL}
+# Asserts in a loop cannot become calls: they run in a process of their own, the program in another.
+TEST_MARKER = f"tests-only-{uuid.uuid4().hex}"  # in the tests' source: must never reach the program
+HE_LOOP = Problem(id="he-loop", problem="def add(a, b):\n", domain="code", entry_point="add", source="hostile",
+                  tests=f"# {TEST_MARKER}\ndef check(candidate):\n    for x in range(3):\n"
+                        "        assert candidate(x, 1) == x + 1\n\ncheck(add)\n")
+PROBLEMS = {"add": ADD, "sum": SUM, "he": HUMANEVAL, "he-loop": HE_LOOP}
 
 RIGHT = {"add": "def add(a, b):\n    return a + b\n",
          "sum": "a, b = map(int, input().split())\nprint(a + b)\n",
-         "he": "def add(a, b):\n    return a + b\n"}
+         "he": "def add(a, b):\n    return a + b\n",
+         "he-loop": "def add(a, b):\n    return a + b\n"}
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class Hostile:
     name: str
     code: str
     meets: tuple[str, ...]  # the layers (or parent-side checks) that stop it
-    problems: tuple[str, ...] = ("add", "sum", "he")
+    problems: tuple[str, ...] = ("add", "sum", "he", "he-loop")
     narrow: bool = False  # safe to run with a single layer (no signals, forks or bombs)
 
 
@@ -152,6 +158,24 @@ CORPUS = [
             return int(memo.get(f"{a}, {b}", "-1"))
         print(memo.get("1, 2", "-1"))
     """), ("no-expected-values-inside", "landlock-read")),
+    Hostile("read-the-test-process", _src("""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        tests = os.getppid()
+        print("ptrace", libc.ptrace(16, tests, 0, 0), ctypes.get_errno())  # PTRACE_ATTACH
+        for name in ("mem", "environ", "cmdline", "fd/4", "maps"):
+            try:
+                print(open(f"/proc/{tests}/{name}", "rb").read(4096))
+            except OSError as exc:
+                print(name, exc)
+        for fd in (3, 4):
+            try:
+                print(os.read(fd, 4096))
+            except OSError as exc:
+                print(fd, exc)
+        def add(a, b):
+            return 0
+    """), ("not-dumpable", "landlock-read", "sealed-fds-closed")),
     # ---- reading the host
     Hostile("read-home-ssh-key", _leak(f"open({str(HOME_SECRET_DIR / 'id_ed25519')!r}).read()"),
             ("mountns", "uid", "landlock-read"), narrow=True),
@@ -271,14 +295,15 @@ def test_hostile_program_is_rejected_and_leaks_nothing(case: Hostile):
         result = verify(problem, _answer(case.code), sandbox=config)
         assert time.monotonic() - start < 30, "a hostile program stalled the verifier"
         assert not result.passed, f"{case.name} fooled the verifier on {key}: {result.detail}"
-        assert result.guarantee == STRUCTURED
+        assert result.guarantee == (PROXIED if key == "he-loop" else STRUCTURED)
         assert set(result.isolation) == set(default_layers())
-        assert SECRET not in result.detail
+        assert SECRET not in result.detail and TEST_MARKER not in result.detail
         assert len(result.detail) <= 400  # what a program printed is kept short
     assert not Path("/tmp/pwned-by-repr").exists()
     assert not Path("/tmp/distill-hostile-escape.txt").exists()
     assert _no_daemon(), "a daemon outlived its run"
     assert verify(ADD, _answer(RIGHT["add"]), sandbox=CONFIG).passed  # the sandbox still works after it
+    assert verify(HE_LOOP, _answer(RIGHT["he-loop"]), sandbox=CONFIG).passed
 
 
 NARROW = [(case, layer) for case in CORPUS if case.narrow for layer in case.meets
@@ -313,14 +338,33 @@ def test_secrets_are_out_of_reach_of_a_correct_program_too():
     assert result.stdout.split()[:1] == ["3"]
 
 
-def test_unconvertible_asserts_run_in_process_and_say_so():
-    loop = Problem(id="loop", problem="def add(a, b):\n", domain="code", entry_point="add",
-                   tests="def check(candidate):\n    for x in range(3):\n        assert candidate(x, 1) == x + 1\n\n"
-                         "check(add)\n")
-    assert isinstance(structured_tests(loop), str)
-    assert isinstance(structured_tests(HUMANEVAL), CodeTests)
-    good = verify(loop, _answer(RIGHT["he"]), sandbox=CONFIG)
-    bad = verify(loop, _answer("def add(a, b):\n    return 0\n"), sandbox=CONFIG)
+def test_the_program_never_sees_the_proxied_tests():
+    """What the program can print, read or raise holds nothing of the tests' source."""
+    spy = _src("""
+        import gc, glob, os, sys
+        seen = [repr(o)[:300] for o in gc.get_objects() if isinstance(o, (dict, str))]
+        for path in glob.glob("*") + glob.glob("/tmp/*") + glob.glob("../*"):
+            try:
+                seen.append(open(path, errors="ignore").read())
+            except OSError:
+                pass
+        needle = "assert " + "candi" + "date("  # built here, so its own source does not hold it
+        print("saw the tests:", any(needle in text for text in seen))
+        def add(a, b):
+            return a + b
+    """)
+    result = run_sandboxed(spy, CONFIG, mode="proxy", fn_name="add", tests=HE_LOOP.tests, prelude="")
+    assert result.passed, result.reason  # the right function, so the tests pass...
+    assert "saw the tests: False" in result.stdout  # ...yet it never saw them
+
+
+def test_guarantees_per_kind_of_test():
+    bare = Problem(id="bare", problem="add", domain="code", tests="assert add(1, 2) == 3\n")
+    assert isinstance(structured_tests(HE_LOOP), str) and isinstance(structured_tests(HUMANEVAL), CodeTests)
+    assert [guarantee_of(p) for p in (ADD, SUM, HUMANEVAL, HE_LOOP, bare)] == \
+        [STRUCTURED, STRUCTURED, STRUCTURED, PROXIED, IN_PROCESS]
+    good = verify(bare, _answer(RIGHT["add"]), sandbox=CONFIG)
+    bad = verify(bare, _answer("def add(a, b):\n    return 0\n"), sandbox=CONFIG)
     assert good.passed and good.guarantee == IN_PROCESS and "in-process" in good.detail
     assert not bad.passed and bad.guarantee == IN_PROCESS
 
@@ -344,11 +388,11 @@ def test_filter_run_over_the_corpus_is_unharmed(tmp_path: Path):
     result = filter_traces(config, progress=False)
     kept = [json.loads(line) for line in (tmp_path / "out" / "kept.jsonl").read_text().splitlines()]
     assert sorted(v["answer"] for v in kept) == sorted(_answer(RIGHT[k]) for k in PROBLEMS)
-    assert result.rejected == len(traces) - 3
+    assert result.rejected == len(traces) - len(PROBLEMS)
     for path in (tmp_path / "out").rglob("*"):
         if path.is_file():
             assert SECRET not in path.read_text(errors="ignore"), f"a secret reached {path.name}"
     sandbox = result.stats["sandbox"]
     assert set(sandbox["isolation"]) == set(default_layers())
-    assert sandbox["guarantees"] == {STRUCTURED: 3}
+    assert sandbox["guarantees"] == {STRUCTURED: 3, PROXIED: 1}
     assert _no_daemon()

@@ -307,7 +307,8 @@ def lock_down(spec: dict, ruleset: int) -> None:
 
 
 def attach_streams(spec: dict) -> None:
-    """fds 0-3 become the run's stdin (a file), stdout, stderr and results; everything else closes."""
+    """fds 0-3 become the run's stdin (a file), stdout, stderr and results, fd 4 the sealed tests
+    (proxy mode); everything else closes (in run_program, after Landlock)."""
     import io
 
     stdin = os.open(spec["stdin"] or "/dev/null", os.O_RDONLY)
@@ -330,11 +331,13 @@ def run_program(spec: dict, ruleset: int) -> None:
         os.environ.clear()
         os.environ.update(spec["env"])
         lock_down(spec, ruleset)
-        os.closerange(4, 1 << 16)
+        os.closerange(5 if spec["mode"] == "proxy" else 4, 1 << 16)
     except Exception as exc:  # noqa: BLE001 - a layer that should work did not: never run unguarded
         os.write(2, f"sandbox setup failed: {exc}\n".encode())
         os._exit(BOOT_FAILED)
 
+    if spec["mode"] == "proxy":
+        run_proxied(spec)
     results = os.fdopen(3, "w", encoding="utf-8", errors="backslashreplace")
     with open("main.py", encoding="utf-8") as handle:
         source = handle.read()
@@ -366,6 +369,78 @@ def run_program(spec: dict, ruleset: int) -> None:
             stream.flush()
         except Exception:  # noqa: BLE001, S110 - the program may have closed or replaced them
             pass
+    os._exit(code)
+
+
+def run_proxied(spec: dict) -> None:
+    """Assert-style tests with the program in another process: the program (U) is forked before this
+    process reads the tests and the nonce from fd 4, gets neither fd, and cannot read this process's
+    memory (not dumpable: no ptrace, no /proc/pid/mem). The tests call `fn_name` through a proxy that
+    sends the arguments' repr and reads back a repr, so only plain literals cross; the nonce goes to fd 3
+    after the tests' last line. Never returns."""
+    LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # before the fork: U inherits it, and nothing is secret yet
+    requests_r, requests_w = os.pipe()
+    replies_r, replies_w = os.pipe()
+    program = os.fork()
+    if program == 0:
+        for fd in (3, 4, requests_w, replies_r):
+            os.close(fd)
+        serve_calls(spec, requests_r, replies_w)
+    os.close(requests_r)
+    os.close(replies_w)
+    with os.fdopen(4, "rb") as handle:
+        sealed = json.loads(handle.read())
+    requests = os.fdopen(requests_w, "w", encoding="utf-8")
+    replies = os.fdopen(replies_r, "r", encoding="utf-8", errors="replace")
+
+    def candidate(*args, **kwargs):
+        if kwargs:
+            raise TypeError("the sandboxed function takes positional arguments only")
+        text = repr(list(args))
+        ast.literal_eval(text)  # raises when an argument is not a plain literal
+        requests.write(text.replace("\n", " ") + "\n")
+        requests.flush()
+        reply = replies.readline()
+        if not reply:
+            raise RuntimeError("the program ended before answering")
+        if reply.startswith("!"):
+            raise RuntimeError(f"the program raised {reply[1:].strip()}")
+        return ast.literal_eval(reply)
+
+    code = 0
+    try:
+        namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+        try:
+            exec(compile(sealed["prelude"], "prompt.py", "exec"), namespace)  # noqa: S102 - the problem's own helpers
+        except Exception:  # noqa: BLE001, S110 - a prompt that is prose, not code: the tests may not need it
+            pass
+        namespace[spec["fn_name"]] = candidate
+        exec(compile(sealed["tests"], "tests.py", "exec"), namespace)  # noqa: S102 - the problem's tests
+        os.write(3, f"{sealed['nonce']}\n".encode())
+    except BaseException:  # noqa: BLE001 - a failing test is the verdict
+        traceback.print_exc(limit=3)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def serve_calls(spec: dict, requests_fd: int, replies_fd: int) -> None:
+    """U: run the program, then answer calls of `fn_name` until the tests are done."""
+    replies = os.fdopen(replies_fd, "w", encoding="utf-8", errors="backslashreplace")
+    namespace = {"__name__": "__main__", "__file__": os.path.abspath("main.py"), "__builtins__": __builtins__}
+    code = 0
+    try:
+        with open("main.py", encoding="utf-8") as handle:
+            exec(compile(handle.read(), "main.py", "exec"), namespace)  # noqa: S102 - this is the sandbox
+        fn = _callable(namespace, spec["fn_name"])
+        with os.fdopen(requests_fd, "r", encoding="utf-8") as requests:
+            for line in requests:
+                _call(fn, line, replies)
+    except BaseException:  # noqa: BLE001 - the tests then fail on a missing answer
+        traceback.print_exc(limit=3)
+        code = 1
+    sys.stdout.flush()
     os._exit(code)
 
 
@@ -457,6 +532,16 @@ def _kill_uid(uid: int) -> None:
 
 
 # ------------------------------------------------------------------------------------- the server
+def _move_high(fd: int) -> int:
+    if fd < 0:
+        return fd
+    import fcntl
+
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
+    os.close(fd)
+    return high
+
+
 def serve(base: str, sock_fd: int, extra_read: list[str]) -> None:
     LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # die with the process that started us
     LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
@@ -478,6 +563,8 @@ def serve(base: str, sock_fd: int, extra_read: list[str]) -> None:
         if abi >= 1:
             ruleset = build_ruleset(base, extra_read, abi)
             layers += ["landlock"] + landlock_layers(abi)
+        # Far above fds 0-4, which each run's streams are dup2'ed onto.
+        netns, ruleset = (_move_high(fd) for fd in (netns, ruleset))
         for name in WARM_MODULES:
             __import__(name)
     except Exception as exc:  # noqa: BLE001 - tell the parent why, it decides
@@ -486,7 +573,7 @@ def serve(base: str, sock_fd: int, extra_read: list[str]) -> None:
     sock.send(json.dumps({"layers": layers, "caps": caps}).encode())
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 4)
+            message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 5)
         except OSError:
             return
         if not message:

@@ -1,9 +1,12 @@
 """Code: the answer's Python code block, run in the sandbox against the problem's tests.
 
 Structured tests (stdin/stdout, calls; HumanEval asserts converted to calls) are compared here, outside
-the sandbox: the `structured` guarantee. Assertion programs that cannot be converted run inside with the
-solution and report their own completion: the `in-process` guarantee, which a program written to fool
-the verifier can forge; every verdict names the guarantee it had and the isolation layers applied.
+the sandbox: the `structured` guarantee. `check(candidate)` asserts that cannot be converted run in the
+sandbox in a process of their own, which the program cannot read, calling the program's function
+through a proxy that passes only plain literals: the `proxied` guarantee. A bare assertion program with
+no entry point runs with the solution in one interpreter and reports its own completion: the
+`in-process` guarantee, which a program written to fool the verifier can forge. Every verdict names the
+guarantee it had and the isolation layers applied.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from distill.verify.code_tests import call_matches, from_humaneval, stdout_match
 from distill.verify.sandbox import SandboxResult, check_isolation, run_sandboxed
 
 CHECK = "code_tests"
-STRUCTURED, IN_PROCESS = "structured", "in-process"
+STRUCTURED, PROXIED, IN_PROCESS = "structured", "proxied", "in-process"
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
@@ -45,8 +48,11 @@ def structured_tests(problem: Problem) -> CodeTests | str | None:
 
 
 def guarantee_of(problem: Problem) -> str:
-    """`structured` when the problem's tests compare outside the sandbox, `in-process` otherwise."""
-    return IN_PROCESS if isinstance(structured_tests(problem), str) else STRUCTURED
+    """`structured` when the problem's tests compare outside the sandbox; `proxied` when its asserts run
+    in a process of their own that calls the program's function; `in-process` otherwise."""
+    if not isinstance(structured_tests(problem), str):
+        return STRUCTURED
+    return PROXIED if problem.entry_point else IN_PROCESS
 
 
 def solution_program(problem: Problem, code: str) -> str:
@@ -70,12 +76,18 @@ def check_code(problem: Problem, answer_text: str, sandbox: SandboxConfig) -> Co
     if code is None:
         return CodeVerdict(False, "no Python code block in the answer", None)
     check_isolation(sandbox)
+    program = solution_program(problem, code)
+    if isinstance(tests, str) and problem.entry_point:
+        result = run_sandboxed(program, sandbox, mode="proxy", fn_name=problem.entry_point, tests=tests,
+                               prelude=problem.meta.get("prompt") or problem.problem)
+        detail = f"all tests passed in {result.duration_s:.2f} s (asserts ran apart from the program)" \
+            if result.passed else result.reason
+        return CodeVerdict(result.passed, detail, code, PROXIED, result.isolation)
     if isinstance(tests, str):
         result = run_sandboxed(build_program(problem, code), sandbox, mode="assert")
         detail = f"all tests passed in {result.duration_s:.2f} s (asserts ran in-process)" if result.passed \
             else result.reason
         return CodeVerdict(result.passed, detail, code, IN_PROCESS, result.isolation)
-    program = solution_program(problem, code)
     if tests.calls:
         return _check_calls(program, tests, sandbox, code)
     return _check_stdio(program, tests, sandbox, code)

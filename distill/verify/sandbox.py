@@ -102,14 +102,16 @@ def check_isolation(config: SandboxConfig) -> tuple[str, ...]:
 
 def run_sandboxed(code: str, config: SandboxConfig, *, layers: Collection[str] | None = None,
                   mode: str = "assert", stdin: str | None = None, calls: list[str] | None = None,
-                  fn_name: str | None = None) -> SandboxResult:
+                  fn_name: str | None = None, tests: str | None = None, prelude: str = "") -> SandboxResult:
     """Run `code` as a Python program in a fresh directory; see the module docstring.
 
     mode "assert": the program holds its own tests (passes when it runs to its end); "script": feed it
     `stdin` and hand back what it printed; "call": run it, then call `fn_name(*args)` for each Python
-    literal argument list in `calls` (reprs of the results in `results`). `layers` narrows the
-    isolation to a subset of `default_layers()` (tests use it to show each layer alone)."""
-    return _zygote().run(code, config, layers, mode, stdin, calls, fn_name)
+    literal argument list in `calls` (reprs of the results in `results`); "proxy": run `tests` (after
+    `prelude`, the problem's helper code) in a process of their own, calling `fn_name` of the program
+    in another (passes when the tests reach their end). `layers` narrows the isolation to a subset of
+    `default_layers()` (tests use it to show each layer alone)."""
+    return _zygote().run(code, config, layers, mode, stdin, calls, fn_name, tests, prelude)
 
 
 # ---------------------------------------------------------------------------------------- zygote
@@ -163,7 +165,8 @@ class _Zygote:
             self.proc = None
 
     def run(self, code: str, config: SandboxConfig, layers: Collection[str] | None, mode: str,
-            stdin: str | None, calls: list[str] | None, fn_name: str | None) -> SandboxResult:
+            stdin: str | None, calls: list[str] | None, fn_name: str | None, tests: str | None,
+            prelude: str) -> SandboxResult:
         wanted = set(self.layers if layers is None else layers) | {"mountns", "no-new-privs"}  # always on
         chosen = tuple(layer for layer in self.layers if layer in wanted or layer.split("-")[0] in wanted)
         with self.lock:
@@ -183,7 +186,7 @@ class _Zygote:
                 if "uid" in chosen:
                     for path in (workdir, *workdir.iterdir()):
                         os.chown(path, self.uid, self.uid)
-                nonce = secrets.token_hex(16) if mode == "assert" else ""  # only the weak mode has one
+                nonce = secrets.token_hex(16) if mode in ("assert", "proxy") else ""
                 spec = {"workdir": str(workdir), "layers": list(chosen), "uid": self.uid, "mode": mode,
                         "nonce": nonce, "fn_name": fn_name, "memory_mb": config.memory_mb,
                         "max_disk_mb": config.max_disk_mb,
@@ -192,18 +195,28 @@ class _Zygote:
                         "max_file_mb": config.max_file_mb,
                         "env": {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir),
                                 "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}}
-                return self._execute(spec, config, chosen, nonce)
+                sealed = {"nonce": nonce, "tests": tests or "", "prelude": prelude} if mode == "proxy" else None
+                if sealed is not None:
+                    spec["nonce"] = ""  # the proxy gets it through the sealed fd, after its program forked
+                return self._execute(spec, config, chosen, nonce, sealed)
             finally:
                 shutil.rmtree(workdir, onerror=_make_writable)
 
-    def _execute(self, spec: dict, config: SandboxConfig, layers: tuple[str, ...], nonce: str) -> SandboxResult:
+    def _execute(self, spec: dict, config: SandboxConfig, layers: tuple[str, ...], nonce: str,
+                 sealed: dict | None) -> SandboxResult:
         pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, results
+        fds = [w for _, w in pipes]
+        if sealed is not None:  # an unlinked file: no path to open it by, only this fd
+            with tempfile.TemporaryFile(dir=self.base) as handle:
+                handle.write(json.dumps(sealed).encode())
+                handle.seek(0)
+                fds.append(os.dup(handle.fileno()))
         start = time.monotonic()
         try:
-            socket.send_fds(self.sock, [json.dumps(spec).encode()], [w for _, w in pipes])
+            socket.send_fds(self.sock, [json.dumps(spec).encode()], fds)
         finally:
-            for _, write_end in pipes:
-                os.close(write_end)
+            for fd in fds:
+                os.close(fd)
         readers = [r for r, _ in pipes]
         try:
             outputs, status, timed_out, overflow = self._collect(readers, start + config.timeout_s,
@@ -213,7 +226,7 @@ class _Zygote:
                 os.close(fd)
         out, err, res = (data.decode("utf-8", "replace") for data in outputs)
         lines = tuple(res.split("\n")[:-1])  # whole lines only: a run killed mid-write leaves a partial one
-        completed = spec["mode"] != "assert" or nonce in lines
+        completed = not nonce or nonce in lines
         if spec["mode"] != "call":
             lines = ()
         reason = _reason(status, completed, timed_out, overflow, err, config)
