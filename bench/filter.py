@@ -142,7 +142,7 @@ def code_bench(workers: int, repeat: int = 1) -> dict:
             "serial_passed": sum(r.passed for r in serial), "workers": workers, "load_avg_at_start": round(load, 2),
             "startup_s": round(startup_s, 2), "parallel_s": round(parallel_s, 2), "serial_s": round(serial_s, 2),
             "tests_per_s": round(len(items) / parallel_s, 2), "serial_tests_per_s": round(len(items) / serial_s, 2),
-            "structured": guarantees.count("structured") // repeat, "in_process": guarantees.count("in-process") // repeat,
+            **{kind.replace("-", "_"): guarantees.count(kind) // repeat for kind in ("structured", "proxied", "in-process")},
             "isolation_per_run": sorted({layer for r in parallel for layer in getattr(r, "isolation", ())})}
 
 
@@ -277,8 +277,8 @@ def code_markdown(r: dict) -> str:
                  + (f" ({c['tests_per_s'] / b['tests_per_s']:.1f}x)" if b else "")
                  + f" | {c['load_avg_at_start']} | {c['passed']}/{c['programs']} |")
     lines += ["", (f"Every run had all of: {', '.join(c['isolation_per_run'])}. {c['structured']} of "
-                   f"164 tasks ran as structured calls compared outside the sandbox, {c['in_process']} "
-                   "with their asserts in-process. Not in the rates: starting the worker forkserver, once per "
+                   f"164 tasks ran as structured calls compared outside the sandbox, {c.get('proxied', 0)} as asserts "
+                   f"in a process apart from the program, {c['in_process']} in-process. Not in the rates: starting the worker forkserver, once per "
                    f"process ({c['startup_s']} s now" + (f", {b['startup_s']} s before" if b else "") + ")."), ""]
     return "\n".join(lines)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import multiprocessing.util
 import os
 import secrets
 import selectors
@@ -320,6 +321,8 @@ def _zygote() -> _Zygote:
         if _ZYGOTE is None or _ZYGOTE.owner != os.getpid():
             _ZYGOTE = _Zygote()
             atexit.register(_ZYGOTE.shutdown)
+            # multiprocessing children leave through os._exit (no atexit), but run these finalizers
+            multiprocessing.util.Finalize(_ZYGOTE, _ZYGOTE.shutdown, exitpriority=10)
         return _ZYGOTE
 
 
