@@ -232,14 +232,8 @@ def main() -> None:
     }
     print("code: HumanEval canonical solutions", flush=True)
     code = code_bench(workers)
-    result = {"machine": {"cpus": workers, "platform": platform.platform(), "python": platform.python_version(),
-                          "load_avg_before": [round(x, 2) for x in load_before],
-                          "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
-              "sandbox_isolation": list(default_layers()), "math": math, "code": code}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "filter.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "filter.md").write_text(markdown(result))
-    print(markdown(result))
+    save("filter", {"machine": machine(workers, load_before), "sandbox_isolation": list(default_layers()),
+                    "math": math, "code": code}, markdown)
 
 
 def code_main(baseline_rev: str, repeat: int) -> None:
@@ -253,14 +247,22 @@ def code_main(baseline_rev: str, repeat: int) -> None:
     if baseline_rev:
         print(f"code: the same with the sandbox of {baseline_rev}", flush=True)
         baseline = baseline_code_bench(baseline_rev, workers, repeat)
-    result = {"machine": {"cpus": workers, "platform": platform.platform(), "python": platform.python_version(),
-                          "load_avg_before": [round(x, 2) for x in load_before],
-                          "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
-              "sandbox_isolation": list(default_layers()), "code": code, "baseline": baseline}
+    save("code", {"machine": machine(workers, load_before), "sandbox_isolation": list(default_layers()),
+                  "code": code, "baseline": baseline}, code_markdown)
+
+
+def machine(workers: int, load_before: tuple[float, ...]) -> dict:
+    return {"cpus": workers, "platform": platform.platform(), "python": platform.python_version(),
+            "load_avg_before": [round(x, 2) for x in load_before],
+            "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def save(name: str, result: dict, render) -> None:
+    """bench/results/NAME.json and NAME.md, and the table on stdout."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "code.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "code.md").write_text(code_markdown(result))
-    print(code_markdown(result))
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(render(result))
+    print(render(result))
 
 
 def code_markdown(r: dict) -> str:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from distill.config import SandboxConfig
-from distill.verify.sandbox import default_layers, run_sandboxed, sandbox_capabilities
+from distill.errors import DistillError
+from distill.verify.sandbox import check_isolation, default_layers, run_sandboxed, sandbox_capabilities
 
 # Generous for programs that should pass (the box is shared and loaded); tight for ones that must time out.
 OK = SandboxConfig(timeout_s=20)
@@ -236,3 +237,12 @@ def test_capabilities_probe_matches_the_layers():
     assert ("pidns" in layers) == (caps["namespaces"] or caps["userns"])
     assert ("mountns" in layers and "disk-quota" in layers) == (caps["namespaces"] or caps["userns"])
     assert ("landlock-read" in layers) == (caps["landlock_abi"] >= 1)
+
+
+def test_weak_isolation_is_refused_unless_the_recipe_opts_in():
+    weak = ("setsid", "rlimits", "no-new-privs", "audit")  # a host with neither namespaces nor Landlock
+    with pytest.raises(DistillError, match="sandbox.allow_weak: true"):
+        check_isolation(SandboxConfig(), weak)
+    assert check_isolation(SandboxConfig(allow_weak=True), weak) == weak
+    assert check_isolation(SandboxConfig(), weak + ("landlock",))
+    assert check_isolation(SandboxConfig()) == default_layers()  # this host: strong, nothing to opt into

@@ -35,8 +35,7 @@ from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_json, count_lin
 from distill.models import file_digest
 from distill.records import Problem, Trace, Verdict, trace_key
 from distill.verify import MATH_GRACE_S
-from distill.verify.code import guarantee_of
-from distill.verify.sandbox import check_isolation
+from distill.verify.code import isolation_report
 from distill.verify.workers import PRELOAD, Failure, Retry, SupervisedPool
 
 CHECKED, KEPT, REJECTED = "checked.jsonl", "kept.jsonl", "rejected.jsonl"
@@ -66,7 +65,8 @@ def filter_traces(config: FilterConfig, *, progress: bool = True) -> FilterResul
     workers = config.workers or len(os.sched_getaffinity(0))
     decontam = Decontaminator(config.decontaminate) if config.decontaminate.against else None
     timings: dict[str, float] = {}
-    sandbox = _sandbox_stats(config, problems)  # refuses weak isolation before any work starts
+    # Refuses weak isolation before any work starts; recorded in stats.json.
+    sandbox = isolation_report(config.sandbox, problems.values()) if config.verify else None
     with SupervisedPool(worker.run_task, workers, initializer=worker.init, initargs=(settings,),
                         preload=[*PRELOAD, "distill.filter.worker"]) as pool:
         mark = time.monotonic()
@@ -104,16 +104,6 @@ def _paths(config: FilterConfig) -> tuple[Path, Path]:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     return Path(config.input), out
-
-
-def _sandbox_stats(config: FilterConfig, problems: dict[str, Problem]) -> dict | None:
-    """The isolation code verification runs under, and how many code problems have structured tests
-    (expected values compared outside the sandbox) or in-process asserts; None without code problems."""
-    code = [p for p in problems.values() if p.domain == "code"]
-    if not config.verify or not code:
-        return None
-    layers = check_isolation(config.sandbox)
-    return {"isolation": list(layers), "guarantees": dict(Counter(guarantee_of(p) for p in code))}
 
 
 def load_problems(path: Path) -> dict[str, Problem]:

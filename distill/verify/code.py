@@ -11,6 +11,8 @@ guarantee it had and the isolation layers applied.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from distill.config import SandboxConfig
@@ -53,6 +55,15 @@ def guarantee_of(problem: Problem) -> str:
     if not isinstance(structured_tests(problem), str):
         return STRUCTURED
     return PROXIED if problem.entry_point else IN_PROCESS
+
+
+def isolation_report(sandbox: SandboxConfig, problems: Iterable[Problem]) -> dict | None:
+    """For stats and cards: the layers code verification runs under and how many code problems have each
+    guarantee; None without code problems. Raises (DistillError) where isolation is too weak."""
+    code = [p for p in problems if p.domain == "code"]
+    if not code:
+        return None
+    return {"isolation": list(check_isolation(sandbox)), "guarantees": dict(Counter(guarantee_of(p) for p in code))}
 
 
 def solution_program(problem: Problem, code: str) -> str:

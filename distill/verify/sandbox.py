@@ -88,10 +88,11 @@ def default_layers() -> tuple[str, ...]:
     return _zygote().layers
 
 
-def check_isolation(config: SandboxConfig) -> tuple[str, ...]:
-    """The layers a run will get; refuses (DistillError) when neither namespaces nor Landlock work here,
-    unless the recipe opted in with `sandbox.allow_weak: true`."""
-    layers = default_layers()
+def check_isolation(config: SandboxConfig, layers: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The layers a run will get (`layers`: what a host offers, default this one's); refuses
+    (DistillError) when neither namespaces nor Landlock work, unless the recipe opted in with
+    `sandbox.allow_weak: true`."""
+    layers = default_layers() if layers is None else layers
     if not STRONG_LAYERS & set(layers) and not config.allow_weak:
         raise DistillError(
             "code verification refused: this host allows neither namespaces nor Landlock, so untrusted "
