@@ -250,6 +250,20 @@ def set_limits(spec: dict) -> None:
     resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
 
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities() -> None:
+    """Without a uid of its own (an unprivileged host's user namespace): keep the uid, lose every capability."""
+    header = CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    _check(LIBC.capset(ctypes.byref(header), (CapData * 2)()), "capset")
+
+
 def drop_to_uid(uid: int) -> None:
     """A private uid, no supplementary groups; from root, setresuid clears every capability."""
     os.setgroups([])
@@ -299,6 +313,8 @@ def lock_down(spec: dict, ruleset: int) -> None:
     set_limits(spec)
     if "uid" in layers:
         drop_to_uid(spec["uid"])
+    elif "userns" in layers:
+        drop_capabilities()
     _check(LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     if "landlock" in layers:
         _check(LIBC.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)), "landlock_restrict_self")
