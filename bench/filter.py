@@ -267,10 +267,11 @@ def save(name: str, result: dict, render) -> None:
 
 def code_markdown(r: dict) -> str:
     c, b, cpus = r["code"], r["baseline"], r["machine"]["cpus"]
-    lines = [f"Sandboxed HumanEval tests ({c['programs']} runs: the 164 canonical solutions x{c['programs'] // 164}; "
+    title = (f"Sandboxed HumanEval tests ({c['programs']} runs: the 164 canonical solutions x{c['programs'] // 164}; "
              f"{cpus} CPU cores, shared machine, load average at the start of each row; "
-             "`bench/filter.py --code-only`)", "",
-             "| sandbox | 1 at a time | {cpus} workers (`verify_many`) | load avg | passed |".format(cpus=cpus),
+             "`bench/filter.py --code-only`)")
+    lines = [title, "",
+             f"| sandbox | 1 at a time | {cpus} workers (`verify_many`) | load avg | passed |",
              "| --- | ---: | ---: | ---: | ---: |"]
     if b:
         lines.append(f"| before (`{b['rev']}`: a fresh interpreter per run) | {b['serial_tests_per_s']} tests/s | "

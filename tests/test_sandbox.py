@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import glob
 import os
-import sys
 import tempfile
 import textwrap
 import time

@@ -16,8 +16,14 @@ import pytest
 from distill.config import SandboxConfig
 from distill.records import CallCase, CodeTests, Problem
 from distill.verify import verify, verify_many
-from distill.verify.code_tests import (call_matches, from_apps, from_codeforces, from_humaneval,
-                                       from_livecodebench, stdout_matches)
+from distill.verify.code_tests import (
+    call_matches,
+    from_apps,
+    from_codeforces,
+    from_humaneval,
+    from_livecodebench,
+    stdout_matches,
+)
 
 HUMANEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
 BOX = SandboxConfig(timeout_s=10)
@@ -72,7 +78,7 @@ def test_livecodebench_stdin_row_with_compressed_private_tests():
 
 def test_livecodebench_functional_row_calls_the_solution_method():
     tests = from_livecodebench(LCB_FUNCTIONAL)
-    assert tests.fn_name == "twoSum" and [c.args for c in tests.calls][0] == "[[2, 7, 11, 15], 9]"
+    assert tests.fn_name == "twoSum" and tests.calls[0].args == "[[2, 7, 11, 15], 9]"
     problem = Problem(id="lc-1", problem="two sum", domain="code", tests=tests)
     assert _code(problem, TWO_SUM.replace("RESULT", "[seen[target - x], i]"))
     assert _code(problem, TWO_SUM.replace("RESULT", "(seen[target - x], i)"))  # JSON has no tuples: LCB accepts
