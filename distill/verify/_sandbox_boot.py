@@ -16,9 +16,10 @@ Per run (one JSON request on the socket, with the run's stdout, stderr and resul
     namespace) ──fork──▶ P: stdin from a file, rlimits, private uid (no capabilities left), no_new_privs,
     Landlock, audit hook, every other fd closed; then the program.
 
-The zygote answers {"pid": R} at once and {"status": code} when R exits. R exits after I, and I (pid 1)
-exits only once the kernel has killed and reaped everything the program started, so no daemon outlives
-its run. SIGTERM to R (the parent's timeout) kills I and with it the namespace.
+I writes the program's exit status on the run's status pipe as it exits; its exit makes the kernel kill
+everything else in the namespace, so no daemon outlives its run. The zygote answers {"pid": R} at once
+and {"status": code} when R exits (after I and the namespace are gone): the parent's fallback when I
+never wrote (a timeout: SIGTERM to R kills I and with it the namespace).
 
 Modes: "script" runs the program (stdin/stdout tests: the parent compares what it printed); "call" runs
 the program then calls `fn_name` on each argument tuple and writes `repr(result)` a line on fd 3 (the
@@ -525,8 +526,11 @@ def start_run(spec: dict, ruleset: int, netns: int) -> None:
             run_program(spec, ruleset)
         for fd in spec["fds"]:
             os.close(fd)
-        os._exit(wait_status(program))
-    for fd in spec["fds"]:
+        status = wait_status(program)
+        # Straight to the parent: it need not wait for R and the zygote to wake up in turn on a busy machine.
+        os.write(spec["status_fd"], f"{status}\n".encode())
+        os._exit(status)
+    for fd in (*spec["fds"], spec["status_fd"]):
         os.close(fd)
     # SIGTERM from the parent (timeout): kill init and wait, so the kernel has reaped everything in the
     # namespace by the time we exit.
@@ -595,15 +599,16 @@ def serve(base: str, sock_fd: int, extra_read: list[str]) -> None:
         if not message:
             return
         spec = json.loads(message)
+        spec["status_fd"] = fds.pop(3)  # [stdout, stderr, results, status, (sealed tests)]
         spec["fds"] = fds
         pid = os.fork()
         if pid == 0:
             sock.close()
             start_run(spec, ruleset, netns)
-        for fd in fds:
+        for fd in (*fds, spec["status_fd"]):
             os.close(fd)
-        sock.send(json.dumps({"pid": pid}).encode())
-        sock.send(json.dumps({"status": wait_status(pid)}).encode())
+        sock.send(json.dumps({"run": spec["run"], "pid": pid}).encode())
+        sock.send(json.dumps({"run": spec["run"], "status": wait_status(pid)}).encode())
 
 
 if __name__ == "__main__":

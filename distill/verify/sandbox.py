@@ -189,7 +189,7 @@ class _Zygote:
                     for path in (workdir, *workdir.iterdir()):
                         os.chown(path, self.uid, self.uid)
                 nonce = secrets.token_hex(16) if mode in ("assert", "proxy") else ""
-                spec = {"workdir": str(workdir), "layers": list(chosen), "uid": self.uid, "mode": mode,
+                spec = {"run": self.runs, "workdir": str(workdir), "layers": list(chosen), "uid": self.uid, "mode": mode,
                         "nonce": nonce, "fn_name": fn_name, "memory_mb": config.memory_mb,
                         "max_disk_mb": config.max_disk_mb,
                         "stdin": str(workdir / "stdin.txt") if stdin is not None else None,
@@ -206,7 +206,7 @@ class _Zygote:
 
     def _execute(self, spec: dict, config: SandboxConfig, layers: tuple[str, ...], nonce: str,
                  sealed: dict | None) -> SandboxResult:
-        pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, results
+        pipes = [os.pipe() for _ in range(4)]  # stdout, stderr, results, status
         fds = [w for _, w in pipes]
         if sealed is not None:  # an unlinked file: no path to open it by, only this fd
             with tempfile.TemporaryFile(dir=self.base) as handle:
@@ -221,7 +221,7 @@ class _Zygote:
                 os.close(fd)
         readers = [r for r, _ in pipes]
         try:
-            outputs, status, timed_out, overflow = self._collect(readers, start + config.timeout_s,
+            outputs, status, timed_out, overflow = self._collect(readers, spec["run"], start + config.timeout_s,
                                                                  config.max_output_kb * 1024)
         finally:
             for fd in readers:
@@ -236,10 +236,10 @@ class _Zygote:
                              completed=completed, isolation=layers, duration_s=time.monotonic() - start,
                              results=lines)
 
-    def _collect(self, readers: list[int], deadline: float, limit: int
+    def _collect(self, readers: list[int], run: int, deadline: float, limit: int
                  ) -> tuple[list[bytes], int | None, bool, bool]:
-        """Read the run's pipes and the zygote's messages until the run ended and its pipes closed, the
-        deadline passed or the output cap was hit; then make sure the run is gone."""
+        """Read the run's pipes (stdout, stderr, results, status) until they all closed, the deadline passed
+        or the output cap was hit; then make sure the run is gone. Returns the first three and the status."""
         buffers = {fd: bytearray() for fd in readers}
         selector = selectors.DefaultSelector()
         for fd in readers:
@@ -249,14 +249,16 @@ class _Zygote:
         status: int | None = None
         timed_out = overflow = False
         try:
-            while selector.get_map():
+            while any(fd in selector.get_map() for fd in readers):
                 now = time.monotonic()
                 if now >= deadline:
                     timed_out = status is None
                     break
                 for key, _ in selector.select(timeout=deadline - now):
                     if key.fileobj is self.sock:
-                        message = json.loads(self.sock.recv(1 << 16) or b'{"status": null}')
+                        message = json.loads(self.sock.recv(1 << 16) or b"{}")
+                        if message.get("run") != run:
+                            continue  # the late status of an earlier run
                         pid = message.get("pid", pid)
                         if "status" in message:
                             status = message["status"]
@@ -277,24 +279,46 @@ class _Zygote:
                     break
         finally:
             selector.close()
+        written = bytes(buffers[readers[3]]).strip()
+        if status is None and not (timed_out or overflow) and written.lstrip(b"-").isdigit():
+            status = int(written)  # init's word: the program ended and its namespace is going down
         if status is None:
-            status = self._stop(pid)
-        return [bytes(buffers[fd]) for fd in readers], status, timed_out, overflow
+            status = self._stop(pid, run, kill=timed_out or overflow)
+        return [bytes(buffers[fd]) for fd in readers[:3]], status, timed_out, overflow
 
-    def _stop(self, pid: int | None) -> int | None:
-        """Timeout or output cap: SIGTERM the run (its init is killed and the namespace reaped), then wait
-        for the zygote's status; a zygote that does not answer is replaced."""
+    def _stop(self, pid: int | None, run: int, kill: bool) -> int | None:
+        """No status from the run's init: on a timeout or the output cap, SIGTERM the run (its init is killed
+        and the namespace reaped); then (and when set-up failed) take the zygote's status. A zygote that
+        does not answer is replaced."""
         try:
-            if pid is None:
-                pid = json.loads(self._recv(TERMINATE_GRACE_S))["pid"]
-            os.kill(pid, signal.SIGTERM)
+            while kill and pid is None:
+                message = json.loads(self._recv(TERMINATE_GRACE_S))
+                pid = message.get("pid") if message.get("run") == run else None
+            if kill:
+                self._terminate(pid)
             while True:
                 message = json.loads(self._recv(TERMINATE_GRACE_S))
-                if "status" in message:
+                if message.get("run") == run and "status" in message:
                     return message["status"]
         except (OSError, ValueError, KeyError, TimeoutError):
             self.close()
             return None
+
+    def _terminate(self, pid: int) -> None:
+        """SIGTERM the run's R, only while it is still the zygote's child: R may have ended and been reaped
+        meanwhile, and its pid be someone else's now (the pidfd pins the process we checked)."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if self.proc is not None and ppid == self.proc.pid:
+                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(pidfd)
 
     def _recv(self, timeout_s: float) -> bytes:
         self.sock.settimeout(timeout_s)
