@@ -10,9 +10,13 @@ verification, dedup, selection, outputs) with all cores and with one worker. We 
 the two agree on correctness.
 
 Code: HumanEval's 164 canonical solutions with their tests, each in a fresh sandbox, on all cores
-(`verify_many`) and one at a time.
+(`verify_many`) and one at a time, with the tree as it is and, in the same run, with the sandbox of
+`--baseline-rev` (the code before the warm-zygote sandbox: `git archive` of that revision, run in a
+subprocess), so both figures share the machine's load.
 
-Writes bench/results/filter.json and bench/results/filter.md.
+    .venv/bin/python bench/filter.py --code-only    # the sandbox part alone (about a minute)
+
+Writes bench/results/filter.json and bench/results/filter.md (or code.json / code.md with --code-only).
 """
 from __future__ import annotations
 
@@ -22,6 +26,9 @@ import json
 import os
 import platform
 import re
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
+BASELINE_REV = "8adc847"  # the last commit with the one-interpreter-per-run sandbox (34 tests/s in the README)
 MATH_PROMPT = "{}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 
 
@@ -101,28 +109,88 @@ def run_filter(problem_file: Path, trace_file: Path, out: Path, workers: int) ->
     return elapsed, cpu, result.stats, verdicts
 
 
-def code_bench(workers: int) -> dict:
-    from distill.config import SandboxConfig
+def humaneval_items() -> list:
     from distill.records import Problem
-    from distill.verify import verify, verify_many
 
     with gzip.open(DATA / "humaneval" / "HumanEval.jsonl.gz", "rt") as handle:
         rows = [json.loads(line) for line in handle]
-    items = [(Problem(id=r["task_id"], problem=r["prompt"], domain="code", entry_point=r["entry_point"],
-                      tests=f"{r['test']}\ncheck({r['entry_point']})\n"),
-              f"```python\n{r['prompt']}{r['canonical_solution']}```") for r in rows]
+    return [(Problem(id=r["task_id"], problem=r["prompt"], domain="code", entry_point=r["entry_point"],
+                     tests=f"{r['test']}\ncheck({r['entry_point']})\n"),
+             f"```python\n{r['prompt']}{r['canonical_solution']}```") for r in rows]
+
+
+def code_bench(workers: int, repeat: int = 1) -> dict:
+    """HumanEval's canonical solutions (`repeat` times over) through `verify_many` and one at a time, after a
+    warm-up that starts the worker forkserver (paid once per process, as in the math rows)."""
+    from distill.config import SandboxConfig
+    from distill.verify import verify, verify_many
+
+    items = humaneval_items() * repeat
     sandbox = SandboxConfig(timeout_s=30)
+    start = time.perf_counter()
+    list(verify_many(items[:8], sandbox=sandbox, workers=workers))
+    startup_s = time.perf_counter() - start
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     parallel = list(verify_many(items, sandbox=sandbox, workers=workers))
     parallel_s = time.perf_counter() - start
-    start = time.perf_counter()
+    verify(*items[0], sandbox=sandbox)  # a sandbox of this process's own, started before the clock
+    start, cpu = time.perf_counter(), cpu_of_tree()
     serial = [verify(problem, answer, sandbox=sandbox) for problem, answer in items]
-    serial_s = time.perf_counter() - start
+    serial_s, serial_cpu = time.perf_counter() - start, cpu_of_tree() - cpu
+    guarantees = [getattr(r, "guarantee", "") or "in-process" for r in parallel]
     return {"programs": len(items), "passed": sum(r.passed for r in parallel),
             "failed_ids": [p.id for (p, _), r in zip(items, parallel) if not r.passed],
-            "serial_passed": sum(r.passed for r in serial), "workers": workers,
-            "parallel_s": round(parallel_s, 2), "serial_s": round(serial_s, 2),
-            "tests_per_s": round(len(items) / parallel_s, 2), "serial_tests_per_s": round(len(items) / serial_s, 2)}
+            "serial_passed": sum(r.passed for r in serial), "workers": workers, "load_avg_at_start": round(load, 2),
+            "startup_s": round(startup_s, 2), "parallel_s": round(parallel_s, 2), "serial_s": round(serial_s, 2),
+            "tests_per_s": round(len(items) / parallel_s, 2), "serial_tests_per_s": round(len(items) / serial_s, 2),
+            "serial_cpu_ms_per_test": round(1000 * serial_cpu / len(items), 1),
+            **{kind.replace("-", "_"): guarantees.count(kind) // repeat for kind in ("structured", "proxied", "in-process")},
+            "isolation_per_run": sorted({layer for r in parallel for layer in getattr(r, "isolation", ())})}
+
+
+def cpu_of_tree() -> float:
+    """CPU seconds of this process, its reaped children, and its live children with theirs (a sandbox
+    server that forks every run stays alive): what the work cost, whatever else loads the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = time.process_time() + children.ru_utime + children.ru_stime
+    me = str(os.getpid())
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:  # ppid; utime stime cutime cstime follow at 11-14
+            total += sum(int(x) for x in fields[11:15]) / tick
+    return total
+
+
+# Runs this file's code_bench against another revision's `distill` (first on sys.path).
+BASELINE_SCRIPT = """
+import importlib.util, json, sys
+if __name__ == "__main__":
+    sys.path.insert(0, sys.argv[1])
+    spec = importlib.util.spec_from_file_location("bench_filter", sys.argv[2])
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    print(json.dumps(bench.code_bench(int(sys.argv[3]), int(sys.argv[4]))))
+"""
+
+
+def baseline_code_bench(rev: str, workers: int, repeat: int) -> dict:
+    """`code_bench` run against the `distill` package of `rev` (git archive), in a subprocess."""
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "distill"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        script = Path(tmp) / "run_baseline.py"
+        script.write_text(BASELINE_SCRIPT)
+        out = subprocess.run([sys.executable, str(script), tmp, __file__, str(workers), str(repeat)], check=True,
+                             capture_output=True, text=True, cwd=tmp).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    result["rev"] = rev
+    return result
 
 
 def wait_for_quiet(max_load: float, wait_s: float) -> None:
@@ -139,9 +207,16 @@ def main() -> None:
     parser.add_argument("--max-load", type=float, default=None,
                         help="on a shared machine: wait until the 1-minute load average is below this")
     parser.add_argument("--wait-s", type=float, default=1800, help="longest wait for --max-load")
+    parser.add_argument("--code-only", action="store_true", help="only the sandbox part (HumanEval)")
+    parser.add_argument("--repeat", type=int, default=3, help="--code-only: run the 164 programs this many times")
+    parser.add_argument("--baseline-rev", default=BASELINE_REV,
+                        help="git revision whose sandbox is measured in the same run for comparison ('' to skip)")
     args = parser.parse_args()
     if args.max_load is not None:
         wait_for_quiet(args.max_load, args.wait_s)
+    if args.code_only:
+        code_main(args.baseline_rev, args.repeat)
+        return
     from distill.verify.sandbox import default_layers
 
     workers = len(os.sched_getaffinity(0))
@@ -177,14 +252,65 @@ def main() -> None:
     }
     print("code: HumanEval canonical solutions", flush=True)
     code = code_bench(workers)
-    result = {"machine": {"cpus": workers, "platform": platform.platform(), "python": platform.python_version(),
-                          "load_avg_before": [round(x, 2) for x in load_before],
-                          "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
-              "sandbox_isolation": list(default_layers()), "math": math, "code": code}
+    save("filter", {"machine": machine(workers, load_before), "sandbox_isolation": list(default_layers()),
+                    "math": math, "code": code}, markdown)
+
+
+def code_main(baseline_rev: str, repeat: int) -> None:
+    from distill.verify.sandbox import default_layers
+
+    workers = len(os.sched_getaffinity(0))
+    load_before = os.getloadavg()
+    print("code: HumanEval canonical solutions, this tree", flush=True)
+    code = code_bench(workers, repeat)
+    baseline = None
+    if baseline_rev:
+        print(f"code: the same with the sandbox of {baseline_rev}", flush=True)
+        baseline = baseline_code_bench(baseline_rev, workers, repeat)
+    save("code", {"machine": machine(workers, load_before), "sandbox_isolation": list(default_layers()),
+                  "code": code, "baseline": baseline}, code_markdown)
+
+
+def machine(workers: int, load_before: tuple[float, ...]) -> dict:
+    return {"cpus": workers, "platform": platform.platform(), "python": platform.python_version(),
+            "load_avg_before": [round(x, 2) for x in load_before],
+            "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def save(name: str, result: dict, render) -> None:
+    """bench/results/NAME.json and NAME.md, and the table on stdout."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "filter.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "filter.md").write_text(markdown(result))
-    print(markdown(result))
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(render(result))
+    print(render(result))
+
+
+def code_markdown(r: dict) -> str:
+    c, b, cpus = r["code"], r["baseline"], r["machine"]["cpus"]
+    title = (f"Sandboxed HumanEval tests ({c['programs']} runs: the 164 canonical solutions x{c['programs'] // 164}; "
+             f"{cpus} CPU cores, shared machine, load average at the start of each row; "
+             "`bench/filter.py --code-only`)")
+    header = f"| sandbox | CPU per test (1 at a time) | 1 at a time | {cpus} workers (`verify_many`) | load avg | passed |"
+    lines = [title, "", header, "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    if b:
+        lines.append(f"| before (`{b['rev']}`: a fresh interpreter per run) | {b['serial_cpu_ms_per_test']} ms | "
+                     f"{b['serial_tests_per_s']} tests/s | {b['tests_per_s']} tests/s | {b['load_avg_at_start']} | "
+                     f"{b['passed']}/{b['programs']} |")
+    ratio = (lambda key: f" ({c[key] / b[key]:.1f}x)") if b else (lambda key: "")
+    cpu_ratio = f" ({b['serial_cpu_ms_per_test'] / c['serial_cpu_ms_per_test']:.1f}x less)" if b else ""
+    lines.append(f"| now (warm zygote, fork per run) | **{c['serial_cpu_ms_per_test']} ms**{cpu_ratio} | "
+                 f"{c['serial_tests_per_s']} tests/s{ratio('serial_tests_per_s')} | **{c['tests_per_s']} tests/s**"
+                 f"{ratio('tests_per_s')} | {c['load_avg_at_start']} | {c['passed']}/{c['programs']} |")
+    lines += ["", ("CPU per test counts every process of the run (the verifying process, the sandbox and the "
+                   "program), so it does not depend on what else loads the machine; the rates do: each run is a "
+                   "chain of short-lived processes, and on a busy machine every hop waits for a CPU. On "
+                   f"{cpus} idle cores the CPU cost alone allows about {cpus * 1000 / c['serial_cpu_ms_per_test']:.0f} "
+                   "tests/s now" + (f" and {cpus * 1000 / b['serial_cpu_ms_per_test']:.0f} before." if b else ".")),
+              "", (f"Every run had all of: {', '.join(c['isolation_per_run'])}. {c['structured']} of "
+                   f"164 tasks ran as structured calls compared outside the sandbox, {c.get('proxied', 0)} as asserts "
+                   f"in a process apart from the program, {c['in_process']} in-process. Not in the rates: starting the worker forkserver, once per "
+                   f"process ({c['startup_s']} s now" + (f", {b['startup_s']} s before" if b else "") + ")."), ""]
+    return "\n".join(lines)
 
 
 def markdown(r: dict) -> str:

@@ -132,6 +132,9 @@ class SandboxConfig(Config):
     max_processes: int = 64
     max_file_mb: int = 16
     max_output_kb: int = 256
+    max_disk_mb: int = 64  # all files a program writes, together (its directory is a tmpfs this size)
+    allow_weak: bool = Field(False, description="run code verification even where the host allows neither "
+                             "namespaces nor Landlock (only rlimits and an audit hook left)")
 
 
 class QualityConfig(Config):

@@ -170,11 +170,18 @@ class JsonlWriter:
             return
         data = b"".join(self._buffer)
         self._buffer.clear()
+        whole = os.fstat(self._fd).st_size  # appends start here: cut back to it if the disk fills up
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        os.fsync(self._fd)
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            os.fsync(self._fd)
+        except OSError as exc:
+            os.ftruncate(self._fd, whole)
+            raise DistillError(f"{self.path}: {exc.strerror} while writing; the batch in progress was cut off, so "
+                               f"the {count_lines(self.path)} lines in the file are all whole. Free some space "
+                               "and rerun: it resumes after them.") from exc
 
     def close(self) -> None:
         if self._fd < 0:

@@ -19,12 +19,43 @@ class Record(BaseModel):
         return self.model_dump(mode="json")
 
 
+class StdioCase(BaseModel):
+    """The program reads `input` on stdin; what it prints must match `output` (whitespace-tolerant)."""
+    model_config = ConfigDict(extra="forbid")
+    input: str
+    output: str
+
+
+class CallCase(BaseModel):
+    """`fn_name(*args)` must give `expected`, or one of `alternatives`. Values are Python literals (JSON
+    values are Python literals too), so tuples and sets survive a JSONL round trip."""
+    model_config = ConfigDict(extra="forbid")
+    args: str                     # a literal list of positional arguments, e.g. "[[1, 2], 'x']"
+    expected: str                 # a literal, e.g. "(3, [1])"
+    alternatives: list[str] = Field(default_factory=list)
+    compare: Literal["eq", "close", "truthy", "falsy"] = "eq"
+    tolerance: float | None = None  # compare "close": |result - expected| < tolerance
+
+
+class CodeTests(BaseModel):
+    """Structured code tests: compared in the verifying process, never shown to the program."""
+    model_config = ConfigDict(extra="forbid")
+    stdio: list[StdioCase] = Field(default_factory=list)
+    fn_name: str | None = None
+    calls: list[CallCase] = Field(default_factory=list)
+    float_tol: float | None = None   # numbers in outputs may differ by this much (absolute or relative)
+    json_values: bool = False        # expected values came from JSON: a returned tuple counts as a list
+    origin: str = ""                 # what produced them, e.g. "humaneval-converted", "livecodebench"
+
+
 class Problem(Record):
     id: str
     problem: str
     domain: Domain = "math"
     answer: str | None = None
-    tests: str | None = None          # code: a program appended to the solution; must raise on failure
+    # code: structured tests (stdin/stdout or calls), or a program appended to the solution that raises
+    # on failure (HumanEval's `check(candidate)`; converted to calls where its asserts allow)
+    tests: str | CodeTests | None = None
     entry_point: str | None = None    # code: the function the tests call (HumanEval's `check(candidate)`)
     choices: list[str] | None = None  # mcq: the options, lettered A, B, C… in order
     source: str = ""

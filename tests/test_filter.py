@@ -137,11 +137,11 @@ EXPECTED_FIRST_REASON = {
     "frac#4": ("dedup_exact", "same text as frac#0"), "frac#5": ("dedup_near", "with frac#0"),
     "frac#6": ("repetition", "repetition loop"), "polar#0": ("decontaminate", "test/precalculus/807.json"),
     "interval#1": ("math_verify", "not equivalent"), "tower#0": ("math_verify", ""),
-    "tower#1": ("math_verify", "characters long"), "HumanEval/0#1": ("code_tests", "AssertionError"),
+    "tower#1": ("math_verify", "characters long"), "HumanEval/0#1": ("code_tests", "returned"),
     "HumanEval/0#2": ("code_tests", "timed out"), "HumanEval/0#3": ("code_tests", ""),
     "HumanEval/0#4": ("code_tests", "MemoryError"), "HumanEval/0#5": ("code_tests", "Permission"),
     "HumanEval/0#6": ("code_tests", ""), "HumanEval/0#7": ("code_tests", "SIGKILL"),
-    "HumanEval/0#8": ("code_tests", "tests did not all run"), "mcq#1": ("mcq_letter", "chose A, gold is C"),
+    "HumanEval/0#8": ("code_tests", "gave no result"), "mcq#1": ("mcq_letter", "chose A, gold is C"),
     "poem#1": ("code_in_reasoning", "code block"),
 }
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import glob
 import os
-import sys
 import tempfile
 import textwrap
 import time
@@ -13,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from distill.config import SandboxConfig
-from distill.verify.sandbox import default_layers, run_sandboxed, sandbox_capabilities
+from distill.errors import DistillError
+from distill.verify.sandbox import check_isolation, default_layers, run_sandboxed, sandbox_capabilities
 
 # Generous for programs that should pass (the box is shared and loaded); tight for ones that must time out.
 OK = SandboxConfig(timeout_s=20)
@@ -52,7 +52,7 @@ def outside(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def no_sandbox_dirs_left():
-    pattern = os.path.join(tempfile.gettempdir(), "distill-sbx-*")
+    pattern = os.path.join(tempfile.gettempdir(), "distill-sbx-*", "run-*")
     before = set(glob.glob(pattern))
     yield
     assert set(glob.glob(pattern)) - before == set(), "a sandbox temp dir was left behind"
@@ -210,7 +210,8 @@ _LAYER_CASES = [(layer, _NET) for layer in ("netns", "landlock", "audit") if lay
 @pytest.mark.parametrize(("layer", "code"), _LAYER_CASES)
 def test_each_network_layer_alone_blocks_a_connection(layer: str, code: str):
     result = run_sandboxed(code, OK, layers=("setsid", "rlimits", layer))
-    assert result.isolation == ("setsid", "rlimits", layer)
+    others = {"netns", "landlock", "audit"} - {layer}
+    assert layer in result.isolation and not others & set(result.isolation), result.isolation
     assert not result.passed
     assert any(word in result.reason for word in ("PermissionError", "unreachable", "network", "Errno"))
 
@@ -233,4 +234,14 @@ def test_capabilities_probe_matches_the_layers():
     assert ("uid" in layers) == caps["root"]
     assert ("landlock" in layers) == (caps["landlock_abi"] >= 1)
     assert ("pidns" in layers) == (caps["namespaces"] or caps["userns"])
-    assert sys.executable  # the sandbox runs this interpreter
+    assert ("mountns" in layers and "disk-quota" in layers) == (caps["namespaces"] or caps["userns"])
+    assert ("landlock-read" in layers) == (caps["landlock_abi"] >= 1)
+
+
+def test_weak_isolation_is_refused_unless_the_recipe_opts_in():
+    weak = ("setsid", "rlimits", "no-new-privs", "audit")  # a host with neither namespaces nor Landlock
+    with pytest.raises(DistillError, match="sandbox.allow_weak: true"):
+        check_isolation(SandboxConfig(), weak)
+    assert check_isolation(SandboxConfig(allow_weak=True), weak) == weak
+    assert check_isolation(SandboxConfig(), weak + ("landlock",))
+    assert check_isolation(SandboxConfig()) == default_layers()  # this host: strong, nothing to opt into

@@ -166,12 +166,13 @@ def test_humaneval_body_only_completion_gets_the_prompt(humaneval):
     assert result.passed, result.detail
 
 
-def test_wrong_code_fails_with_the_assertion(humaneval):
+def test_wrong_code_fails_naming_the_call(humaneval):
     row = humaneval[0]
     wrong = f"```python\ndef {row['entry_point']}(numbers, threshold):\n    return False\n```"
     result = verify(he_problem(row), wrong, sandbox=SandboxConfig(timeout_s=20))
     assert not result.passed
-    assert "AssertionError" in result.detail
+    assert result.guarantee == "structured"  # HumanEval/0's asserts became calls compared outside
+    assert "has_close_elements([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3) returned False" in result.detail
 
 
 def test_code_exiting_before_its_tests_fails(humaneval):
@@ -179,7 +180,7 @@ def test_code_exiting_before_its_tests_fails(humaneval):
     sneaky = f"```python\nimport os\ndef {row['entry_point']}(numbers, threshold):\n    return False\nos._exit(0)\n```"
     result = verify(he_problem(row), sneaky, sandbox=SandboxConfig(timeout_s=20))
     assert not result.passed
-    assert "tests did not all run" in result.detail
+    assert "gave no result" in result.detail
 
 
 def test_answer_without_code_block_fails(humaneval):

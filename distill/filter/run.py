@@ -31,10 +31,12 @@ from distill.filter.decontam import Decontaminator
 from distill.filter.dedup import Deduplicator
 from distill.filter.select import Candidate, choose
 from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_json, count_lines
+from distill.models import file_digest
 from distill.records import Problem, Trace, Verdict, trace_key
 from distill.ui import progress_bar
 from distill.verify import MATH_GRACE_S
-from distill.verify.workers import Failure, Retry, SupervisedPool
+from distill.verify.code import isolation_report
+from distill.verify.workers import PRELOAD, Failure, Retry, SupervisedPool
 
 CHECKED, KEPT, REJECTED = "checked.jsonl", "kept.jsonl", "rejected.jsonl"
 STATS, DECONTAM, STATE = "stats.json", "decontamination.json", "checked.state.json"
@@ -63,7 +65,10 @@ def filter_traces(config: FilterConfig, *, progress: bool = True) -> FilterResul
     workers = config.workers or len(os.sched_getaffinity(0))
     decontam = Decontaminator(config.decontaminate) if config.decontaminate.against else None
     timings: dict[str, float] = {}
-    with SupervisedPool(worker.run_task, workers, initializer=worker.init, initargs=(settings,)) as pool:
+    # Refuses weak isolation before any work starts; recorded in stats.json.
+    sandbox = isolation_report(config.sandbox, problems.values()) if config.verify else None
+    with SupervisedPool(worker.run_task, workers, initializer=worker.init, initargs=(settings,),
+                        preload=[*PRELOAD, "distill.filter.worker"]) as pool:
         mark = time.monotonic()
         counts = _check_traces(config, source, out, problems, pool, progress)
         timings["per_trace_checks"], mark = time.monotonic() - mark, time.monotonic()
@@ -75,7 +80,7 @@ def filter_traces(config: FilterConfig, *, progress: bool = True) -> FilterResul
     stats.update(input=str(source), workers=workers, worker_restarts=restarts, steps=step_counts,
                  elapsed_s=round(time.monotonic() - started, 2),
                  timings_s={k: round(v, 2) for k, v in timings.items()}, worker_cpu_s=round(worker_cpu, 2),
-                 **counts)
+                 **counts, **({"sandbox": sandbox} if sandbox else {}))
     atomic_write_json(out / STATS, stats)
     if decontam is not None:
         atomic_write_json(out / DECONTAM, decontam.report(step_counts.get("decontaminate", 0)))
@@ -127,7 +132,8 @@ def _per_trace_hash(config: FilterConfig) -> str:
 def _check_traces(config: FilterConfig, source: Path, out: Path, problems: dict[str, Problem],
                   pool: SupervisedPool, progress: bool) -> dict[str, int]:
     checked = out / CHECKED
-    state = {"per_trace_hash": _per_trace_hash(config)}
+    # The input's digest too: traces rewritten under the same keys must be checked again, not resumed.
+    state = {"per_trace_hash": _per_trace_hash(config), "input_digest": file_digest(source)}
     if checked.exists() and (not (out / STATE).exists() or json.loads((out / STATE).read_text()) != state):
         checked.unlink()  # made with other per-trace settings: its verdicts do not apply
     atomic_write_json(out / STATE, state)
@@ -137,7 +143,7 @@ def _check_traces(config: FilterConfig, source: Path, out: Path, problems: dict[
     with JsonlWriter(checked, key=lambda r: trace_key(r["problem_id"], r["sample"])) as writer, \
             progress_bar("filter: checking traces", total, "traces", enabled=progress) as advance:
 
-        def tasks() -> Iterator[tuple]:
+        def tasks() -> Iterator[worker.TraceTask]:
             for trace in JsonlReader(source, Trace):
                 key = trace.key
                 if key in queued or writer.has(key):
@@ -147,7 +153,7 @@ def _check_traces(config: FilterConfig, source: Path, out: Path, problems: dict[
                     continue
                 queued.add(key)
                 problem = problems.get(trace.problem_id)
-                yield ("trace", trace.to_json(), problem.to_json() if problem else None, {})
+                yield worker.TraceTask(trace.to_json(), problem.to_json() if problem else None)
 
         for verdict in pool.imap(tasks(), lambda task, failure: _on_failure(task, failure, config)):
             writer.write(verdict)
@@ -156,11 +162,10 @@ def _check_traces(config: FilterConfig, source: Path, out: Path, problems: dict[
     return counts
 
 
-def _on_failure(task: tuple, failure: Failure, config: FilterConfig) -> Any:
+def _on_failure(task: worker.TraceTask | worker.MinhashTask, failure: Failure, config: FilterConfig) -> Any:
     """A phase hung (worker killed) or raised: retry the trace with that phase marked failed."""
-    if task[0] == "minhash":
+    if isinstance(task, worker.MinhashTask):
         return None
-    _, trace_data, problem_data, skipped = task
     if failure.killed and failure.phase == "verify":
         reason = f"no verdict within the time bound (math_timeout_s={config.math_timeout_s:g} + " \
                  f"{MATH_GRACE_S:g} s grace, or the sandbox timeout): verifier process killed"
@@ -169,8 +174,8 @@ def _on_failure(task: tuple, failure: Failure, config: FilterConfig) -> Any:
     else:
         reason = f"error: {failure.reason.splitlines()[0]}"
     if failure.phase in ("quality", "verify") or failure.phase.startswith("check:"):
-        return Retry(("trace", trace_data, problem_data, {**skipped, failure.phase: reason}))
-    trace = Trace.model_validate(trace_data)
+        return Retry(worker.TraceTask(task.trace, task.problem, {**task.skipped, failure.phase: reason}))
+    trace = Trace.model_validate(task.trace)
     return worker.make_verdict(trace, [("worker", registry.CheckResult(False, reason))]).to_json()
 
 
@@ -229,10 +234,11 @@ def _kept_with_signatures(out: Path, config: FilterConfig, pool: SupervisedPool,
         return
     pending: deque[list[dict]] = deque()
 
-    def tasks() -> Iterator[tuple]:
+    def tasks() -> Iterator[worker.MinhashTask]:
         for batch in _batches(kept, MINHASH_BATCH):
             pending.append(batch)
-            yield ("minhash", [worker.trace_text_of(v) for v in batch], config.dedup.num_perm, config.dedup.shingle)
+            yield worker.MinhashTask([worker.trace_text_of(v) for v in batch], config.dedup.num_perm,
+                                     config.dedup.shingle)
 
     for sigs in pool.imap(tasks(), lambda task, failure: _on_failure(task, failure, config)):
         batch = pending.popleft()

@@ -37,16 +37,29 @@ def init(settings: Settings) -> None:
     _SETTINGS = settings
 
 
-def run_task(task: tuple) -> Any:
-    """Pool entry point: ('trace', trace, problem, skipped) -> verdict dict;
-    ('minhash', texts, num_perm, shingle) -> one signature array per text."""
-    if task[0] == "minhash":
-        _, texts, num_perm, shingle = task
-        return [signature(text, num_perm, shingle) for text in texts]
-    _, trace_data, problem_data, skipped = task
-    return evaluate(Trace.model_validate(trace_data),
-                    Problem.model_validate(problem_data) if problem_data is not None else None,
-                    skipped).to_json()
+@dataclass(frozen=True)
+class TraceTask:
+    """Check one trace (JSON dicts: they pickle smaller than models). `skipped` maps a phase that hung or
+    crashed on an earlier try to its reason."""
+    trace: dict[str, Any]
+    problem: dict[str, Any] | None
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MinhashTask:
+    texts: list[str]
+    num_perm: int
+    shingle: int
+
+
+def run_task(task: TraceTask | MinhashTask) -> Any:
+    """Pool entry point: a verdict dict for a TraceTask, one signature array per text for a MinhashTask."""
+    if isinstance(task, MinhashTask):
+        return [signature(text, task.num_perm, task.shingle) for text in task.texts]
+    return evaluate(Trace.model_validate(task.trace),
+                    Problem.model_validate(task.problem) if task.problem is not None else None,
+                    task.skipped).to_json()
 
 
 def evaluate(trace: Trace, problem: Problem | None, skipped: dict[str, str]) -> Verdict:

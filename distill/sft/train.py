@@ -29,7 +29,7 @@ from trl import SFTTrainer
 
 from distill.config import SFTConfig, config_hash
 from distill.errors import DistillError
-from distill.files import atomic_write_json, publish_dir, read_json
+from distill.files import atomic_write_json, file_digest, publish_dir, read_json
 from distill.jsonl import count_lines
 from distill.models import resolve_model
 from distill.sft.callbacks import JsonlLogCallback, RichProgressCallback, plot_log, rewind_log
@@ -189,6 +189,19 @@ def _resume_point(out: Path, digest: str) -> Path | None:
     return last
 
 
+def _same_run(metrics: dict[str, Any], digest: str, data_digest: str) -> bool:
+    return metrics.get("config_hash") == digest and metrics.get("train_file_digest") == data_digest
+
+
+def _drop_stale_checkpoints(out: Path, data_digest: str) -> None:
+    """Checkpoints trained on another version of the training file are not resumed: start over."""
+    stamp = out / "sft_config.json"
+    if stamp.exists() and read_json(stamp).get("train_file_digest") != data_digest:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        for name in ("trained.json", "result.json", "log.jsonl"):
+            (out / name).unlink(missing_ok=True)
+
+
 def _rewound_log(state, log_path: Path, last: Path | None) -> dict[str, Any] | None:
     """The log row a resumed run continues from (rank 0 drops rows past the checkpoint)."""
     if last is None:
@@ -298,28 +311,33 @@ def train(config: SFTConfig, *, progress: bool = True,
         raise DistillError("sft.output_dir is not set (where the student goes)")
     out = Path(config.output_dir)
     digest = config_hash(config)
+    if not Path(config.train_file).exists():
+        raise DistillError(f"{config.train_file}: no such file of kept traces (run `distill filter` first)")
+    # train_file is not part of the config hash (its path moves with the run dir); its content is.
+    data_digest = file_digest(Path(config.train_file))
     done, trained_marker = out / "result.json", out / "trained.json"
     if done.exists():
         previous = read_json(done)
-        if previous.get("metrics", {}).get("config_hash") == digest:
+        if _same_run(previous.get("metrics", {}), digest, data_digest):
             return TrainResult.from_json(previous)
     # cpu= must match what the Trainer asks for, or a CPU process group is never joined (every rank main).
     state = PartialState(cpu=not torch.cuda.is_available())
     main = state.is_main_process
-    if not Path(config.train_file).exists():
-        raise DistillError(f"{config.train_file}: no such file of kept traces (run `distill filter` first)")
     _resume_point(out, digest)  # refuse another config's checkpoints before writing anything
     if main:
+        _drop_stale_checkpoints(out, data_digest)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "sft_config.json", {"config_hash": digest, "config": config.model_dump(mode="json")})
+        atomic_write_json(out / "sft_config.json", {"config_hash": digest, "train_file_digest": data_digest,
+                                                    "config": config.model_dump(mode="json")})
+    state.wait_for_everyone()
 
     model_path = resolve_model(config.model)
     previous = read_json(trained_marker) if trained_marker.exists() else {}
-    if previous.get("config_hash") == digest:
+    if _same_run(previous, digest, data_digest):
         metrics = previous  # trained and saved already; only the merge / bookkeeping was interrupted
     else:
-        metrics = _fit(config, state, model_path, resolve_precision(config.precision), progress,
-                       list(callbacks or []))
+        metrics = {**_fit(config, state, model_path, resolve_precision(config.precision), progress,
+                          list(callbacks or [])), "train_file_digest": data_digest}
         if main:
             atomic_write_json(trained_marker, metrics)
     state.wait_for_everyone()

@@ -14,9 +14,10 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from distill.config import SandboxConfig
-from distill.records import Problem
+from distill.records import CodeTests, Problem
 from distill.verify import code as code_verifier
 from distill.verify import math as math_verifier
 from distill.verify import mcq as mcq_verifier
@@ -45,6 +46,8 @@ class VerifyResult:
     check: str  # math_verify | code_tests | mcq_letter | none
     detail: str
     extracted: str | None  # the answer the verifier looked at (boxed text, code, letter)
+    guarantee: str = ""  # code: "structured" (expected values compared outside the sandbox) or "in-process"
+    isolation: tuple[str, ...] = ()  # code: the sandbox layers the program ran under
 
 
 def check_name(problem: Problem) -> str:
@@ -55,7 +58,8 @@ def check_name(problem: Problem) -> str:
 def verify_budget_s(problem: Problem, math_timeout_s: float, sandbox: SandboxConfig | None) -> float:
     """Wall time after which a verification counts as hung and its process may be killed."""
     if problem.domain == "code":
-        return (sandbox or SandboxConfig()).timeout_s + CODE_GRACE_S
+        runs = len(problem.tests.stdio) if isinstance(problem.tests, CodeTests) and problem.tests.stdio else 1
+        return (sandbox or SandboxConfig()).timeout_s * runs + CODE_GRACE_S
     return math_timeout_s + MATH_GRACE_S
 
 
@@ -69,8 +73,8 @@ def verify_inline(problem: Problem, answer_text: str, *, math_timeout_s: float =
         passed, detail, extracted = math_verifier.check_math(problem.answer, answer_text, math_timeout_s)
         return VerifyResult(passed, name, detail, extracted)
     if problem.domain == "code":
-        passed, detail, extracted, _ = code_verifier.check_code(problem, answer_text, sandbox or SandboxConfig())
-        return VerifyResult(passed, name, detail, extracted)
+        verdict = code_verifier.check_code(problem, answer_text, sandbox or SandboxConfig())
+        return VerifyResult(verdict.passed, name, verdict.detail, verdict.code, verdict.guarantee, verdict.isolation)
     if problem.domain == "mcq":
         passed, detail, extracted = mcq_verifier.check_mcq(problem, answer_text)
         return VerifyResult(passed, name, detail, extracted)
@@ -82,7 +86,7 @@ def verify(problem: Problem, answer_text: str, *, math_timeout_s: float = 5.0,
     """Check one answer; math goes through a helper process so a pathological expression cannot hang us."""
     if problem.domain != "math":
         return verify_inline(problem, answer_text, math_timeout_s=math_timeout_s, sandbox=sandbox)
-    return _guard().run(("verify", problem, answer_text, math_timeout_s))
+    return _guard().run(GuardTask("verify", problem, answer_text, math_timeout_s))
 
 
 def extract_final_answer(problem: Problem, answer_text: str, *, math_timeout_s: float = 5.0) -> str | None:
@@ -91,7 +95,7 @@ def extract_final_answer(problem: Problem, answer_text: str, *, math_timeout_s: 
     math: sympy-canonical ('\\frac{1}{2}', '0.5' and '1/2' all give '1/2'); mcq: the letter; code: the code
     block; text: the stripped answer."""
     if problem.domain == "math":
-        return _guard().run(("extract", problem, answer_text, math_timeout_s))
+        return _guard().run(GuardTask("extract", problem, answer_text, math_timeout_s))
     if problem.domain == "mcq":
         return mcq_verifier.extract_letter(problem, answer_text)
     if problem.domain == "code":
@@ -99,22 +103,29 @@ def extract_final_answer(problem: Problem, answer_text: str, *, math_timeout_s: 
     return answer_text.strip() or None
 
 
-def _guarded_task(task: tuple) -> VerifyResult | str | None:
-    kind, problem, answer_text, timeout_s = task
-    phase(kind, timeout_s + MATH_GRACE_S)
-    if kind == "extract":
-        return math_verifier.normalized_answer(answer_text, timeout_s)
-    return verify_inline(problem, answer_text, math_timeout_s=timeout_s)
+@dataclass(frozen=True)
+class GuardTask:
+    """A math check or answer extraction for the guard process."""
+    kind: Literal["verify", "extract"]
+    problem: Problem
+    answer_text: str
+    timeout_s: float
 
 
-def _guard_failure(task: tuple, failure: Failure) -> VerifyResult | None:
-    kind, problem, _, timeout_s = task
-    if kind == "extract":
+def _guarded_task(task: GuardTask) -> VerifyResult | str | None:
+    phase(task.kind, task.timeout_s + MATH_GRACE_S)
+    if task.kind == "extract":
+        return math_verifier.normalized_answer(task.answer_text, task.timeout_s)
+    return verify_inline(task.problem, task.answer_text, math_timeout_s=task.timeout_s)
+
+
+def _guard_failure(task: GuardTask, failure: Failure) -> VerifyResult | None:
+    if task.kind == "extract":
         return None
     if failure.killed:
-        return VerifyResult(False, check_name(problem), f"no verdict within {timeout_s:g} s (+{MATH_GRACE_S:g} s "
-                            "grace): verifier process killed", None)
-    return VerifyResult(False, check_name(problem), f"verifier error: {failure.reason.splitlines()[0]}", None)
+        return VerifyResult(False, check_name(task.problem), f"no verdict within {task.timeout_s:g} s "
+                            f"(+{MATH_GRACE_S:g} s grace): verifier process killed", None)
+    return VerifyResult(False, check_name(task.problem), f"verifier error: {failure.reason.splitlines()[0]}", None)
 
 
 class _MathGuard:
@@ -124,7 +135,7 @@ class _MathGuard:
         self.lock = threading.Lock()
         self.pool: SupervisedPool | None = None
 
-    def run(self, task: tuple):
+    def run(self, task: GuardTask):
         with self.lock:
             if self.pool is None:
                 self.pool = SupervisedPool(_guarded_task, 1)
@@ -145,25 +156,32 @@ def _guard() -> _MathGuard:
     return _GUARD
 
 
-def _many_task(task: tuple) -> VerifyResult:
-    problem, answer_text, timeout_s, sandbox = task
-    phase("verify", verify_budget_s(problem, timeout_s, sandbox))
-    return verify_inline(problem, answer_text, math_timeout_s=timeout_s, sandbox=sandbox)
+@dataclass(frozen=True)
+class ManyTask:
+    """One (problem, answer) of `verify_many`."""
+    problem: Problem
+    answer_text: str
+    timeout_s: float
+    sandbox: SandboxConfig | None
 
 
-def _many_failure(task: tuple, failure: Failure) -> VerifyResult:
-    problem, _, timeout_s, sandbox = task
+def _many_task(task: ManyTask) -> VerifyResult:
+    phase("verify", verify_budget_s(task.problem, task.timeout_s, task.sandbox))
+    return verify_inline(task.problem, task.answer_text, math_timeout_s=task.timeout_s, sandbox=task.sandbox)
+
+
+def _many_failure(task: ManyTask, failure: Failure) -> VerifyResult:
     if failure.killed:
-        budget = verify_budget_s(problem, timeout_s, sandbox)
-        return VerifyResult(False, check_name(problem), f"no verdict within {budget:g} s: verifier process killed",
-                            None)
-    return VerifyResult(False, check_name(problem), f"verifier error: {failure.reason.splitlines()[0]}", None)
+        budget = verify_budget_s(task.problem, task.timeout_s, task.sandbox)
+        return VerifyResult(False, check_name(task.problem), f"no verdict within {budget:g} s: verifier process "
+                            "killed", None)
+    return VerifyResult(False, check_name(task.problem), f"verifier error: {failure.reason.splitlines()[0]}", None)
 
 
 def verify_many(items: Iterable[tuple[Problem, str]], *, math_timeout_s: float = 5.0,
                 sandbox: SandboxConfig | None = None, workers: int = 0) -> Iterator[VerifyResult]:
     """verify() over (problem, answer_text) pairs on `workers` processes (0 = all cores), in input order."""
     size = workers or len(os.sched_getaffinity(0))
-    tasks = ((problem, text, math_timeout_s, sandbox) for problem, text in items)
+    tasks = (ManyTask(problem, text, math_timeout_s, sandbox) for problem, text in items)
     with SupervisedPool(_many_task, size) as pool:
         yield from pool.imap(tasks, _many_failure)

@@ -27,7 +27,9 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-PRELOAD = ["distill.verify", "distill.verify._warm", "distill.filter.worker"]
+# What the forkserver imports once, so workers start warm. Callers add their own task modules
+# (`preload=[*PRELOAD, "my.tasks"]`): this layer knows nothing of them.
+PRELOAD = ["distill.verify", "distill.verify._warm"]
 _connection: Connection | None = None  # set inside a worker: where phase() reports to
 _current: int | None = None  # inside a worker: the index of the task running now
 
