@@ -206,9 +206,13 @@ def benchmark_problems(name: str, path: str | Path | None = None, limit: int | N
 def as_problem_file(bench: BenchmarkConfig, folder: Path) -> BenchmarkConfig:
     """The benchmark with `path` pointing at a Problem JSONL: itself when it is one already, else the named
     benchmark or dataset spec written once to FOLDER/NAME.jsonl (rewritten only when its content changes)."""
-    if bench.path is not None and str(bench.path).endswith(".jsonl") and _is_problem_jsonl(bench.path):
-        return bench
-    problems = benchmark_problems(bench.name, bench.path)
+    try:
+        if bench.path is not None and str(bench.path).endswith(".jsonl") and _is_problem_jsonl(bench.path):
+            return bench
+        problems = benchmark_problems(bench.name, bench.path)
+    except SourceError as exc:
+        prefix = f"benchmark '{bench.name}': "
+        raise SourceError(str(exc) if str(exc).startswith(prefix) else prefix + str(exc)) from None
     target = Path(folder) / f"{bench.name}.jsonl"
     text = "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in problems.values())
     if not target.exists() or target.read_text(encoding="utf-8") != text:
