@@ -183,6 +183,16 @@ def iter_benchmark(name: str, source: str | Path | None = None) -> Iterator[Prob
         yield problem
 
 
+def rows_of(spec: str | Path) -> Iterator[tuple[str, dict]]:
+    """(where, row) of a benchmark name (its Problems, e.g. for decontamination) or of any dataset spec."""
+    name = str(spec)
+    if name in REGISTRY:
+        for problem in iter_benchmark(name):
+            yield f"benchmark '{name}' problem {problem.id}", problem.to_json()
+        return
+    yield from iter_rows(spec)
+
+
 def benchmark_problems(name: str, path: str | Path | None = None, limit: int | None = None) -> dict[str, Problem]:
     """The problems of an eval benchmark: a registry name (its public or offline copy, unless `path` points
     at another copy of the same benchmark), or any Problem source under any name."""

@@ -95,6 +95,28 @@ def s1k_1_1(n: int = 3) -> list[dict[str, Any]]:
     return rows
 
 
+GPQA_ROWS = [{"Question": f"Which option is right ({i})?", "Correct Answer": "right", "Incorrect Answer 1": "w1",
+              "Incorrect Answer 2": "w2", "Incorrect Answer 3": "w3", "Record ID": f"rec{i:03d}",
+              "Subdomain": "Physics"} for i in range(12)]
+LCB_ROWS = [{"question_title": "Add", "question_content": "Read a and b, print a+b.", "platform": "atcoder",
+             "question_id": "abc001_a", "contest_id": "abc001", "contest_date": "2024-08-01T00:00:00",
+             "starter_code": "", "difficulty": "easy",
+             "public_test_cases": json.dumps([{"input": "1 2\n", "output": "3\n", "testtype": "stdin"}]),
+             "private_test_cases": "eJyrVkrOz0nNS1GyUlAqSS0u0YFQYQ==", "metadata": "{}"}]
+
+
+
+
+def write_benchmark_caches(cache: Path) -> None:
+    """The public benchmark datasets as a download leaves them in the datasets cache (their cards' columns)."""
+    write_hub_cache([{"id": 60 + i, "problem": f"AIME problem {i}", "solution": "...", "answer": a, "url": "u",
+                      "year": "2024"} for i, a in enumerate(["025", "204", "7"])], cache, "HuggingFaceH4/aime_2024")
+    write_hub_cache([{"id": i, "problem": f"AMC problem {i}", "answer": a, "url": "u"}
+                     for i, a in enumerate([142.0, 0.5, 3.0])], cache, "AI-MO/aimo-validation-amc")
+    write_hub_cache(GPQA_ROWS, cache, "Idavidrein/gpqa", config="gpqa_diamond")
+    write_hub_cache(LCB_ROWS, cache, "livecodebench/code_generation_lite", config="release_v5", split="test")
+
+
 SHAPES = {"openr1": openr1, "messages": mixture_of_thoughts, "openthoughts": openthoughts, "s1k": s1k,
           "s1k-1.1": s1k_1_1}
 

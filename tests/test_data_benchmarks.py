@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from data_shapes import write_hub_cache
+from data_shapes import GPQA_ROWS, LCB_ROWS, write_benchmark_caches
 
 from distill.benchmarks import REGISTRY, benchmark_problems, gpqa, integer_answer
 from distill.config import EvalConfig
@@ -13,26 +13,10 @@ from distill.context_window import check_context_window, context_window
 from distill.errors import DistillError
 from distill.eval import evaluate
 
-GPQA_ROWS = [{"Question": f"Which option is right ({i})?", "Correct Answer": "right", "Incorrect Answer 1": "w1",
-              "Incorrect Answer 2": "w2", "Incorrect Answer 3": "w3", "Record ID": f"rec{i:03d}",
-              "Subdomain": "Physics"} for i in range(12)]
-LCB_ROWS = [{"question_title": "Add", "question_content": "Read a and b, print a+b.", "platform": "atcoder",
-             "question_id": "abc001_a", "contest_id": "abc001", "contest_date": "2024-08-01T00:00:00",
-             "starter_code": "", "difficulty": "easy",
-             "public_test_cases": json.dumps([{"input": "1 2\n", "output": "3\n", "testtype": "stdin"}]),
-             "private_test_cases": "eJyrVkrOz0nNS1GyUlAqSS0u0YFQYQ==", "metadata": "{}"}]
-
-
 @pytest.fixture(scope="module")
 def hub_cache(tmp_path_factory):
-    """The public benchmark datasets as a download leaves them in the datasets cache (shapes of their cards)."""
     cache = tmp_path_factory.mktemp("hf") / "datasets"
-    write_hub_cache([{"id": 60 + i, "problem": f"AIME problem {i}", "solution": "...", "answer": a, "url": "u",
-                      "year": "2024"} for i, a in enumerate(["025", "204", "7"])], cache, "HuggingFaceH4/aime_2024")
-    write_hub_cache([{"id": i, "problem": f"AMC problem {i}", "answer": a, "url": "u"}
-                     for i, a in enumerate([142.0, 0.5, 3.0])], cache, "AI-MO/aimo-validation-amc")
-    write_hub_cache(GPQA_ROWS, cache, "Idavidrein/gpqa", config="gpqa_diamond")
-    write_hub_cache(LCB_ROWS, cache, "livecodebench/code_generation_lite", config="release_v5", split="test")
+    write_benchmark_caches(cache)
     return cache
 
 

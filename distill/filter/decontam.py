@@ -3,7 +3,7 @@
 The R1 recipe decontaminates against every evaluation set; like open-r1 we compare problem texts (the
 training prompt's question against each benchmark question), lowercased word n-grams. Benchmarks are
 Problem JSONL, or raw benchmark files with a `problem` / `question` / `prompt` field (.gz read as is), in any
-form distill.sources reads (parquet, save_to_disk folder, hub id).
+form distill.sources reads (parquet, save_to_disk folder, hub id), or a benchmark name (aime24, math500, ...).
 A benchmark question shorter than n words is matched as a whole.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from distill.benchmarks import rows_of
 from distill.config import DecontamConfig
 from distill.errors import DistillError
-from distill.sources import iter_rows
 
 _WORD = re.compile(r"\w+")
 TEXT_FIELDS = ("problem", "question", "prompt")
@@ -41,7 +41,7 @@ class Decontaminator:
 
     def _load(self, path: Path) -> None:
         count = 0
-        for where, row in iter_rows(path):  # any dataset spec: file, save_to_disk folder or hub id
+        for where, row in rows_of(path):  # a benchmark name, or any dataset spec (file, folder, hub id)
             text = next((row[f] for f in TEXT_FIELDS if isinstance(row.get(f), str)), None)
             if text is None:
                 raise DistillError(f"filter.decontaminate.against: {where}: expected a problem text in one of the "
