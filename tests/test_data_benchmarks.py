@@ -13,6 +13,7 @@ from distill.context_window import check_context_window, context_window
 from distill.errors import DistillError
 from distill.eval import evaluate
 
+
 @pytest.fixture(scope="module")
 def hub_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("hf") / "datasets"

@@ -39,7 +39,7 @@ def size_overrides(path: Path, run_dir: Path) -> list[str]:
              "sft.gradient_accumulation_steps=1", "sft.eval_fraction=0", "sft.save_steps=100",
              "sft.gradient_checkpointing=false",
              "eval.backend=hf", "eval.k=1", "eval.sampling.max_tokens=8",
-             "eval.benchmarks=" + json.dumps([{"name": b.name, "limit": 2} for b in recipe.eval.benchmarks])]
+             "eval.benchmarks=" + json.dumps([{"name": b.name, "limit": 1} for b in recipe.eval.benchmarks])]
     if recipe.import_traces is not None:
         return [*small, "import_traces.limit=2"]
     return [*small, "generate.model=bundled:smollm2-135m-instruct", "generate.backend=hf", "generate.limit=2",
