@@ -81,7 +81,9 @@ def stage_keys(recipe: Recipe) -> dict[str, str]:
     keys["generate"] = _key(config_hash(gen), file_digest(gen.problems), gen.limit, gen.shard)
     if recipe.import_traces is not None:  # the traces come from a public set instead of the teacher
         keys["generate"] = _key("import", config_hash(recipe.import_traces))
-    keys["filter"] = _key(config_hash(flt), keys["generate"], file_digest(flt.problems),
+    # Problems the import writes are covered by the generate key (the file appears only once it has run).
+    imported = recipe.import_traces is not None and flt.problems == gen.problems
+    keys["filter"] = _key(config_hash(flt), keys["generate"], "imported" if imported else file_digest(flt.problems),
                           [file_digest(p) for p in flt.decontaminate.against])
     keys["sft"] = _key(config_hash(sft), keys["filter"])
     keys["eval"] = _key(config_hash(ev), keys["sft"], [file_digest(b.path) for b in ev.benchmarks])
