@@ -308,7 +308,7 @@ def models(
 @app.command("import")
 @friendly_errors
 def import_(
-    what: Annotated[str, typer.Argument(help="a dataset spec (file, save_to_disk folder, ORG/NAME[:CONFIG][/SPLIT]), "
+    what: Annotated[str, typer.Argument(help="a dataset spec (file, save_to_disk folder, ORG/NAME\\[:CONFIG]\\[/SPLIT]), "
                                              "or a format/benchmark name followed by the source")],
     source: Annotated[str | None, typer.Argument(help="the dataset spec, when WHAT names the format", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for problems.jsonl + traces.jsonl "

@@ -136,3 +136,11 @@ def test_each_importer_reports_a_broken_row_in_one_paragraph(tmp_path, shape, ch
     assert "\n" not in message
     result = CliRunner().invoke(app, ["import", str(source), "-o", str(tmp_path / "cli")])
     assert result.exit_code == 2 and "Traceback" not in result.output and "error:" in result.output
+
+
+def test_import_and_benchmarks_help_render():
+    runner = CliRunner()
+    result = runner.invoke(app, ["import", "--help"])
+    assert result.exit_code == 0 and "ORG/NAME[:CONFIG][/SPLIT]" in result.output
+    result = runner.invoke(app, ["benchmarks"])
+    assert result.exit_code == 0 and "gpqa-diamond" in result.output and "math500" in result.output
