@@ -56,8 +56,9 @@ def row_to_problem(row: dict[str, Any], where: str, *, field_map: dict[str, str]
             found = next((row[n] for n in names if row.get(n) is not None), None)
             if found is not None:
                 data[target] = found
+    is_record = "id" in row and "problem" in row  # a Problem record keeps its extra keys, as Problem allows
     for key, value in row.items():  # the rest of a Problem record (domain, tests, choices, meta, ...)
-        if key in Problem.model_fields and key not in data:
+        if (is_record or key in Problem.model_fields) and key not in data:
             data[key] = value
     if not isinstance(data.get("problem"), str):
         got = "no such column" if "problem" not in data else f"a {type(data['problem']).__name__}"
