@@ -176,7 +176,8 @@ def sft(
 def eval_(
     args: Args = None,
     models: Annotated[str | None, typer.Option(help="comma-separated models, e.g. base,runs/x/student/merged")] = None,
-    bench: Annotated[list[str] | None, typer.Option(help="NAME=PROBLEMS.jsonl, repeatable")] = None,
+    bench: Annotated[list[str] | None, typer.Option(help="NAME (aime24, math500, ...: `distill benchmarks`) or "
+                                                         "NAME=PROBLEMS (file, folder or hub id), repeatable")] = None,
     k: Annotated[int | None, typer.Option("-k", help="samples per problem")] = None,
     limit: Annotated[int | None, typer.Option(help="only the first N problems of each --bench")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="where scores go")] = None,
@@ -192,9 +193,8 @@ def eval_(
         specs = []
         for item in bench:
             name, _, path = item.partition("=")
-            if not path:
-                raise DistillError(f"--bench '{item}': expected NAME=PROBLEMS.jsonl")
-            specs.append({"name": name, "path": path, "limit": limit})
+            spec = {"name": name, "path": path} if path else {"name": name}  # bare NAME: the registry
+            specs.append({**spec, "limit": limit})
         overrides.append("benchmarks=" + json.dumps(specs))
     overrides += flag_overrides(k=k, output_dir=out_dir and str(out_dir), backend=backend)
     config = load_stage("eval", recipe, overrides)
@@ -315,19 +315,51 @@ def models(
 @app.command("import")
 @friendly_errors
 def import_(
-    kind: Annotated[str, typer.Argument(help="gsm8k | math | humaneval | jsonl")],
-    source: Annotated[Path, typer.Argument(help="the benchmark file")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Problem JSONL to write")],
-    field: Annotated[list[str] | None, typer.Option(help="for jsonl: PROBLEM_FIELD=FILE_KEY, repeatable")] = None,
-    domain: Annotated[str, typer.Option(help="for jsonl: math | code | mcq | text")] = "math",
-    limit: Annotated[int | None, typer.Option(help="only the first N")] = None,
+    what: Annotated[str, typer.Argument(help="a dataset spec (file, save_to_disk folder, ORG/NAME\\[:CONFIG]\\[/SPLIT]), "
+                                             "or a format/benchmark name followed by the source")],
+    source: Annotated[str | None, typer.Argument(help="the dataset spec, when WHAT names the format", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for problems.jsonl + traces.jsonl "
+                                                          "(a .jsonl path: problems only)")] = Path("imported"),
+    format: Annotated[str, typer.Option(help="auto | openr1 | s1k | openthoughts | messages | gsm8k | math | "
+                                             "humaneval | problems")] = "auto",
+    field: Annotated[list[str] | None, typer.Option(help="PROBLEM_FIELD=COLUMN, repeatable (problem sets)")] = None,
+    domain: Annotated[str | None, typer.Option(help="math | code | mcq | text, for rows without one")] = None,
+    teacher: Annotated[str | None, typer.Option(help="teacher name on imported traces")] = None,
+    limit: Annotated[int | None, typer.Option(help="only the first N rows")] = None,
 ):
-    """Turn GSM8K / MATH / HumanEval files (or any JSONL with a field map) into Problem JSONL."""
-    from distill.importers import import_problems
+    """Import a public trace set (OpenR1-Math, Mixture-of-Thoughts, OpenThoughts, Bespoke-Stratos, s1K) as
+    Problems + Traces ready for `distill filter`, or a problem set / benchmark as Problem JSONL."""
+    from distill import benchmarks, importers
 
-    field_map = dict(item.split("=", 1) for item in (field or []))
-    written = import_problems(kind, source, out, field_map, domain, limit)
-    console.print(f"[green]wrote[/] {written} problems to {out}")
+    named = source is not None or what in importers.FORMATS[1:] or what in benchmarks.REGISTRY
+    kind, spec = (what, source) if named else (format, what)
+    field_map = {}
+    for item in field or []:
+        key, sep, column = item.partition("=")
+        if not sep or not key or not column:
+            raise DistillError(f"--field '{item}': expected PROBLEM_FIELD=COLUMN, e.g. problem=question")
+        field_map[key] = column
+    if kind == "auto" and spec is not None:
+        kind = importers.sniff(spec)
+    if kind in importers.TRACE_FORMATS:
+        result = importers.import_traces(spec, out, format=kind, domain=domain or "math", teacher=teacher, limit=limit)
+        console.print(f"[green]imported[/] {result.format}: {result.problems} problems, {result.traces} traces "
+                      f"(new) -> {result.problems_path}, {result.traces_path}")
+        return
+    target = out if out.suffix == ".jsonl" else out / "problems.jsonl"
+    written = importers.import_problems(kind, spec, target, field_map, domain, limit)
+    console.print(f"[green]wrote[/] {written} problems to {target}")
+
+
+@app.command("benchmarks")
+def benchmarks_():
+    """The benchmarks `distill eval --bench NAME` knows, where each comes from, and R1's k for it."""
+    from distill.benchmarks import REGISTRY, source_of
+
+    table = Table("name", "domain", "R1 k", "source (offline copy when present)", box=None)
+    for bench in REGISTRY.values():
+        table.add_row(bench.name, bench.domain, str(bench.k), source_of(bench))
+    Console().print(table)
 
 
 def main() -> None:

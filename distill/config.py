@@ -264,7 +264,7 @@ class SFTConfig(Config):
 # ----------------------------------------------------------------------------------------------- eval
 class BenchmarkConfig(Config):
     name: str
-    path: Path
+    path: Path | None = Field(None, description="Problem JSONL, dataset file or folder, or hub id; default: the benchmark NAME from the registry (distill.benchmarks)")
     limit: int | None = None
 
 
@@ -292,6 +292,17 @@ class EvalConfig(Config):
     hf: HFConfig = Field(default_factory=HFConfig)
 
 
+# --------------------------------------------------------------------------------------------- import
+class ImportConfig(Config):
+    """A public trace set in place of `generate`: its problems and traces land where generate's would."""
+
+    source: str = Field(..., description="dataset spec: hub id[:config][/split], save_to_disk folder, or file")
+    format: Literal["auto", "openr1", "s1k", "openthoughts", "messages"] = "auto"
+    domain: Literal["math", "code", "mcq", "text"] = Field("math", description="domain of the imported problems")
+    teacher: str | None = Field(None, description="teacher name on the traces (default: the set's own teacher)")
+    limit: int | None = Field(None, ge=1, description="only the first N rows of the set")
+
+
 # --------------------------------------------------------------------------------------------- recipe
 class Recipe(Config):
     """A whole run: generate -> filter -> sft -> eval inside one run directory."""
@@ -303,12 +314,16 @@ class Recipe(Config):
     filter: FilterConfig = Field(default_factory=FilterConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    import_traces: ImportConfig | None = Field(
+        None, description="start from a public trace set: imported in place of generate (see docs/data.md)")
 
     @model_validator(mode="after")
     def _wire_stage_paths(self) -> Recipe:
         """Fill each unset path from the run directory so the stages chain."""
         run = self.run_dir
         gen, flt, sft, ev = self.generate, self.filter, self.sft, self.eval
+        if self.import_traces is not None and gen.problems is None:
+            gen.problems = run / "problems.jsonl"  # the import writes the problems its traces answer here
         if gen.output is None:
             gen.output = run / "traces.jsonl"
         if flt.input is None:

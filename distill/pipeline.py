@@ -80,7 +80,11 @@ def stage_keys(recipe: Recipe) -> dict[str, str]:
     keys: dict[str, str] = {}
     # `limit` and `shard` are unhashed in GenerateConfig (they pick work, not settings) but change the output.
     keys["generate"] = _key(config_hash(gen), input_digest(gen.problems), gen.limit, gen.shard)
-    keys["filter"] = _key(config_hash(flt), keys["generate"], input_digest(flt.problems),
+    if recipe.import_traces is not None:  # the traces come from a public set instead of the teacher
+        keys["generate"] = _key("import", config_hash(recipe.import_traces))
+    # Problems the import writes are covered by the generate key (the file appears only once it has run).
+    imported = recipe.import_traces is not None and flt.problems == gen.problems
+    keys["filter"] = _key(config_hash(flt), keys["generate"], "imported" if imported else input_digest(flt.problems),
                           [input_digest(p) for p in flt.decontaminate.against])
     keys["sft"] = _key(config_hash(sft), keys["filter"])
     keys["eval"] = _key(config_hash(ev), keys["sft"], [input_digest(b.path) for b in ev.benchmarks])
@@ -130,6 +134,9 @@ def retire(recipe: Recipe, stage: str, old_key: str) -> Path | None:
 def _run_generate(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
     from distill.generation import generate
 
+    if recipe.import_traces is not None:
+        from distill.importers import import_recipe_traces
+        return import_recipe_traces(recipe)
     if recipe.generate.problems is None:
         raise DistillError(f"recipe '{recipe.name}': generate.problems is not set (a Problem JSONL file)")
     result = generate(recipe.generate, progress=progress)
@@ -197,6 +204,8 @@ def run(recipe: Recipe, *, progress: bool = True, stages: list[str] | None = Non
     run_dir = Path(recipe.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "recipe.yaml", _recipe_yaml(recipe))
+    from distill.context_window import check_context_window
+    check_context_window(recipe.sft.model, recipe.sft.max_length)  # before any stage loads weights
     keys = stage_keys(recipe)
     wanted = stages or list(STAGES)
     unknown = sorted(set(wanted) - set(STAGES))

@@ -22,6 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
+from distill.benchmarks import as_problem_file, benchmark_problems
 from distill.config import BenchmarkConfig, EvalConfig, GenerateConfig, config_hash
 from distill.errors import DistillError
 from distill.eval import metrics
@@ -71,18 +72,8 @@ def _retire_stale(meta_path: Path, meta: dict[str, Any], files: list[Path]) -> N
 
 # ------------------------------------------------------------------------------------------- problems
 def load_problems(bench: BenchmarkConfig) -> dict[str, Problem]:
-    if not Path(bench.path).exists():
-        raise DistillError(f"benchmark '{bench.name}': {bench.path}: no such file")
-    problems: dict[str, Problem] = {}
-    for problem in read_jsonl(bench.path, Problem):
-        if bench.limit is not None and len(problems) >= bench.limit:
-            break
-        if problem.id in problems:
-            raise DistillError(f"benchmark '{bench.name}': {bench.path}: problem id '{problem.id}' appears twice")
-        problems[problem.id] = problem
-    if not problems:
-        raise DistillError(f"benchmark '{bench.name}': {bench.path} holds no problems")
-    return problems
+    """Any Problem source, or a benchmark by name (distill.benchmarks); see distill.problems."""
+    return benchmark_problems(bench.name, bench.path, limit=bench.limit)
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -98,6 +89,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True, aliases: dict[str, st
         raise DistillError(f"eval: benchmark names must be unique, got {names}")
     out = Path(config.output_dir)
     refs = parse_models(config.models, aliases)
+    # Named benchmarks and dataset specs become Problem JSONL files that generate and the meta hash can read.
+    config = config.model_copy(update={"benchmarks": [as_problem_file(b, out / "benchmarks") for b in config.benchmarks]})
     problem_sets = {b.name: load_problems(b) for b in config.benchmarks}
     seed = config.sampling.seed
 

@@ -2,7 +2,8 @@
 
 The R1 recipe decontaminates against every evaluation set; like open-r1 we compare problem texts (the
 training prompt's question against each benchmark question), lowercased word n-grams. Benchmarks are
-Problem JSONL, or raw benchmark files with a `problem` / `question` / `prompt` field (.gz read as is).
+Problem JSONL, or raw benchmark files with a `problem` / `question` / `prompt` field (.gz read as is), in any
+form distill.sources reads (parquet, save_to_disk folder, hub id), or a benchmark name (aime24, math500, ...).
 A benchmark question shorter than n words is matched as a whole.
 """
 from __future__ import annotations
@@ -11,9 +12,9 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from distill.benchmarks import rows_of
 from distill.config import DecontamConfig
 from distill.errors import DistillError
-from distill.jsonl import JsonlReader
 
 _WORD = re.compile(r"\w+")
 TEXT_FIELDS = ("problem", "question", "prompt")
@@ -39,15 +40,13 @@ class Decontaminator:
         self.cache: dict[str, dict | None] = {}
 
     def _load(self, path: Path) -> None:
-        if not path.exists():
-            raise DistillError(f"filter.decontaminate.against: {path}: no such file")
         count = 0
-        for lineno, row in enumerate(JsonlReader(path), start=1):
+        for where, row in rows_of(path):  # a benchmark name, or any dataset spec (file, folder, hub id)
             text = next((row[f] for f in TEXT_FIELDS if isinstance(row.get(f), str)), None)
             if text is None:
-                raise DistillError(f"{path}:{lineno}: expected a problem text in one of the fields "
-                                   f"{list(TEXT_FIELDS)} (a Problem JSONL or a benchmark file)")
-            ident = str(next((row[f] for f in ID_FIELDS if row.get(f) is not None), f"line {lineno}"))
+                raise DistillError(f"filter.decontaminate.against: {where}: expected a problem text in one of the "
+                                   f"fields {list(TEXT_FIELDS)} (a Problem JSONL or a benchmark file)")
+            ident = str(next((row[f] for f in ID_FIELDS if row.get(f) is not None), where))
             tokens = words(text)
             n = min(self.config.ngram, len(tokens))
             if n == 0:

@@ -31,7 +31,8 @@ from distill.filter.decontam import Decontaminator
 from distill.filter.dedup import Deduplicator
 from distill.filter.select import Candidate, choose
 from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_json, count_lines
-from distill.models import file_digest
+from distill.files import file_digest
+from distill.problems import iter_problems
 from distill.records import Problem, Trace, Verdict, trace_key
 from distill.ui import progress_bar
 from distill.verify import MATH_GRACE_S
@@ -99,20 +100,14 @@ def _paths(config: FilterConfig) -> tuple[Path, Path]:
     if config.verify and config.problems is None:
         raise DistillError("filter.problems is not set: verification needs the Problem JSONL with the gold "
                            "answers and tests (or set filter.verify=false to run the quality checks only)")
-    if config.problems is not None and not Path(config.problems).exists():
-        raise DistillError(f"filter.problems: {config.problems}: no such file")
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     return Path(config.input), out
 
 
 def load_problems(path: Path) -> dict[str, Problem]:
-    problems: dict[str, Problem] = {}
-    for lineno, problem in enumerate(JsonlReader(path, Problem), start=1):
-        if problem.id in problems:
-            raise DistillError(f"{path}:{lineno}: duplicate problem id '{problem.id}'")
-        problems[problem.id] = problem
-    return problems
+    """Any Problem source (JSONL, dataset file or folder, hub id); see distill.problems."""
+    return {p.id: p for p in iter_problems(path, label="filter.problems")}
 
 
 def _per_trace_hash(config: FilterConfig) -> str:

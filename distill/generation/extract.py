@@ -22,6 +22,7 @@ _ANSWER_MARKERS = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _FENCE = "```"
+_SENTENCE_END = re.compile(r"[.!?]\s+")
 
 How = Literal["reasoning_content", "think", "unclosed_think", "plain", "none"]
 
@@ -94,7 +95,15 @@ def _final_answer_start(text: str) -> int | None:
         return None
     last = max(positions)
     paragraph = text.rfind("\n\n", 0, last)
-    return 0 if paragraph == -1 else paragraph + 2
+    if paragraph != -1:
+        return paragraph + 2
+    # One paragraph: cutting there would leave no reasoning (and the trace rejected as if it had none), so
+    # the answer starts at the line, else the sentence, that holds the marker.
+    line = text.rfind("\n", 0, last)
+    if line != -1:
+        return line + 1
+    sentences = [m.end() for m in _SENTENCE_END.finditer(text, 0, last)]
+    return sentences[-1] if sentences else 0
 
 
 def _strip_tags(text: str) -> str:

@@ -26,6 +26,7 @@ from distill.generation.seeds import request_key
 from distill.generation.shards import parse_shard, shard_of
 from distill.generation.stats import RunCounters, file_stats
 from distill.jsonl import JsonlReader, JsonlWriter
+from distill.problems import iter_problems, unique_problems
 from distill.records import Problem, Trace, trace_key
 
 log = logging.getLogger("distill.generation")
@@ -100,19 +101,11 @@ def generate(config: GenerateConfig, *, problems: Iterable[Problem] | None = Non
 
 def _in_scope(config: GenerateConfig, problems: Iterable[Problem] | None) -> Iterator[Problem]:
     """Problems this worker owns: the first `limit`, then this shard's slice; ids must be unique."""
-    source: Iterable[Problem] = problems if problems is not None else JsonlReader(config.problems, Problem)
+    source = unique_problems(problems) if problems is not None else iter_problems(config.problems)
     shard = parse_shard(config.shard) if config.shard else None
-    where = str(config.problems) if problems is None else "the given problems"
-    seen: set[str] = set()
     for index, problem in enumerate(source):
         if config.limit is not None and index >= config.limit:
             return
-        if not isinstance(problem, Problem):
-            problem = Problem.model_validate(problem)
-        if problem.id in seen:
-            raise DistillError(f"{where}: problem id '{problem.id}' appears twice (record {index + 1}); "
-                               "ids must be unique, traces are keyed by them")
-        seen.add(problem.id)
         if shard is not None and shard_of(problem.id, shard[1]) != shard[0]:
             continue
         yield problem
