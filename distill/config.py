@@ -62,6 +62,15 @@ class SamplingConfig(Config):
     max_tokens: int = Field(32768, ge=1, description="completion budget; R1 uses 32k for real teachers")
     n: int = Field(1, ge=1, description="samples per problem")
     seed: int = Field(0, description="base seed; each (problem, sample) derives its own from it")
+    # Sampling controls (issue 16): every backend honours them; 0 / 1.0 / [] mean "off".
+    sampler: Literal["auto", "native", "seeded"] = Field(
+        "auto", description="vllm: native = vLLM's per-request seeds (CUDA builds), seeded = distill's logits "
+                            "processor (reproducible on every build); auto picks native where it works")
+    stop: list[str] = Field(default_factory=list, description="stop strings (not included in the completion)")
+    top_k: int = Field(0, ge=0, description="keep the k most likely tokens; 0 = off")
+    min_p: float = Field(0.0, ge=0.0, le=1.0, description="drop tokens below min_p x the top probability")
+    repetition_penalty: float = Field(1.0, gt=0.0, description="> 1 discourages tokens already in prompt or output")
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="subtracted once from generated tokens' logits")
 
 
 class PromptConfig(Config):
@@ -104,9 +113,24 @@ class HFConfig(Config):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
+class RayConfig(Config):
+    """A Ray cluster for `executor: ray` (issue 16): engine replicas as actors, verification as tasks."""
+
+    address: str | None = Field(None, description="ray://HOST:10001 or HOST:6379 of a running cluster; "
+                                                  "None: join RAY_ADDRESS, else start a local one")
+    replicas: int = Field(2, ge=1, description="generation: engine replicas (actors); filter: verifier actors")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved by each replica")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (vllm: tensor_parallel_size)")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per replica")
+    chunk: int = Field(8, ge=1, description="requests (or traces) sent to a replica per call")
+    max_restarts: int = Field(3, ge=0, description="times a dead replica is restarted before the run fails")
+    object_store_gib: float = Field(0.25, gt=0, description="object store of a local cluster started here")
+
+
 class GenerateConfig(Config):
     unhashed: ClassVar[frozenset[str]] = frozenset(
-        {"problems", "output", "shard", "batch_size", "limit", "vllm", "openai", "hf"})
+        {"problems", "output", "shard", "batch_size", "limit", "vllm", "openai", "hf",
+         "executor", "ray"})
 
     model: str = Field(DEFAULT_MODEL, description="hub id, local folder, .gguf file or bundled:NAME")
     backend: Literal["vllm", "openai", "hf"] = "vllm"
@@ -122,6 +146,8 @@ class GenerateConfig(Config):
     vllm: VLLMConfig = Field(default_factory=VLLMConfig)
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
     hf: HFConfig = Field(default_factory=HFConfig)
+    executor: Literal["local", "ray"] = Field("local", description="ray: engine replicas on a Ray cluster")
+    ray: RayConfig = Field(default_factory=RayConfig)
 
 
 # --------------------------------------------------------------------------------------------- filter
@@ -165,7 +191,7 @@ class SelectConfig(Config):
 
 
 class FilterConfig(Config):
-    unhashed: ClassVar[frozenset[str]] = frozenset({"input", "problems", "output_dir", "workers"})
+    unhashed: ClassVar[frozenset[str]] = frozenset({"input", "problems", "output_dir", "workers", "executor", "ray"})
 
     input: Path | None = Field(None, description="Trace JSONL; default RUN_DIR/traces.jsonl")
     problems: Path | None = Field(None, description="Problem JSONL with gold answers / tests")
@@ -180,6 +206,8 @@ class FilterConfig(Config):
     checks: list[str] = Field(default_factory=list, description="extra per-trace checks: registered name or module:function")
     steps: list[str] = Field(default_factory=list, description="extra dataset-level steps: registered name or module:function")
     workers: int = Field(0, ge=0, description="processes; 0 = all cores")
+    executor: Literal["local", "ray"] = Field("local", description="ray: verification spread over a Ray cluster")
+    ray: RayConfig = Field(default_factory=RayConfig)
 
 
 # ------------------------------------------------------------------------------------------------ sft
@@ -242,7 +270,7 @@ class BenchmarkConfig(Config):
 
 
 class EvalConfig(Config):
-    unhashed: ClassVar[frozenset[str]] = frozenset({"output_dir", "vllm", "openai", "hf"})
+    unhashed: ClassVar[frozenset[str]] = frozenset({"output_dir", "vllm", "openai", "hf", "executor", "ray"})
 
     models: list[str] = Field(default_factory=list, description="default: the SFT base model and the student")
     benchmarks: list[BenchmarkConfig] = Field(default_factory=list)
@@ -256,6 +284,8 @@ class EvalConfig(Config):
     vllm: VLLMConfig = Field(default_factory=VLLMConfig)
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
     hf: HFConfig = Field(default_factory=HFConfig)
+    executor: Literal["local", "ray"] = Field("local", description="ray: sample on engine replicas of a Ray cluster")
+    ray: RayConfig = Field(default_factory=RayConfig)
 
 
 # --------------------------------------------------------------------------------------------- recipe

@@ -47,6 +47,9 @@ class Backend(Protocol):
 
 
 def make_backend(config: GenerateConfig) -> Backend:
+    if config.executor == "ray":  # replicas of the backend below, each on its own share of a Ray cluster
+        from distill.generation.ray_executor import RayBackend
+        return RayBackend(config)
     if config.backend == "vllm":
         from distill.generation.backends.vllm_backend import VLLMBackend
         return VLLMBackend(config)
