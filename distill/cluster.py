@@ -22,11 +22,12 @@ def ray_module() -> Any:
     return ray
 
 
-def connect(config: RayConfig) -> Any:
-    """The `ray` module, connected to the configured cluster (started locally when none is named)."""
+def connect(config: RayConfig) -> tuple[Any, bool]:
+    """The `ray` module, connected to the configured cluster (started locally when none is named), and
+    whether this call connected (the caller then disconnects with `ray.shutdown()` when done)."""
     ray = ray_module()
     if ray.is_initialized():
-        return ray
+        return ray, False
     address = config.address or os.environ.get("RAY_ADDRESS")
     # Replicas import distill from the driver's checkout; ship no working directory (the code is installed).
     runtime_env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false",
@@ -42,7 +43,7 @@ def connect(config: RayConfig) -> Any:
     except ConnectionError as exc:
         raise DistillError(f"ray: cannot reach the cluster at {address} ({exc}); is `ray start --head` "
                            "running there? (set ray.address)") from None
-    return ray
+    return ray, True
 
 
 def replica_options(config: RayConfig) -> dict[str, Any]:

@@ -109,3 +109,34 @@ def test_ray_driver_killed_then_rerun_resumes_by_key(tmp_path, cluster, problems
     assert result.skipped >= partial and result.written == 2 * PROBLEMS - result.skipped
     assert _by_key(traces_of(result.output)) == _by_key(one_machine)
     assert json.loads(result.stats_path.read_text())["traces"] == 2 * PROBLEMS
+
+
+def test_filter_verification_on_ray_actors_matches_the_local_pool(tmp_path, cluster):
+    from test_filter import r1, thinking, write_jsonl
+
+    from distill.config import FilterConfig
+    from distill.filter import filter_traces
+    from distill.records import Problem
+
+    problems = [Problem(id=f"sum-{i}", problem=f"What is {i} + {i}?", answer=str(2 * i)) for i in range(6)]
+    tower = Problem(id="tower", problem="Compute $2^{2^2} - 15$.", answer="1")
+    traces = [r1(p, s, thinking(f"adding {p.id} (try {s})"), f"\\boxed{{{2 * i + s}}}")
+              for i, p in enumerate(problems) for s in range(2)]
+    # A verification that overruns its budget: the actor's pool kills the worker and the trace is rejected.
+    traces.append(r1(tower, 0, thinking("a tower of powers"), "\\boxed{2^{2^{2^{2^{2^{2^{2^{2}}}}}}}}"))
+    source = write_jsonl(tmp_path / "traces.jsonl", traces)
+    gold = write_jsonl(tmp_path / "problems.jsonl", [p.to_json() for p in [*problems, tower]])
+
+    def run(name: str, **changes) -> Path:
+        config = FilterConfig(input=source, problems=gold, output_dir=tmp_path / name, math_timeout_s=1.0,
+                              workers=1, **changes)
+        return filter_traces(config, progress=False).output_dir
+
+    local = run("local")
+    on_ray = run("ray", executor="ray", ray={"replicas": 2, "num_cpus": 1, "chunk": 4})
+    for name in ("kept.jsonl", "rejected.jsonl"):
+        assert (on_ray / name).read_text() == (local / name).read_text()
+    stats = json.loads((on_ray / "stats.json").read_text())
+    assert stats["kept"] == 6 and stats["workers"] == 2
+    rejected = {r["problem_id"]: r["reasons"] for r in map(json.loads, (on_ray / "rejected.jsonl").open())}
+    assert "tower" in rejected

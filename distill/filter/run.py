@@ -29,6 +29,7 @@ from distill.filter import checks as quality
 from distill.filter import registry, worker
 from distill.filter.decontam import Decontaminator
 from distill.filter.dedup import Deduplicator
+from distill.filter.pools import open_pool
 from distill.filter.progress import progress_bar
 from distill.filter.select import Candidate, choose
 from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_json, count_lines
@@ -60,10 +61,10 @@ def filter_traces(config: FilterConfig, *, progress: bool = True) -> FilterResul
     steps = [(name, registry.get_step(name)) for name in config.steps]
     settings = worker.Settings(verify=config.verify, math_timeout_s=config.math_timeout_s,
                                sandbox=config.sandbox, quality=config.quality, custom=custom)
-    workers = config.workers or len(os.sched_getaffinity(0))
     decontam = Decontaminator(config.decontaminate) if config.decontaminate.against else None
     timings: dict[str, float] = {}
-    with SupervisedPool(worker.run_task, workers, initializer=worker.init, initargs=(settings,)) as pool:
+    with open_pool(config, worker.run_task, initializer=worker.init, initargs=(settings,)) as pool:
+        workers = pool.size  # processes verifying: this machine's, or the Ray cluster's
         mark = time.monotonic()
         counts = _check_traces(config, source, out, problems, pool, progress)
         timings["per_trace_checks"], mark = time.monotonic() - mark, time.monotonic()

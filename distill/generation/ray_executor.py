@@ -50,8 +50,7 @@ class RayBackend:
         self.config = config
         self.teacher = config.model
         settings = config.ray
-        self._owns_cluster = not _ray_initialized()
-        self.ray = connect(settings)
+        self.ray, self._connected = connect(settings)
         local = config.model_copy(update={"executor": "local"}, deep=True)
         actor = self.ray.remote(Replica)
         run = f"distill-generate-{os.getpid()}-{id(self):x}"  # names show in `ray list actors`
@@ -108,7 +107,7 @@ class RayBackend:
         for replica in self.replicas:
             self.ray.kill(replica)
         self.replicas = []
-        if self._owns_cluster:
+        if self._connected:
             self.ray.shutdown()
 
 
@@ -119,10 +118,3 @@ def _in_flight(running: dict) -> int:
 def _queued(running: dict, index: int) -> int:
     return sum(1 for replica, _ in running.values() if replica == index)
 
-
-def _ray_initialized() -> bool:
-    try:
-        import ray
-    except ImportError:
-        return False
-    return ray.is_initialized()
