@@ -260,6 +260,9 @@ class SFTConfig(Config):
         None, description="sdpa, eager, flash_attention_2, ...; default flash_attention_2 on GPUs with flash-attn, else sdpa")
     seed: int = 42
     merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
+    liger: Literal["auto", "on", "off"] = Field(
+        "auto", description="Liger's fused linear cross-entropy (never materialises the logits); auto: on CUDA "
+                            "with liger-kernel installed. The run records the loss path it took (metrics.loss_path)")
 
 
 # ----------------------------------------------------------------------------------------------- eval
