@@ -35,6 +35,9 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
     # Fields that do not change a stage's output (paths, concurrency): left out of its config hash.
     unhashed: ClassVar[frozenset[str]] = frozenset()
+    # Fields added after runs were made: hashed only when set away from their default, so runs written
+    # before the field existed keep their hash (and resume, and are skipped by `distill run`).
+    hashed_if_set: ClassVar[frozenset[str]] = frozenset()
 
 
 def config_hash(config: Config) -> str:
@@ -42,7 +45,9 @@ def config_hash(config: Config) -> str:
 
     def strip(cfg: Any) -> Any:
         if isinstance(cfg, Config):
-            return {k: strip(getattr(cfg, k)) for k in type(cfg).model_fields if k not in cfg.unhashed}
+            fields = type(cfg).model_fields
+            return {k: strip(getattr(cfg, k)) for k in fields if k not in cfg.unhashed
+                    and not (k in cfg.hashed_if_set and getattr(cfg, k) == fields[k].get_default(call_default_factory=True))}
         if isinstance(cfg, (list, tuple)):
             return [strip(v) for v in cfg]
         if isinstance(cfg, dict):
@@ -62,6 +67,8 @@ class SamplingConfig(Config):
     max_tokens: int = Field(32768, ge=1, description="completion budget; R1 uses 32k for real teachers")
     n: int = Field(1, ge=1, description="samples per problem")
     seed: int = Field(0, description="base seed; each (problem, sample) derives its own from it")
+    hashed_if_set: ClassVar[frozenset[str]] = frozenset(
+        {"sampler", "stop", "top_k", "min_p", "repetition_penalty", "presence_penalty"})
     # Sampling controls (issue 16): every backend honours them; 0 / 1.0 / [] mean "off".
     sampler: Literal["auto", "native", "seeded"] = Field(
         "auto", description="vllm: native = vLLM's per-request seeds (CUDA builds), seeded = distill's logits "
@@ -227,6 +234,7 @@ class QuantConfig(Config):
 class SFTConfig(Config):
     unhashed: ClassVar[frozenset[str]] = frozenset(
         {"train_file", "output_dir", "logging_steps", "save_steps", "eval_steps", "save_total_limit"})
+    hashed_if_set: ClassVar[frozenset[str]] = frozenset({"liger"})
 
     model: str = DEFAULT_MODEL
     train_file: Path | None = Field(None, description="kept traces; default RUN_DIR/filter/kept.jsonl")

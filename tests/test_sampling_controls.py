@@ -102,3 +102,15 @@ def test_vllm_records_its_sampler_and_applies_the_controls(tmp_path, problems, v
     assert cut.finish_reason == "stop" and traces_of(greedy.output)[0].completion.startswith(cut.completion)
     penalised = run("pen", temperature=0.0, repetition_penalty=2.0, presence_penalty=1.0)
     assert [t.completion for t in traces_of(penalised.output)] != [t.completion for t in traces_of(greedy.output)]
+
+
+def test_new_controls_at_their_defaults_keep_old_config_hashes():
+    """Runs written before the controls existed keep their hash (resume, `distill run` skipping)."""
+    from distill.config import GenerateConfig, SFTConfig, config_hash
+
+    plain = GenerateConfig(model="bundled:tiny")
+    assert config_hash(plain) == config_hash(GenerateConfig(model="bundled:tiny", sampling={"top_k": 0, "stop": []}))
+    assert config_hash(plain) != config_hash(GenerateConfig(model="bundled:tiny", sampling={"top_k": 5}))
+    assert config_hash(SFTConfig()) != config_hash(SFTConfig(liger="on"))
+    # the hash of the defaults from before issue 16 (git 8adc847)
+    assert config_hash(GenerateConfig()) == "49853dacf870"
