@@ -98,11 +98,11 @@ class TokenCounter:
 class DistillTrainer(SFTTrainer):
     """SFTTrainer on pre-tokenized, pre-packed rows; counts the real tokens each micro-batch carries.
 
-    The loss: on GPUs TRL's fused LM head (log-probs in tiles, never the full logits: the memory that
-    matters at 32k tokens x 150k vocabulary). Without Triton that head runs as a Python loop over tiles
-    and also computes entropy and accuracy for every position; measured on this CPU it made each step
-    1.4-2x slower, so there the model's own cross-entropy runs (transformers' `Trainer.compute_loss`, the
-    same token-weighted mean over the accumulated batch).
+    The loss path is chosen once in `distill.sft.loss` (and recorded as metrics.loss_path): on GPUs
+    Liger's fused linear cross-entropy (`sft.liger`) or TRL's fused LM head (log-probs in tiles, never the
+    full logits: the memory that matters at 32k tokens x 150k vocabulary); without Triton that head is a
+    Python loop, measured 1.4-2x slower a step here, so on CPUs the model's own cross-entropy runs
+    (transformers' `Trainer.compute_loss`, the same token-weighted mean over the accumulated batch).
     """
 
     def __init__(self, *args, token_counter: TokenCounter, fused_loss: bool, **kwargs):

@@ -3,6 +3,8 @@
 Requests go in one per (problem, sample) with n=1, so each carries its own random stream
 (`vllm_sampler.SeededSampler`) while vLLM's prefix cache still shares the prompt's KV blocks across
 the n samples. New requests are added as old ones finish, keeping `max_in_flight` in the engine.
+`sampling.sampler` picks vLLM's own per-request seeds instead where they work (CUDA builds); the choice is
+made once per backend and written to the stats (docs/scale.md says what each guarantees).
 """
 from __future__ import annotations
 
