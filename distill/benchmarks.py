@@ -26,7 +26,7 @@ from typing import Any
 
 from distill.config import BenchmarkConfig
 from distill.errors import DistillError
-from distill.jsonl import atomic_write_text
+from distill.files import atomic_write_text
 from distill.problems import as_text, load_problems, stable_id, validate_problem
 from distill.records import Problem
 from distill.sources import SourceError, iter_rows

@@ -296,6 +296,48 @@ def recipes_schema():
 
 @app.command()
 @friendly_errors
+def plan(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML (a shipped name or a path)")],
+    gpu: Annotated[str, typer.Option(help="h100 | h200 | a100 | l40s")] = "h100",
+    traces: Annotated[int | None, typer.Option(help="SFT traces wanted (default: the kept file, else 800k)")] = None,
+    keep_rate: Annotated[float | None, typer.Option(help="share of generated traces the filter keeps")] = None,
+    mean_tokens: Annotated[float | None, typer.Option(help="mean trace length (default: measured, else max/3)")] = None,
+    teacher: Annotated[str | None, typer.Option(help="teacher model (default: generate.model)")] = None,
+    usd_per_hour: Annotated[float | None, typer.Option(help="price of one GPU-hour")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+):
+    """GPU-hours, cost, memory per device and GPUs needed for a recipe's generation and SFT (issue 16)."""
+    from distill.config import load_recipe
+    from distill.plan import plan as make_plan
+
+    path = recipe if recipe.exists() else find_recipe(str(recipe))
+    result = make_plan(load_recipe(path), gpu=gpu, traces=traces, keep_rate=keep_rate, mean_tokens=mean_tokens,
+                       teacher=teacher, usd_per_hour=usd_per_hour)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    gen, sft_plan = result["generation"], result["sft"]
+    table = Table(title=f"{result['recipe']} on {result['gpu']} (${result['usd_per_gpu_hour']}/GPU-hour)")
+    for column in ("stage", "what", "GPU-hours", "USD"):
+        table.add_column(column)
+    table.add_row("generate", f"{gen['teacher']}: {gen['traces_generated']:,} traces, {gen['output_tokens']:.3g} tokens, "
+                  f"{gen['tokens_per_s_per_gpu']:.0f} tok/s/GPU, {gen['gpus_per_replica']} GPUs a replica",
+                  f"{gen['gpu_hours']:,.0f}", f"{gen['usd']:,.0f}")
+    gpus = ", ".join(f"{k} {v or '-'}" for k, v in sft_plan["min_gpus_by_strategy"].items())
+    table.add_row("sft", f"{sft_plan['student']} {sft_plan['method']}: {sft_plan['tokens']:.3g} tokens, "
+                  f"{sft_plan['flops']:.3g} FLOPs; fewest GPUs: {gpus}",
+                  f"{sft_plan['gpu_hours']:,.0f}", f"{sft_plan['usd']:,.0f}")
+    table.add_row("total", "", f"{result['total']['gpu_hours']:,.0f}", f"{result['total']['usd']:,.0f}")
+    console.print(table)
+    for name, row in sft_plan["memory_per_device_gib"].items():
+        console.print(f"memory per device, {name.replace('_', ' ')}: "
+                      + ", ".join(f"{k} {v:.1f} GiB" for k, v in row.items()))
+    for line in result["assumed"]:
+        console.print(f"[yellow]assumed[/] {line}")
+
+
+@app.command()
+@friendly_errors
 def models(
     prepare: Annotated[str | None, typer.Option(help="convert a bundled: model or .gguf now and print its folder")] = None,
 ):

@@ -36,6 +36,9 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
     # Fields that do not change a stage's output (paths, concurrency): left out of its config hash.
     unhashed: ClassVar[frozenset[str]] = frozenset()
+    # Fields added after runs were made: hashed only when set away from their default, so runs written
+    # before the field existed keep their hash (and resume, and are skipped by `distill run`).
+    hashed_if_set: ClassVar[frozenset[str]] = frozenset()
 
 
 def config_hash(config: Config) -> str:
@@ -43,7 +46,9 @@ def config_hash(config: Config) -> str:
 
     def strip(cfg: Any) -> Any:
         if isinstance(cfg, Config):
-            return {k: strip(getattr(cfg, k)) for k in type(cfg).model_fields if k not in cfg.unhashed}
+            fields = type(cfg).model_fields
+            return {k: strip(getattr(cfg, k)) for k in fields if k not in cfg.unhashed
+                    and not (k in cfg.hashed_if_set and getattr(cfg, k) == fields[k].get_default(call_default_factory=True))}
         if isinstance(cfg, (list, tuple)):
             return [strip(v) for v in cfg]
         if isinstance(cfg, dict):
@@ -63,6 +68,17 @@ class SamplingConfig(Config):
     max_tokens: int = Field(32768, ge=1, description="completion budget; R1 uses 32k for real teachers")
     n: int = Field(1, ge=1, description="samples per problem")
     seed: int = Field(0, description="base seed; each (problem, sample) derives its own from it")
+    hashed_if_set: ClassVar[frozenset[str]] = frozenset(
+        {"sampler", "stop", "top_k", "min_p", "repetition_penalty", "presence_penalty"})
+    # Sampling controls (issue 16): every backend honours them; 0 / 1.0 / [] mean "off".
+    sampler: Literal["auto", "native", "seeded"] = Field(
+        "auto", description="vllm: native = vLLM's per-request seeds (CUDA builds), seeded = distill's logits "
+                            "processor (reproducible on every build); auto picks native where it works")
+    stop: list[str] = Field(default_factory=list, description="stop strings (not included in the completion)")
+    top_k: int = Field(0, ge=0, description="keep the k most likely tokens; 0 = off")
+    min_p: float = Field(0.0, ge=0.0, le=1.0, description="drop tokens below min_p x the top probability")
+    repetition_penalty: float = Field(1.0, gt=0.0, description="> 1 discourages tokens already in prompt or output")
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="subtracted once from generated tokens' logits")
 
 
 class PromptConfig(Config):
@@ -105,9 +121,24 @@ class HFConfig(Config):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
+class RayConfig(Config):
+    """A Ray cluster for `executor: ray` (issue 16): engine replicas as actors, verification as tasks."""
+
+    address: str | None = Field(None, description="ray://HOST:10001 or HOST:6379 of a running cluster; "
+                                                  "None: join RAY_ADDRESS, else start a local one")
+    replicas: int = Field(2, ge=1, description="generation: engine replicas (actors); filter: verifier actors")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved by each replica")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (vllm: tensor_parallel_size)")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per replica")
+    chunk: int = Field(8, ge=1, description="requests (or traces) sent to a replica per call")
+    max_restarts: int = Field(3, ge=0, description="times a dead replica is restarted before the run fails")
+    object_store_gib: float = Field(0.25, gt=0, description="object store of a local cluster started here")
+
+
 class GenerateConfig(Config):
     unhashed: ClassVar[frozenset[str]] = frozenset(
-        {"problems", "output", "shard", "batch_size", "limit", "vllm", "openai", "hf"})
+        {"problems", "output", "shard", "batch_size", "limit", "vllm", "openai", "hf",
+         "executor", "ray"})
 
     model: str = Field(DEFAULT_MODEL, description="hub id, local folder, .gguf file or bundled:NAME")
     backend: Literal["vllm", "openai", "hf"] = "vllm"
@@ -123,6 +154,8 @@ class GenerateConfig(Config):
     vllm: VLLMConfig = Field(default_factory=VLLMConfig)
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
     hf: HFConfig = Field(default_factory=HFConfig)
+    executor: Literal["local", "ray"] = Field("local", description="ray: engine replicas on a Ray cluster")
+    ray: RayConfig = Field(default_factory=RayConfig)
 
 
 # --------------------------------------------------------------------------------------------- filter
@@ -169,7 +202,7 @@ class SelectConfig(Config):
 
 
 class FilterConfig(Config):
-    unhashed: ClassVar[frozenset[str]] = frozenset({"input", "problems", "output_dir", "workers"})
+    unhashed: ClassVar[frozenset[str]] = frozenset({"input", "problems", "output_dir", "workers", "executor", "ray"})
 
     input: Path | None = Field(None, description="Trace JSONL; default RUN_DIR/traces.jsonl")
     problems: Path | None = Field(None, description="Problem JSONL with gold answers / tests")
@@ -184,6 +217,8 @@ class FilterConfig(Config):
     checks: list[str] = Field(default_factory=list, description="extra per-trace checks: registered name or module:function")
     steps: list[str] = Field(default_factory=list, description="extra dataset-level steps: registered name or module:function")
     workers: int = Field(0, ge=0, description="processes; 0 = all cores")
+    executor: Literal["local", "ray"] = Field("local", description="ray: verification spread over a Ray cluster")
+    ray: RayConfig = Field(default_factory=RayConfig)
 
 
 # ------------------------------------------------------------------------------------------------ sft
@@ -203,6 +238,7 @@ class QuantConfig(Config):
 class SFTConfig(Config):
     unhashed: ClassVar[frozenset[str]] = frozenset(
         {"train_file", "output_dir", "logging_steps", "save_steps", "eval_steps", "save_total_limit"})
+    hashed_if_set: ClassVar[frozenset[str]] = frozenset({"liger"})
 
     model: str = DEFAULT_MODEL
     train_file: Path | None = Field(None, description="kept traces; default RUN_DIR/filter/kept.jsonl")
@@ -239,6 +275,9 @@ class SFTConfig(Config):
         True, description="same seed on the same machine -> bitwise-identical weights (transformers "
                           "full_determinism: torch deterministic algorithms); see docs/sft.md for its cost")
     merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
+    liger: Literal["auto", "on", "off"] = Field(
+        "auto", description="Liger's fused linear cross-entropy (never materialises the logits); auto: on CUDA "
+                            "with liger-kernel installed. The run records the loss path it took (metrics.loss_path)")
     trainer_args: dict[str, Any] = Field(
         default_factory=dict, description="any other field of TRL's SFTConfig, passed through as is "
                                           "(e.g. {torch_compile: true, neftune_noise_alpha: 5})")
@@ -273,9 +312,10 @@ class EvalConfig(Config):
     backend and its engine settings) or filter's (the verifier limits): one source, so the base model's
     evaluation also reuses the teacher's vLLM engine. Set a block here to evaluate differently."""
 
-    unhashed: ClassVar[frozenset[str]] = frozenset({"output_dir", "vllm", "openai", "hf"})
+    unhashed: ClassVar[frozenset[str]] = frozenset({"output_dir", "vllm", "openai", "hf", "executor", "ray"})
     # Taken from the recipe's other stages when the eval section does not set them (Recipe._wire_stage_paths).
-    from_generate: ClassVar[tuple[str, ...]] = ("sampling", "prompts", "backend", "vllm", "openai", "hf")
+    from_generate: ClassVar[tuple[str, ...]] = ("sampling", "prompts", "backend", "vllm", "openai", "hf",
+                                                "executor", "ray")
     from_filter: ClassVar[tuple[str, ...]] = ("math_timeout_s", "sandbox")
 
     models: list[str] = Field(default_factory=list, description="default: the SFT base model and the student")
@@ -290,6 +330,8 @@ class EvalConfig(Config):
     vllm: VLLMConfig = Field(default_factory=VLLMConfig)
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
     hf: HFConfig = Field(default_factory=HFConfig)
+    executor: Literal["local", "ray"] = Field("local", description="ray: sample on engine replicas of a Ray cluster")
+    ray: RayConfig = Field(default_factory=RayConfig)
 
 
 # --------------------------------------------------------------------------------------------- import

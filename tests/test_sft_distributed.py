@@ -1,59 +1,131 @@
-"""`accelerate launch` with two CPU processes: the same result as one process with the same global batch.
+"""`accelerate launch` with two CPU processes: the same result as one process with the same global batch,
+under DDP and DeepSpeed ZeRO-3; FSDP, which accelerate runs only on GPU-type devices, stops with the reason.
 
 accelerate 1.15's `--cpu` flag always uses its single-process launcher (multi-CPU there means mpirun), so
-the two ranks are started with `--multi_gpu`, which runs torchrun; with no GPU, distill asks for a CPU
-process group (gloo) and the ranks split each global batch between them.
+the two DDP ranks are started with `--multi_gpu`, which runs torchrun; with no GPU, distill asks for a CPU
+process group (gloo) and the ranks split each global batch between them. The ZeRO-3 and FSDP runs use
+the shipped recipes/accelerate configs as they are, with only the process count and precision changed.
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from test_sft_support import read_log, tiny_config, write_traces
 
 from distill.sft import train
 
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = {"method": "full", "precision": "fp32", "max_steps": 3, "max_length": 384, "learning_rate": 1e-3,
+          "gradient_accumulation_steps": 1}
+
 
 def _files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if "cache" not in p.parts}
 
 
-def test_two_processes_match_one_process_and_only_rank0_writes(tmp_path):
-    write_traces(tmp_path / "kept.jsonl", 16)
-    common = {"method": "full", "precision": "fp32", "max_steps": 3, "max_length": 384, "learning_rate": 1e-3,
-              "gradient_accumulation_steps": 1}
-    single = train(tiny_config(tmp_path, "one", per_device_batch_size=2, **common), progress=False)
+def free_port() -> int:
+    """A port no one listens on now (the OS picks it), so parallel runs and leftovers cannot collide."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    ddp_dir = tmp_path / "two"
-    overrides = [f"{k}={v}" for k, v in {**common, "model": "bundled:tiny", "train_file": tmp_path / "kept.jsonl",
-                                         "output_dir": ddp_dir, "per_device_batch_size": 1, "eval_fraction": 0,
-                                         "warmup_ratio": 0.0, "save_steps": 100, "merge": False}.items()]
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """The reference: one process, the global batch of two rows in one micro-batch."""
+    root = tmp_path_factory.mktemp("distributed")
+    write_traces(root / "kept.jsonl", 16)
+    return train(tiny_config(root, "one", per_device_batch_size=2, **COMMON), progress=False)
+
+
+def launch(single, out: Path, *how: str) -> subprocess.CompletedProcess:
+    """Two ranks of `distill.sft` with one row each, through `accelerate launch` and the options `how`."""
+    overrides = [f"{k}={v}" for k, v in {**COMMON, "model": "bundled:tiny", "train_file": single.output_dir.parent
+                                         / "kept.jsonl", "output_dir": out, "per_device_batch_size": 1,
+                                         "eval_fraction": 0, "warmup_ratio": 0.0, "save_steps": 100,
+                                         "merge": False}.items()]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                "--main_process_port", "29517", "-m", "distill.sft", *overrides, "--no-progress"]
-    run = subprocess.run(launcher, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert run.returncode == 0, run.stderr[-3000:]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", *how, "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--main_process_port", str(free_port()),
+                "-m", "distill.sft", *overrides, "--no-progress"]
+    return subprocess.run(launcher, env=env, capture_output=True, text=True, timeout=900, check=False, cwd=ROOT)
 
-    metrics = json.loads((ddp_dir / "metrics.json").read_text())
+
+def assert_same_training(single, out: Path) -> dict:
+    metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2
     # Same global batch, same data order: the same curve and the same weights.
-    one, two = read_log(single.log_path), read_log(ddp_dir / "log.jsonl")
+    one, two = read_log(single.log_path), read_log(out / "log.jsonl")
     assert [r["step"] for r in two] == [1, 2, 3]  # one row per step: rank 1 logged nothing
     for a, b in zip(one, two):
         assert abs(a["loss"] - b["loss"]) < 1e-4 and a["tokens"] == b["tokens"]
     weights_one = load_file(single.merged_dir / "model.safetensors")
-    weights_two = load_file(ddp_dir / "model" / "model.safetensors")
+    weights_two = load_file(out / "model" / "model.safetensors")
     assert weights_one.keys() == weights_two.keys()
     for name, value in weights_one.items():
         torch.testing.assert_close(weights_two[name], value, atol=1e-5, rtol=1e-4)
+    return metrics
+
+
+def test_two_processes_match_one_process_and_only_rank0_writes(single, tmp_path):
+    ddp_dir = tmp_path / "two"
+    run = launch(single, ddp_dir, "--multi_gpu", "--dynamo_backend", "no")
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = assert_same_training(single, ddp_dir)
+    assert metrics["strategy"] == "ddp" and metrics["packing_check"]["packed_vs_alone"] < 1e-3
     # Rank 1 wrote nothing of its own: the two runs left the same files, except that transformers saves
     # every rank's RNG state in a checkpoint (what an exact resume of that rank needs).
     rng = {"checkpoints/checkpoint-3/rng_state_0.pth", "checkpoints/checkpoint-3/rng_state_1.pth"}
     assert _files(ddp_dir) - rng == _files(single.output_dir) - {"checkpoints/checkpoint-3/rng_state.pth"}
     assert rng <= _files(ddp_dir)
+
+
+@pytest.mark.slow
+def test_zero3_two_processes_match_one_process(single, tmp_path):
+    out = tmp_path / "zero3"
+    run = launch(single, out, "--config_file", "recipes/accelerate/zero3.yaml")
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = assert_same_training(single, out)
+    # It really was DeepSpeed: partitioned checkpoint, and the packing check ran on the wrapped model.
+    assert metrics["strategy"] == "deepspeed"
+    assert (out / "checkpoints" / "checkpoint-3" / "global_step3").is_dir()
+    assert metrics["packing_check"]["packed_vs_alone"] < 0.1 * metrics["packing_check"]["contaminated_vs_alone"]
+
+
+def test_fsdp_on_cpu_ranks_stops_with_the_reason_instead_of_replicating(single, tmp_path):
+    out = tmp_path / "fsdp"
+    run = launch(single, out, "--config_file", "recipes/accelerate/fsdp.yaml")
+    assert run.returncode != 0
+    assert "asked for fsdp" in run.stderr and "only shards models over GPU-type devices" in run.stderr
+    assert not (out / "metrics.json").exists()
+
+
+def test_shipped_accelerate_configs_build_their_plugins():
+    """What accelerate makes of fsdp.yaml and zero3.yaml: FSDP2 with full state dicts, ZeRO stage 3 with
+    16-bit consolidated saves and zero.Init, as the comments in the files promise."""
+    import yaml
+    from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin
+
+    fsdp = yaml.safe_load((ROOT / "recipes" / "accelerate" / "fsdp.yaml").read_text())
+    assert fsdp["distributed_type"] == "FSDP"
+    options = {k if k == "fsdp_version" else k.removeprefix("fsdp_"): v for k, v in fsdp["fsdp_config"].items()}
+    plugin = FullyShardedDataParallelPlugin(**{k: v for k, v in options.items()
+                                               if k in FullyShardedDataParallelPlugin.__dataclass_fields__})
+    assert plugin.fsdp_version == 2 and plugin.cpu_ram_efficient_loading
+    assert "FULL_STATE_DICT" in str(plugin.state_dict_type)
+    zero3 = yaml.safe_load((ROOT / "recipes" / "accelerate" / "zero3.yaml").read_text())
+    settings = zero3["deepspeed_config"]
+    ds = DeepSpeedPlugin(zero_stage=settings["zero_stage"], zero3_init_flag=settings["zero3_init_flag"],
+                         zero3_save_16bit_model=settings["zero3_save_16bit_model"],
+                         offload_optimizer_device=settings["offload_optimizer_device"],
+                         offload_param_device=settings["offload_param_device"])
+    assert ds.zero_stage == 3 and ds.zero3_init_flag
+    assert ds.deepspeed_config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True

@@ -53,7 +53,8 @@ def generation_config(config: EvalConfig, model_path: str, bench: BenchmarkConfi
     return GenerateConfig(
         model=model_path, backend=config.backend, problems=bench.path, output=output,
         sampling=config.sampling.model_copy(update={"n": config.k}), prompts=config.prompts,
-        limit=bench.limit, vllm=config.vllm, openai=config.openai, hf=config.hf)
+        limit=bench.limit, vllm=config.vllm, openai=config.openai, hf=config.hf,
+        executor=config.executor, ray=config.ray)
 
 
 def _retire_stale(meta_path: Path, meta: dict[str, Any], files: list[Path]) -> None:

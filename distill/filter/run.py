@@ -29,9 +29,10 @@ from distill.filter import checks as quality
 from distill.filter import registry, worker
 from distill.filter.decontam import Decontaminator
 from distill.filter.dedup import Deduplicator
+from distill.filter.pools import open_pool
 from distill.filter.select import Candidate, choose
-from distill.jsonl import JsonlReader, JsonlWriter, atomic_write_json, count_lines
-from distill.files import file_digest
+from distill.files import atomic_write_json, file_digest
+from distill.jsonl import JsonlReader, JsonlWriter, count_lines
 from distill.problems import iter_problems
 from distill.records import Problem, Trace, Verdict, trace_key
 from distill.ui import progress_bar
@@ -63,13 +64,13 @@ def filter_traces(config: FilterConfig, *, progress: bool = True) -> FilterResul
     steps = [(name, registry.get_step(name)) for name in config.steps]
     settings = worker.Settings(verify=config.verify, math_timeout_s=config.math_timeout_s,
                                sandbox=config.sandbox, quality=config.quality, custom=custom)
-    workers = config.workers or len(os.sched_getaffinity(0))
     decontam = Decontaminator(config.decontaminate) if config.decontaminate.against else None
     timings: dict[str, float] = {}
     # Refuses weak isolation before any work starts; recorded in stats.json.
     sandbox = isolation_report(config.sandbox, problems.values()) if config.verify else None
-    with SupervisedPool(worker.run_task, workers, initializer=worker.init, initargs=(settings,),
-                        preload=[*PRELOAD, "distill.filter.worker"]) as pool:
+    with open_pool(config, worker.run_task, initializer=worker.init, initargs=(settings,),
+                   preload=[*PRELOAD, "distill.filter.worker"]) as pool:
+        workers = pool.size  # processes verifying: this machine's, or the Ray cluster's
         mark = time.monotonic()
         counts = _check_traces(config, source, out, problems, pool, progress)
         timings["per_trace_checks"], mark = time.monotonic() - mark, time.monotonic()

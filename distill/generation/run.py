@@ -93,6 +93,9 @@ def generate(config: GenerateConfig, *, problems: Iterable[Problem] | None = Non
                     len(counters.too_long), ", ".join(sorted(set(counters.too_long))[:5]))
 
     stats = file_stats(output, config=config, digest=digest, counters=counters)
+    describe = getattr(backend, "describe", None)  # where it ran: Ray replicas, the sampler vLLM used
+    if describe is not None:
+        stats["run"].update(describe())
     stats_path = stats_path_for(output)
     atomic_write_json(stats_path, stats)
     return GenerateResult(output=output, stats_path=stats_path, stats=stats,

@@ -20,14 +20,46 @@ import torch
 _TOP_K_FIRST = 64
 
 
+def penalize(logits: torch.Tensor, seen: list[list[int]], generated: list[list[int]],
+             repetition: list[float], presence: list[float]) -> None:
+    """Penalties in place, vLLM's definitions: a repetition penalty p divides the positive logits (multiplies
+    the negative ones) of every token already in the prompt or output; a presence penalty is subtracted
+    once from the logit of every token already generated."""
+    for row, (prompt_and_output, output, rep, pres) in enumerate(zip(seen, generated, repetition, presence)):
+        if rep != 1.0 and prompt_and_output:
+            index = torch.tensor(sorted(set(prompt_and_output)), dtype=torch.long, device=logits.device)
+            values = logits[row, index]
+            logits[row, index] = torch.where(values > 0, values / rep, values * rep)
+        if pres != 0.0 and output:
+            index = torch.tensor(sorted(set(output)), dtype=torch.long, device=logits.device)
+            logits[row, index] -= pres
+
+
+def _restrict(probs: torch.Tensor, top_k: torch.Tensor | None, min_p: torch.Tensor | None) -> torch.Tensor:
+    """min-p (drop tokens under min_p x the top probability), then top-k, renormalised; rows with 0 are untouched."""
+    keep = torch.ones_like(probs, dtype=torch.bool)
+    if min_p is not None and bool((min_p > 0).any()):
+        keep &= probs >= probs.max(-1, keepdim=True).values * min_p.to(probs.device, probs.dtype)[:, None]
+    if top_k is not None and bool((top_k > 0).any()):
+        k = top_k.to(probs.device, torch.long).clamp(min=0, max=probs.shape[-1])
+        kth = probs.topk(int(k.max()), dim=-1).values.gather(1, (k.clamp(min=1) - 1)[:, None])
+        keep &= (k[:, None] == 0) | (probs >= kth)
+    if bool(keep.all()):
+        return probs
+    probs = torch.where(keep, probs, torch.zeros_like(probs))
+    return probs / probs.sum(-1, keepdim=True)
+
+
 def sample_rows(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor,
-                u: torch.Tensor) -> torch.Tensor:
+                u: torch.Tensor, top_k: torch.Tensor | None = None, min_p: torch.Tensor | None = None) -> torch.Tensor:
     """One token id per row of `logits` [R, V], drawn from softmax(logits / T) within the top-p nucleus.
 
-    `temperature`, `top_p` and `u` are [R]; `u` holds the rows' uniforms. Cumulative sums run in
-    float64 so the draw does not depend on summation noise except within ~1e-12 of a boundary.
+    `temperature`, `top_p` and `u` are [R]; `u` holds the rows' uniforms. Optional [R] `min_p` and `top_k`
+    (0 = off) narrow the distribution first (vLLM's order: temperature, min-p, top-k, top-p). Cumulative
+    sums run in float64 so the draw does not depend on summation noise except within ~1e-12 of a boundary.
     """
     probs = torch.softmax(logits.float() / temperature.to(logits.device, torch.float32)[:, None], dim=-1)
+    probs = _restrict(probs, top_k, min_p)
     top_p = top_p.to(probs.device, torch.float64)
     u = u.to(probs.device, torch.float64)
     k = min(_TOP_K_FIRST, probs.shape[-1])

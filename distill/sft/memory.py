@@ -9,8 +9,14 @@ A planning estimate, not a measurement (bench/sft.py puts the two side by side).
 
 FSDP and ZeRO-3 shard weights, grads and optimizer states over the world size (one layer is gathered at a
 time); DDP replicates them. Activations assume fused/flash attention (memory linear in the sequence length);
-with gradient checkpointing each layer keeps only its input and one layer is recomputed at a time. The LM
-head runs in TRL's chunked log-prob kernel: 4096-token x 32768-vocabulary tiles instead of full logits.
+with gradient checkpointing each layer keeps only its input and one layer is recomputed at a time.
+
+The LM head is counted the way the loss path computes it (`distill.sft.loss`): the tiled paths (TRL's
+chunked head, Liger) hold one 4096-token x 32768-vocabulary tile; the model's own cross-entropy (the CPU
+path) holds the whole [tokens x vocabulary] logits, their fp32 upcast, the log-softmax kept for backward
+and its gradient. On a CPU the device memory is the process's RAM, which also holds the checkpoint while
+it is read (safetensors maps the file) beside the weights being built from it: a LoRA or QLoRA student
+small enough to train in little memory peaks while loading, so the estimate is the larger of the two.
 """
 from __future__ import annotations
 
@@ -82,7 +88,8 @@ def model_state_bytes(params: ParamCounts, method: str, precision: str, double_q
             "autocast_copies": 0.0}
 
 
-def activation_bytes(shape: ModelShape, tokens: int, precision: str, gradient_checkpointing: bool) -> dict[str, float]:
+def activation_bytes(shape: ModelShape, tokens: int, precision: str, gradient_checkpointing: bool,
+                     loss_path: str = "trl_chunked") -> dict[str, float]:
     a = _act_bytes(precision)
     kv = shape.kv_heads * shape.head_dim
     # Saved per token by one decoder layer for backward: norms, q/k/v (+ rotated q/k), attention output,
@@ -92,18 +99,39 @@ def activation_bytes(shape: ModelShape, tokens: int, precision: str, gradient_ch
         layers = shape.layers * shape.hidden * a * tokens + per_layer * tokens
     else:
         layers = shape.layers * per_layer * tokens
-    tile_tokens, tile_vocab = min(tokens, 4096), min(shape.vocab, 32768)
-    # One projection tile in the compute dtype plus its fp32 softmax work, and the fp32 hidden-state grad.
-    head = tile_tokens * tile_vocab * (a + 4) + tokens * shape.hidden * 4
+    hidden_grad = tokens * shape.hidden * 4  # the fp32 gradient flowing back into the last hidden state
+    if loss_path == "full_logits":
+        # logits in the compute dtype, their fp32 upcast (none in fp32), the saved log-softmax, its gradient
+        per_logit = (a + 4 if a == 2 else 4) + 4 + 4
+        head = tokens * shape.vocab * per_logit + hidden_grad
+    else:
+        tile_tokens, tile_vocab = min(tokens, 4096), min(shape.vocab, 32768)
+        # One projection tile in the compute dtype plus its fp32 softmax work.
+        head = tile_tokens * tile_vocab * (a + 4) + hidden_grad
     return {"activations": float(layers), "lm_head": float(head)}
+
+
+def loading_bytes(states: dict[str, float], checkpoint_bytes: float, device: str, method: str,
+                  quantized_params: int, precision: str) -> float:
+    """RAM while from_pretrained runs on a CPU: the mapped checkpoint beside the weights built from it.
+
+    QLoRA also holds a compute-dtype copy of every weight it quantizes (bitsandbytes quantizes from that
+    copy; measured on SmolLM2-135M, the loading peak keeps them all)."""
+    if device != "cpu":
+        return 0.0
+    staging = _act_bytes(precision) * quantized_params if method == "qlora" else 0.0
+    return checkpoint_bytes + staging + states["weights"]
 
 
 def estimate(shape: ModelShape, params: ParamCounts, *, method: str, precision: str, max_length: int,
              per_device_batch_size: int, gradient_checkpointing: bool, world_size: int = 1,
-             double_quant: bool = True, optim: str = "adamw_torch") -> dict[str, Any]:
-    """Per-device GiB for each strategy, with the breakdown for one device."""
+             double_quant: bool = True, optim: str = "adamw_torch", loss_path: str = "trl_chunked",
+             device: str = "gpu", checkpoint_bytes: float = 0.0) -> dict[str, Any]:
+    """Per-device GiB for each strategy (the larger of training and, on a CPU, loading), with the breakdown."""
     states = model_state_bytes(params, method, precision, double_quant, optim)
-    acts = activation_bytes(shape, per_device_batch_size * max_length, precision, gradient_checkpointing)
+    acts = activation_bytes(shape, per_device_batch_size * max_length, precision, gradient_checkpointing,
+                            loss_path)
+    loading = loading_bytes(states, checkpoint_bytes, device, method, params.quantizable, precision)
     a = _act_bytes(precision)
     per_device: dict[str, float] = {}
     for strategy in STRATEGIES:
@@ -113,9 +141,10 @@ def estimate(shape: ModelShape, params: ParamCounts, *, method: str, precision: 
             # Sharded states, plus one gathered layer (weights in the compute dtype) and its gradient.
             shard = (states["weights"] + states["gradients"] + states["optimizer"]) / world_size
             sharded = shard + states["autocast_copies"] / world_size + 2 * a * params.layer_max
-        per_device[strategy] = round((sharded + sum(acts.values())) / GIB, 3)
-    breakdown = {k: round(v / GIB, 3) for k, v in {**states, **acts}.items()}
+        per_device[strategy] = round(max(sharded + sum(acts.values()), loading) / GIB, 3)
+    breakdown = {k: round(v / GIB, 3) for k, v in {**states, **acts, "loading_peak": loading}.items()}
     return {"per_device_gib": per_device, "breakdown_gib_one_device": breakdown,
-            "tokens_per_device_step": per_device_batch_size * max_length,
+            "tokens_per_device_step": per_device_batch_size * max_length, "loss_path": loss_path,
+            "device": device,
             "assumes": "fused/flash attention; no framework overhead (CUDA context ~0.5-1 GiB, "
                        "allocator fragmentation ~10%)"}

@@ -135,7 +135,19 @@ def count_parameters(model_path: str, config: SFTConfig) -> tuple[ParamCounts, o
     else:
         from peft import get_peft_model
 
-        peft_model = get_peft_model(model, lora_config(config))
+        with torch.device("meta"):  # the adapters too: initialising 70B's on the CPU took 90 s
+            peft_model = get_peft_model(model, lora_config(config))
         trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in peft_model.parameters())
     return ParamCounts(total=total, trainable=trainable, quantizable=quantizable, layer_max=layer_max), model_config
+
+
+def checkpoint_bytes(model_path: str, model_config, parameters: int) -> float:
+    """Bytes of the weight files (a local folder), else parameters x the dtype config.json names."""
+    folder = Path(model_path)
+    if folder.is_dir():
+        files = list(folder.glob("*.safetensors")) or list(folder.glob("*.bin"))
+        if files:
+            return float(sum(f.stat().st_size for f in files))
+    dtype = str(getattr(model_config, "dtype", None) or getattr(model_config, "torch_dtype", None) or "float32")
+    return float(parameters * (4 if "32" in dtype else 2))

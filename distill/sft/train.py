@@ -34,16 +34,19 @@ from distill.jsonl import count_lines
 from distill.models import resolve_model
 from distill.sft.callbacks import JsonlLogCallback, RichProgressCallback, plot_log, rewind_log
 from distill.sft.data import build_dataset, default_num_proc, load_tokenizer
+from distill.sft.loss import loss_path
 from distill.sft.memory import ModelShape, estimate
 from distill.sft.merge import ensure_stop_token, merge_adapter
 from distill.sft.modeling import (
     attention_implementation,
+    checkpoint_bytes,
     count_parameters,
     load_model,
     lora_config,
     resolve_precision,
 )
 from distill.sft.packing import PackedCollator, check_packing, pack, row_length
+from distill.sft.strategy import SHARDED, PackingCheckAtStart, check_strategy, requested_strategy
 
 IGNORE = -100
 
@@ -95,11 +98,11 @@ class TokenCounter:
 class DistillTrainer(SFTTrainer):
     """SFTTrainer on pre-tokenized, pre-packed rows; counts the real tokens each micro-batch carries.
 
-    The loss: on GPUs TRL's fused LM head (log-probs in tiles, never the full logits: the memory that
-    matters at 32k tokens x 150k vocabulary). Without Triton that head runs as a Python loop over tiles
-    and also computes entropy and accuracy for every position; measured on this CPU it made each step
-    1.4-2x slower, so there the model's own cross-entropy runs (transformers' `Trainer.compute_loss`, the
-    same token-weighted mean over the accumulated batch).
+    The loss path is chosen once in `distill.sft.loss` (and recorded as metrics.loss_path): on GPUs
+    Liger's fused linear cross-entropy (`sft.liger`) or TRL's fused LM head (log-probs in tiles, never the
+    full logits: the memory that matters at 32k tokens x 150k vocabulary); without Triton that head is a
+    Python loop, measured 1.4-2x slower a step here, so on CPUs the model's own cross-entropy runs
+    (transformers' `Trainer.compute_loss`, the same token-weighted mean over the accumulated batch).
     """
 
     def __init__(self, *args, token_counter: TokenCounter, fused_loss: bool, **kwargs):
@@ -122,14 +125,6 @@ class DistillTrainer(SFTTrainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         self.tokens.sync(self.accelerator)  # every rank logs, so the reduce lines up
         super().log(logs, start_time)
-
-
-def fused_loss_available() -> bool:
-    """TRL's tiled LM-head kernel is fast where Triton runs it (CUDA/XPU); elsewhere it is a slow Python loop."""
-    from transformers.utils import is_triton_available
-
-    return is_triton_available() and (torch.cuda.is_available() or bool(getattr(torch, "xpu", None)
-                                                                          and torch.xpu.is_available()))
 
 
 def last_complete_checkpoint(folder: Path) -> Path | None:
@@ -246,15 +241,23 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     hooks: list[TrainerCallback] = [JsonlLogCallback(log_path, tokens, resumed_row)]
     if progress:
         hooks.append(RichProgressCallback(tokens))
+    # Sharded strategies: the model runs a forward pass only once wrapped, so the check waits for step 0.
+    late_check = PackingCheckAtStart() if config.packing and requested_strategy() in SHARDED else None
+    # The arguments before the model: under ZeRO-3 they register the DeepSpeed config that makes
+    # from_pretrained load each rank's partition (zero3_init_flag) instead of the whole student.
+    args = _trainer_args(config, precision, out / "checkpoints", eval_rows is not None)
+    loss = loss_path(config.liger)
+    args.use_liger_kernel = loss == "liger"
     trainer = DistillTrainer(
-        model=load_model(model_path, config, precision, attention),
-        args=_trainer_args(config, precision, out / "checkpoints", eval_rows is not None),
+        model=load_model(model_path, config, precision, attention), args=args,
         train_dataset=train_rows, eval_dataset=eval_rows, processing_class=tokenizer,
         data_collator=PackedCollator(pad_token_id=tokenizer.pad_token_id),
         peft_config=lora_config(config) if config.method != "full" else None,
-        callbacks=hooks + callbacks, token_counter=tokens, fused_loss=fused_loss_available(),
+        callbacks=hooks + callbacks + ([late_check] if late_check else []), token_counter=tokens,
+        fused_loss=loss == "trl_chunked",
     )
-    packing_check = check_packing(trainer.model) if config.packing else None
+    strategy = check_strategy(trainer.accelerator)
+    packing_check = check_packing(trainer.model) if config.packing and late_check is None else None
 
     tokens_before, started = tokens.real, time.perf_counter()
     try:
@@ -262,6 +265,7 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     finally:  # full_determinism switches torch to deterministic kernels process-wide; give the caller theirs back
         torch.use_deterministic_algorithms(deterministic_before)
     train_seconds = time.perf_counter() - started
+    packing_check = late_check.result if late_check is not None else packing_check
     final_eval = trainer.evaluate() if eval_rows is not None else {}
 
     # The full model itself, or the adapter; staged then renamed, so it exists only when complete.
@@ -287,6 +291,7 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
         "padding_fraction": round(1 - tokens.real / padded, 4) if tokens.padded else None,
         "packing": config.packing, "packing_check": packing_check, "row_length": rows_of if config.packing else None,
         "attn_implementation": attention, "deterministic": config.deterministic, "seed": config.seed,
+        "strategy": strategy, "loss_path": loss,
         "train_rows": len(train_rows), "eval_rows": len(eval_rows) if eval_rows is not None else 0,
         "stop_token_id": data.stop_id, "peak_rss_gib": round(_peak_rss_gib(), 3),
         "peak_cuda_gib": round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3) if torch.cuda.is_available() else None,
@@ -371,7 +376,9 @@ def dry_run(config: SFTConfig, world_size: int = 1) -> dict[str, Any]:
     memory = estimate(ModelShape.from_config(model_config), counts, method=config.method, precision=precision,
                       max_length=config.max_length, per_device_batch_size=config.per_device_batch_size,
                       gradient_checkpointing=config.gradient_checkpointing, world_size=world_size,
-                      double_quant=config.quant.double_quant, optim=config.optim)
+                      double_quant=config.quant.double_quant, optim=config.optim,
+                      loss_path=loss_path(config.liger), device="gpu" if torch.cuda.is_available() else "cpu",
+                      checkpoint_bytes=checkpoint_bytes(model_path, model_config, counts.total))
     sequences = config.per_device_batch_size * config.gradient_accumulation_steps * world_size
     train_file = Path(config.train_file) if config.train_file is not None else None
     return {

@@ -13,7 +13,10 @@ __all__ = ["Backend", "Completion", "Request", "make_backend"]
 
 
 def make_backend(config: GenerateConfig) -> Backend:
-    # Imported here, not above: each backend loads its own heavy stack (vllm, torch, openai).
+    # Imported here, not above: each backend loads its own heavy stack (vllm, torch, openai, ray).
+    if config.executor == "ray":  # replicas of the backend below, each on its own share of a Ray cluster
+        from distill.generation.ray_executor import RayBackend
+        return RayBackend(config)
     if config.backend == "vllm":
         from distill.generation.backends.vllm_backend import VLLMBackend
         return VLLMBackend(config)

@@ -16,10 +16,10 @@ from transformers import (
     LogitsProcessorList,
 )
 
-from distill.config import GenerateConfig
+from distill.config import GenerateConfig, SamplingConfig
 from distill.generation.backends.base import Completion, Request
 from distill.generation.prompts import render_prompt, template_opens_think
-from distill.generation.sampling import one_hot_logits, sample_rows
+from distill.generation.sampling import one_hot_logits, penalize, sample_rows
 from distill.generation.seeds import uniform
 from distill.models import resolve_model
 
@@ -27,19 +27,32 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 class SeededLogitsProcessor(LogitsProcessor):
-    """transformers' side of `sampling.sample_rows`: row i draws with `keys[i]` at its output position."""
+    """transformers' side of `sampling.sample_rows`: penalties, then (above temperature 0) row i draws with
+    `keys[i]` at its output position; at temperature 0 greedy decoding takes the penalised argmax."""
 
-    def __init__(self, keys: list[int], temperature: float, top_p: float, prompt_width: int) -> None:
-        self.keys = keys
-        self.temperature = torch.full((len(keys),), float(temperature))
-        self.top_p = torch.full((len(keys),), float(top_p), dtype=torch.float64)
+    def __init__(self, batch: list[Request], sampling: SamplingConfig, prompt_width: int) -> None:
+        rows = len(batch)
+        self.keys = [r.key for r in batch]
+        self.prompts = [r.prompt_ids for r in batch]  # without the left padding
+        self.sampling = sampling
+        self.temperature = torch.full((rows,), float(sampling.temperature))
+        self.top_p = torch.full((rows,), float(sampling.top_p), dtype=torch.float64)
+        self.top_k = torch.full((rows,), sampling.top_k, dtype=torch.long)
+        self.min_p = torch.full((rows,), float(sampling.min_p))
         self.prompt_width = prompt_width
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         position = input_ids.shape[1] - self.prompt_width  # every row is padded to the same width
-        u = torch.tensor([uniform(k, position) for k in self.keys], dtype=torch.float64)
-        tokens = sample_rows(scores, self.temperature, self.top_p, u)
         scores = scores.clone()
+        s = self.sampling
+        if s.repetition_penalty != 1.0 or s.presence_penalty != 0.0:
+            outputs = input_ids[:, self.prompt_width:].tolist()
+            penalize(scores, [p + o for p, o in zip(self.prompts, outputs)], outputs,
+                     [s.repetition_penalty] * len(outputs), [s.presence_penalty] * len(outputs))
+        if s.temperature == 0:
+            return scores
+        u = torch.tensor([uniform(k, position) for k in self.keys], dtype=torch.float64)
+        tokens = sample_rows(scores, self.temperature, self.top_p, u, self.top_k, self.min_p)
         one_hot_logits(scores, torch.arange(scores.shape[0], device=scores.device), tokens.to(scores.device))
         return scores
 
@@ -83,22 +96,30 @@ class HFBackend:
         padded = self.tokenizer.pad({"input_ids": [r.prompt_ids for r in batch]}, return_tensors="pt")
         width = padded["input_ids"].shape[1]
         processors = LogitsProcessorList()
-        if sampling.temperature > 0:
-            processors.append(SeededLogitsProcessor([r.key for r in batch], sampling.temperature,
-                                                    sampling.top_p, width))
+        if sampling.temperature > 0 or sampling.repetition_penalty != 1.0 or sampling.presence_penalty != 0.0:
+            processors.append(SeededLogitsProcessor(batch, sampling, width))
         generation = GenerationConfig(max_new_tokens=sampling.max_tokens, do_sample=False,
                                       eos_token_id=sorted(self.eos_ids),
-                                      pad_token_id=self.tokenizer.pad_token_id)
+                                      pad_token_id=self.tokenizer.pad_token_id,
+                                      stop_strings=sampling.stop or None)
         output = self.model.generate(**{k: v.to(self.device) for k, v in padded.items()},
-                                     generation_config=generation, logits_processor=processors)
+                                     generation_config=generation, logits_processor=processors,
+                                     tokenizer=self.tokenizer if sampling.stop else None)
         for request, row in zip(batch, output[:, width:].tolist()):
-            stop = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
-            tokens = row if stop is None else row[:stop + 1]  # like vLLM: the EOS token counts
-            text_ids = tokens if stop is None else tokens[:-1]
-            yield request, Completion(
-                text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
-                finish_reason="length" if stop is None else "stop",
-                prompt_tokens=len(request.prompt_ids), completion_tokens=len(tokens))
+            yield request, self._completion(request, row)
+
+    def _completion(self, request: Request, row: list[int]) -> Completion:
+        end = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
+        tokens = row if end is None else row[:end + 1]  # like vLLM: the EOS token counts
+        text = self.tokenizer.decode(tokens if end is None else tokens[:-1], skip_special_tokens=True)
+        finish = "length" if end is None else "stop"
+        hits = [i for i in (text.find(stop) for stop in self.config.sampling.stop) if i >= 0]
+        if hits:  # like vLLM: the text ends before the stop string; the tokens up to it count
+            text, finish = text[:min(hits)], "stop"
+            if end is not None and row[end] == self.tokenizer.pad_token_id:
+                tokens = tokens[:-1]  # a padded row after the stop string, not an EOS
+        return Completion(text=text, finish_reason=finish, prompt_tokens=len(request.prompt_ids),
+                          completion_tokens=len(tokens))
 
     def close(self) -> None:
         del self.model

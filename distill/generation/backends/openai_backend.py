@@ -68,19 +68,31 @@ class OpenAIBackend:
         messages = list(request.messages)
         body: dict[str, Any] = {"model": self.teacher, "n": 1, self.limit_param: sampling.max_tokens,
                                     "temperature": sampling.temperature, "top_p": sampling.top_p}
+        if sampling.stop:
+            body["stop"] = sampling.stop
+        if sampling.presence_penalty:
+            body["presence_penalty"] = sampling.presence_penalty
+        # Not in OpenAI's schema but read by vLLM and SGLang servers (sent only when set). A vLLM server
+        # running SeededSampler gets them in vllm_xargs too; applied again to its one-hot row they change nothing.
+        extensions = {k: v for k, v in (("top_k", sampling.top_k), ("min_p", sampling.min_p),
+                                        ("repetition_penalty", sampling.repetition_penalty))
+                      if v != (1.0 if k == "repetition_penalty" else 0)}
         if not self.is_vllm:
             body.update(messages=messages, seed=request.key % 2**31)
+            if extensions:
+                body["extra_body"] = extensions
             return body
         from distill.generation.vllm_sampler import seeded_extra_args
 
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(extensions)
         if request.prefilled_think:
             messages.append({"role": "assistant", "content": PREFILL})
             extra.update(continue_final_message=True, add_generation_prompt=False)
         if self.config.prompts.chat_template_kwargs:
             extra["chat_template_kwargs"] = self.config.prompts.chat_template_kwargs
-        if sampling.temperature > 0:
-            extra["vllm_xargs"] = seeded_extra_args(request.key, sampling.temperature, sampling.top_p)
+        if sampling.temperature > 0 or sampling.repetition_penalty != 1.0 or sampling.presence_penalty:
+            # The server's SeededSampler applies every control itself (and draws the token above T=0).
+            extra["vllm_xargs"] = seeded_extra_args(request.key, sampling)
         body.update(messages=messages, extra_body=extra)
         return body
 

