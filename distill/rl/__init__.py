@@ -14,7 +14,7 @@ __all__ = ["Completion", "dry_run", "reward", "train"]
 def __getattr__(name: str):
     # The trainer imports torch and TRL; the reward workers import this package and must not.
     if name in ("train", "dry_run", "RLResult"):
-        from distill.rl import train as module
+        import importlib
 
-        return getattr(module, name)
+        return getattr(importlib.import_module("distill.rl.grpo"), name)
     raise AttributeError(name)
