@@ -385,9 +385,24 @@ class Recipe(Config):
             sft.output_dir = run / "student"
         if ev.output_dir is None:
             ev.output_dir = run / "eval"
-        if self.rl is not None and self.rl.output_dir is None:
-            self.rl.output_dir = run / "policy"
+        if self.rl is not None:
+            if self.rl.output_dir is None:
+                self.rl.output_dir = run / "policy"
+            if self.rl.problems is None:
+                self.rl.problems = gen.problems
+            if self.rl.model is None:  # RL after distillation: start from the SFT student
+                self.rl.model = str(sft_student_path(sft))
         return self
+
+
+def sft_student_path(sft: SFTConfig) -> Path:
+    """The folder `sft` leaves for the next stage: the full model, the merged model, or the adapter."""
+    return Path(sft.output_dir) / ("model" if sft.method == "full" else "merged" if sft.merge else "adapter")
+
+
+def rl_follows_sft(recipe: Recipe) -> bool:
+    """True when the recipe's RL starts from its SFT student; False for R1-Zero (RL on a given model)."""
+    return recipe.rl is not None and recipe.rl.model == str(sft_student_path(recipe.sft))
 
 
 STAGES: dict[str, type[Config]] = {
