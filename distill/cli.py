@@ -262,8 +262,12 @@ def run(args: Args = None):
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="the 5-minute version")] = False,
     run_dir: Annotated[Path | None, typer.Option(help="where the demo writes")] = None,
+    rl: Annotated[bool, typer.Option("--rl", help="then GRPO on the student: base vs SFT vs SFT+RL")] = False,
 ):
     """The whole loop on the bundled SmolLM2: teacher = student, base vs distilled, on 2 CPU cores."""
+    if rl:
+        stage_module("distill.rl.demo", "issue 13").main(quick=quick, run_dir=run_dir)
+        return
     stage_module("distill.demo", "issue 6").main(quick=quick, run_dir=run_dir)
 
 

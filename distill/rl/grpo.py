@@ -63,6 +63,28 @@ class RLResult:
                       if k in cls.__dataclass_fields__})
 
 
+def _trainer_class():
+    """TRL's GRPOTrainer, generating on a bf16 copy of the policy when `rollout_copy` is given (fast_rollout)."""
+    from trl import GRPOTrainer
+
+    class DistillGRPOTrainer(GRPOTrainer):
+        def __init__(self, *args, rollout_copy=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.rollout_copy = rollout_copy
+
+        def _generate_single_turn(self, *args, **kwargs):
+            if self.rollout_copy is None or self.use_vllm:
+                return super()._generate_single_turn(*args, **kwargs)
+            self.rollout_copy.sync(self.accelerator.unwrap_model(self.model))
+            trained, self.model_wrapped = self.model_wrapped, self.rollout_copy.model
+            try:
+                return super()._generate_single_turn(*args, **kwargs)
+            finally:
+                self.model_wrapped = trained
+
+    return DistillGRPOTrainer
+
+
 class RewardColumns:
     """One callable per reward for TRL, all answered from a single pool pass over the step's completions."""
 
@@ -154,8 +176,7 @@ def _resume_point(out: Path, digest: str) -> Path | None:
 def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
-    from trl import GRPOTrainer
-
+    from distill.rl.fast_rollout import RolloutCopy
     from distill.rl.selection import select_problems
 
     last = _resume_point(out, config_hash(config))
@@ -167,8 +188,8 @@ def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) 
     selection = None
     if config.selection.enabled:
         prompts, selection = select_problems(config, model_path, prompts, out, console)
-    rollout = choose_rollout(config)
     precision = resolve_precision(config.precision)
+    rollout = choose_rollout(config, precision)
     console.print(f"rl: rollouts by [bold]{rollout.backend}[/] ({rollout.reason}); {config.method}, {precision}, "
                   f"{len(prompts.rows)} problems, {config.prompts_per_step} x {config.num_generations} "
                   f"completions a step", highlight=False)
@@ -182,8 +203,9 @@ def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) 
                         answer_tag=config.template == "r1-zero", max_completion_length=config.max_completion_length,
                         overlong_buffer=config.overlong_buffer, custom=resolve_custom(names))
     with RewardScorer(names, settings, config.reward_workers) as scorer:
-        trainer = GRPOTrainer(
+        trainer = _trainer_class()(
             model=load_model(model_path, config, precision),
+            rollout_copy=RolloutCopy(model_path) if rollout.bf16_copy else None,
             reward_funcs=RewardColumns(config, prompts, scorer).functions(),
             args=grpo_args(config, precision, out / "checkpoints", rollout.use_vllm),
             train_dataset=Dataset.from_list(prompts.rows), processing_class=tokenizer,
@@ -281,7 +303,7 @@ def dry_run(config: RLConfig, world_size: int = 1, prompt_tokens: int = 256) -> 
     return {
         "config": config.model_dump(mode="json"), "config_hash": config_hash(config), "model_path": model_path,
         "method": config.method, "precision": precision, "world_size": world_size,
-        "rollout": asdict(choose_rollout(config)),
+        "rollout": asdict(choose_rollout(config, precision)),
         "parameters": {"total": counts.total, "trainable": counts.trainable,
                        "trainable_percent": round(100 * counts.trainable / counts.total, 4)},
         "step": {"completions": config.prompts_per_step * config.num_generations, "micro_batch": micro_batch,

