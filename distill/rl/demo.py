@@ -18,12 +18,17 @@ from distill.jsonl import atomic_write_json, read_jsonl
 from distill.resources import package_root
 
 
+QUICK_STEPS = 6  # `--rl --quick`: half the recipe's steps
+
+
 def rl_demo_recipe(*, quick: bool = False, run_dir: Path | None = None, overrides: list[str] | None = None):
     from distill.demo import demo_recipe
 
     root = package_root()
     section = load_yaml(root / "recipes" / "rl" / "demo.yaml")["rl"]
     section["problems"] = str((root / "data" / "demo" / "train.jsonl").resolve())
+    if quick:
+        section["max_steps"] = QUICK_STEPS
     return demo_recipe(quick=quick, run_dir=run_dir, overrides=[f"rl={json.dumps(section)}", *(overrides or [])])
 
 
