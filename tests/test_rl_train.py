@@ -124,22 +124,3 @@ def test_dry_run_estimates_memory_without_weights(tiny_model):
     lora = dry_run(RLConfig(model="bundled:tiny", method="lora"))
     assert lora["parameters"]["trainable"] < lora["parameters"]["total"]
     assert "reference_model" not in lora["memory"]["breakdown_gib_one_device"]
-
-
-@reward("vowel_share")
-def vowel_share(completion) -> float:
-    """A toy task a random model partly solves: prefer vowels. Its samples' shares spread widely (0.1-0.6), so
-    every group has a signal, and GRPO should raise the mean within a few steps."""
-    letters = [ch for ch in completion.text.lower() if ch.isalpha()]
-    return sum(ch in "aeiou" for ch in letters) / max(len(letters), 1)
-
-
-def test_rewards_rise_over_a_few_steps_on_a_toy_task(tmp_path, tiny_model):
-    config = tiny_config(tmp_path, "full", max_steps=8, prompts_per_step=4, num_generations=8,
-                         max_completion_length=16, learning_rate=3e-3, temperature=1.0, save_steps=100,
-                         rewards=[RewardConfig(name="vowel_share")])
-    result = train(config, progress=False)
-    curve = [json.loads(line)["reward"] for line in result.log_path.read_text().splitlines()]
-    assert len(curve) == 8
-    first, last = sum(curve[:3]) / 3, sum(curve[-3:]) / 3
-    assert last > first + 0.05, curve
