@@ -16,7 +16,8 @@ from distill.resources import recipes_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS = ROOT / "distill" / "data" / "demo" / "train.jsonl"
-RL_RECIPES = sorted((recipes_dir() / "rl").glob("*.yaml"))
+# rl/demo.yaml is the rl: section `distill demo --rl` adds to the demo recipe, tested on its own below.
+RL_RECIPES = sorted(p for p in (recipes_dir() / "rl").glob("*.yaml") if p.stem != "demo")
 TINY_RUN = ["rl.model=bundled:tiny", f"rl.problems={PROBLEMS}", "rl.method=lora", "rl.max_steps=2",
             "rl.num_generations=2", "rl.prompts_per_step=2", "rl.gradient_accumulation_steps=1",
             "rl.max_completion_length=8", "rl.gradient_checkpointing=false", "rl.reward_workers=1"]
@@ -75,3 +76,17 @@ def test_rl_bad_field_is_one_clear_paragraph(tmp_path):
     result = CliRunner().invoke(app, ["rl", str(RL_RECIPES[0]), "loss_type=ppo", "--dry-run"])
     assert result.exit_code == 2
     assert "rl.loss_type" in result.output and "Traceback" not in result.output
+
+
+def test_demo_arm_recipe_is_the_demo_plus_rl_on_its_student(tmp_path):
+    from distill.demo import demo_recipe
+    from distill.pipeline import model_aliases, stage_keys
+    from distill.rl.demo import QUICK_STEPS, rl_demo_recipe
+
+    recipe = rl_demo_recipe(run_dir=tmp_path)
+    plain = demo_recipe(run_dir=tmp_path)
+    assert rl_follows_sft(recipe) and recipe.rl.model == str(tmp_path / "student" / "merged")
+    keys, plain_keys = stage_keys(recipe), stage_keys(plain)
+    assert all(keys[s] == plain_keys[s] for s in ("generate", "filter", "sft"))  # a finished demo is reused
+    assert list(model_aliases(recipe)) == ["base", "student", "policy"]
+    assert rl_demo_recipe(quick=True, run_dir=tmp_path).rl.max_steps == QUICK_STEPS
