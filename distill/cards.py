@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from distill.config import GenerateConfig, Recipe, SFTConfig, dump_yaml
+from distill.config import GenerateConfig, Recipe, RLConfig, SFTConfig, dump_yaml
 from distill.files import atomic_write_text, read_json_if_any
 from distill.jsonl import count_lines, read_jsonl
 
@@ -298,3 +298,47 @@ def _model_index(scores: dict[str, Any]) -> list[dict[str, Any]]:
         results.append({"task": {"type": "text-generation"},
                         "dataset": {"name": bench, "type": "json"}, "metrics": metrics})
     return results
+
+
+# ---------------------------------------------------------------------------------------- policy card
+def write_policy_card(policy_dir: Path, rl: RLConfig, *, training: dict[str, Any] | None = None,
+                      scores: dict[str, Any] | None = None, log_path: Path | None = None,
+                      recipe: Recipe | None = None, student_card: Path | None = None) -> Path:
+    """README.md in the RL output folder: the GRPO stage (and the SFT card it continues), rewards, scores."""
+    from distill.eval.table import markdown_table
+
+    policy_dir = Path(policy_dir)
+    rows = read_training_log(log_path)
+    meta = {"base_model": UPSTREAM.get(rl.model, rl.model), "pipeline_tag": "text-generation",
+            "library_name": "peft" if rl.method in ("lora", "qlora") else "transformers",
+            "tags": ["reasoning", "distill", "grpo", "rl", rl.method]}
+    if scores:
+        meta["model-index"] = [{"name": policy_dir.name, "results": _model_index(scores)}]
+    first, last = (rows[0], rows[-1]) if rows else ({}, {})
+    body = [
+        f"# {recipe.name if recipe else policy_dir.name}: GRPO policy\n",
+        (recipe.description.strip() + "\n") if recipe and recipe.description else "",
+        "## RL stage (GRPO, rule-based rewards)\n",
+        f"- **Started from:** `{rl.model}`" + (f" (its SFT card: `{student_card}`)" if student_card else
+                                             " (no SFT stage: R1-Zero style)"),
+        f"- **Method:** {rl.method}; template `{rl.template}`; problems `{rl.problems}`",
+        "- **Rewards:** " + ", ".join(f"{r.name} x {r.weight}" for r in rl.rewards),
+        f"- **GRPO:** {rl.prompts_per_step} problems x {rl.num_generations} completions a step, {rl.max_steps} "
+        f"steps, beta {rl.beta}, clip {rl.epsilon}" + (f"/{rl.epsilon_high}" if rl.epsilon_high else "")
+        + f", loss {rl.loss_type}, reward scaling {rl.scale_rewards}, temperature {rl.temperature}, max "
+        f"completion {rl.max_completion_length} tokens, learning rate {rl.learning_rate}, seed {rl.seed}",
+    ]
+    if rows:
+        body.append(f"- **Reward:** {first.get('reward', 0):.3f} at step {first['step']} -> "
+                    f"{last.get('reward', 0):.3f} at step {last['step']} (per-step log: `log.jsonl`)\n")
+        body.append("![rewards](rewards.png)\n")
+    if training:
+        scalars = {k: v for k, v in training.items() if isinstance(v, (int, float, str)) and k != "model"}
+        body += ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in scalars.items()], ""]
+    body.append("## Evaluation\n")
+    body.append(markdown_table(scores) if scores else "Not evaluated yet.\n")
+    if recipe is not None:
+        body += ["## Recipe\n", "```yaml", dump_yaml(recipe).strip(), "```\n"]
+    path = policy_dir / "README.md"
+    atomic_write_text(path, _front_matter(meta) + "\n".join(body))
+    return path

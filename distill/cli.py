@@ -171,6 +171,35 @@ def sft(
     console.print(f"[green]student[/] {result.merged_dir}")
 
 
+@app.command()
+@friendly_errors
+def rl(
+    args: Args = None,
+    model: Annotated[str | None, typer.Option(help="policy: base model, merged student, adapter folder or bundled:NAME")] = None,
+    problems: Annotated[Path | None, typer.Option(help="Problem JSONL to train on")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="policy output folder")] = None,
+    method: Annotated[str | None, typer.Option(help="full | lora | qlora")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="GRPO steps")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print config, trainable params, memory estimate")] = False,
+    world_size: Annotated[int, typer.Option(help="devices, for the --dry-run memory estimate")] = 1,
+):
+    """GRPO with rule-based rewards (accuracy, format, language, ...): R1-Zero, or RL after distillation."""
+    from distill.config import load_stage
+
+    recipe, overrides = split_args(args)
+    overrides += flag_overrides(model=model, problems=problems and str(problems),
+                                output_dir=out_dir and str(out_dir), method=method, max_steps=max_steps)
+    config = load_stage("rl", recipe, overrides)
+    module = stage_module("distill.rl")
+    if dry_run:
+        console.print_json(data=module.dry_run(config, world_size=world_size))
+        return
+    if config.output_dir is None:
+        config.output_dir = Path("runs") / "policy"
+    result = module.train(config, console=console)
+    console.print(f"[green]policy[/] {result.policy}  (log {result.log_path}, curve {result.plot_path})")
+
+
 @app.command("eval")
 @friendly_errors
 def eval_(
@@ -224,8 +253,12 @@ def run(args: Args = None):
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="the 5-minute version")] = False,
     run_dir: Annotated[Path | None, typer.Option(help="where the demo writes")] = None,
+    rl: Annotated[bool, typer.Option("--rl", help="then GRPO on the student: base vs SFT vs SFT+RL")] = False,
 ):
     """The whole loop on the bundled SmolLM2: teacher = student, base vs distilled, on 2 CPU cores."""
+    if rl:
+        stage_module("distill.rl.demo").main(quick=quick, run_dir=run_dir)
+        return
     stage_module("distill.demo").main(quick=quick, run_dir=run_dir)
 
 

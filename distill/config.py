@@ -345,6 +345,101 @@ class ImportConfig(Config):
     limit: int | None = Field(None, ge=1, description="only the first N rows of the set")
 
 
+# ------------------------------------------------------------------------------------------------- rl
+# R1-Zero's training template (DeepSeek-AI 2025, Table 1), for base models without a chat template.
+R1_ZERO_TEMPLATE = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The "
+    "assistant first thinks about the reasoning process in the mind and then provides the user with the answer. "
+    "The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, "
+    "respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. User: {prompt}. "
+    "Assistant:")
+
+
+class RewardConfig(Config):
+    name: str = Field(description="accuracy | format | language | length | overlong, a @reward name, "
+                                  "module:function, or an entry point of the distill.checks group")
+    weight: float = 1.0
+
+
+class PromptSelectionConfig(Config):
+    """open-r1's pass-rate filter: sample the policy k times per problem, keep those solved within the band."""
+
+    enabled: bool = False
+    k: int = Field(8, ge=2, description="samples per problem in the pre-pass")
+    band: tuple[float, float] = Field((0.1, 0.9), description="keep problems whose pass rate is in [low, high]")
+    max_tokens: int | None = Field(None, ge=1, description="completion budget of the pre-pass (default: max_completion_length)")
+
+
+class RLConfig(Config):
+    """GRPO with rule-based rewards. Defaults: DeepSeek-R1 (2025) sec. 2.2 / Nature suppl. (beta 0.001, T 1.0,
+    lr 3e-6, 16 samples a question) and TRL / DeepSeekMath (clip 0.2, group-scaled rewards)."""
+
+    unhashed: ClassVar[frozenset[str]] = frozenset(
+        {"problems", "output_dir", "logging_steps", "save_steps", "save_total_limit", "reward_workers",
+         "rollout", "vllm"})
+
+    model: str | None = Field(None, description="policy: hub id, folder (a merged student), adapter folder or "
+                                                 "bundled:NAME; in a recipe, unset = the SFT student")
+    problems: Path | None = Field(None, description="Problem JSONL the policy is trained on")
+    output_dir: Path | None = Field(None, description="default RUN_DIR/policy")
+    method: Literal["full", "lora", "qlora"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    quant: QuantConfig = Field(default_factory=QuantConfig)
+    prompts: PromptConfig = Field(default_factory=PromptConfig)
+    template: Literal["chat", "r1-zero"] = Field(
+        "chat", description="chat: the model's chat template with prompts.templates; r1-zero: R1-Zero's plain "
+                            "'User: ... Assistant:' template, answer in <answer> tags (base models)")
+    rewards: list[RewardConfig] = Field(
+        default_factory=lambda: [RewardConfig(name="accuracy"), RewardConfig(name="format")])
+    num_generations: int = Field(16, ge=2, description="group size G (R1: 16)")
+    prompts_per_step: int = Field(2, ge=1, description="distinct problems per optimizer step")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_completion_length: int = Field(1024, ge=1, description="open-r1 GRPO demo: 1024; R1: 32768")
+    temperature: float = Field(1.0, gt=0, description="R1 RL sampling temperature 1.0")
+    top_p: float = Field(1.0, gt=0, le=1)
+    beta: float = Field(0.001, ge=0, description="KL coefficient (R1: 0.001); 0 loads no reference model")
+    epsilon: float = Field(0.2, gt=0, description="clip range (DeepSeekMath / PPO 0.2)")
+    epsilon_high: float | None = Field(None, description="DAPO clip-higher, e.g. 0.28")
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "grpo"
+    scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Dr. GRPO: none")
+    num_iterations: int = Field(1, ge=1, description="optimizer passes per generation batch (mu)")
+    mask_truncated_completions: bool = Field(False, description="DAPO: no loss on truncated completions")
+    overlong_buffer: int = Field(128, ge=0, description="DAPO soft overlong penalty: tokens before the limit "
+                                                       "where the `overlong` reward ramps from 0 to -1")
+    max_steps: int = Field(100, ge=1)
+    learning_rate: float = Field(3e-6, gt=0, description="R1: 3e-6 (full); LoRA recipes use ~1e-5..1e-4")
+    lr_scheduler: str = "constant_with_warmup"
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    optim: str = "adamw_torch"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    gradient_checkpointing: bool = False
+    rollout: Literal["auto", "vllm", "transformers"] = Field(
+        "auto", description="who generates: auto picks vLLM (colocated) on GPUs, transformers on CPUs (measured)")
+    vllm: VLLMConfig = Field(default_factory=lambda: VLLMConfig(gpu_memory_utilization=0.3))
+    selection: PromptSelectionConfig = Field(default_factory=PromptSelectionConfig)
+    math_timeout_s: float = 5.0
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    reward_workers: int = Field(0, ge=0, description="reward processes; 0 = all cores")
+    logging_steps: int = 1
+    save_steps: int = 10
+    save_total_limit: int | None = 2
+    seed: int = 42
+    merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
+
+    @model_validator(mode="after")
+    def _batch_fits_groups(self) -> RLConfig:
+        completions = self.prompts_per_step * self.num_generations
+        if completions % self.gradient_accumulation_steps:
+            raise ValueError(f"prompts_per_step x num_generations = {completions} completions a step must divide "
+                             f"evenly by gradient_accumulation_steps = {self.gradient_accumulation_steps}")
+        low, high = self.selection.band
+        if not 0 <= low <= high <= 1:
+            raise ValueError(f"selection.band {self.selection.band}: expected 0 <= low <= high <= 1")
+        return self
+
+
 # --------------------------------------------------------------------------------------------- recipe
 class Recipe(Config):
     """A whole run: generate -> filter -> sft -> eval inside one run directory."""
@@ -358,6 +453,7 @@ class Recipe(Config):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     import_traces: ImportConfig | None = Field(
         None, description="start from a public trace set: imported in place of generate (see docs/data.md)")
+    rl: RLConfig | None = Field(None, description="GRPO after sft (rl.model unset) or instead of it (R1-Zero)")
 
     @model_validator(mode="after")
     def _wire_stage_paths(self) -> Recipe:
@@ -389,11 +485,29 @@ class Recipe(Config):
         for name in ev.from_filter:
             if name not in explicit:
                 setattr(ev, name, getattr(flt, name))
+        if self.rl is not None:
+            if self.rl.output_dir is None:
+                self.rl.output_dir = run / "policy"
+            if self.rl.problems is None:
+                self.rl.problems = gen.problems
+            if self.rl.model is None:  # RL after distillation: start from the SFT student
+                self.rl.model = str(sft_student_path(sft))
         return self
 
 
+def sft_student_path(sft: SFTConfig) -> Path:
+    """The folder `sft` leaves for the next stage: the full model, the merged model, or the adapter."""
+    return Path(sft.output_dir) / ("model" if sft.method == "full" else "merged" if sft.merge else "adapter")
+
+
+def rl_follows_sft(recipe: Recipe) -> bool:
+    """True when the recipe's RL starts from its SFT student; False for R1-Zero (RL on a given model)."""
+    return recipe.rl is not None and recipe.rl.model == str(sft_student_path(recipe.sft))
+
+
+# In the order `distill run` runs them.
 STAGES: dict[str, type[Config]] = {
-    "generate": GenerateConfig, "filter": FilterConfig, "sft": SFTConfig, "eval": EvalConfig,
+    "generate": GenerateConfig, "filter": FilterConfig, "sft": SFTConfig, "rl": RLConfig, "eval": EvalConfig,
 }
 
 
@@ -479,7 +593,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
 
 def is_recipe(path: str | Path) -> bool:
     """A whole recipe (stage sections, run_dir), as opposed to one bare stage's YAML."""
-    return any(k in load_yaml(path) for k in ("generate", "filter", "sft", "eval", "run_dir", "name"))
+    return any(k in load_yaml(path) for k in ("generate", "filter", "sft", "rl", "eval", "import_traces", "run_dir", "name"))
 
 
 def load_stage(stage: str, path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -488,7 +602,10 @@ def load_stage(stage: str, path: str | Path | None = None, overrides: list[str] 
         data = load_yaml(path)
         if is_recipe(path):
             recipe = load_recipe(path, [f"{stage}.{o}" if "=" in o else o for o in (overrides or [])])
-            return getattr(recipe, stage)
+            section = getattr(recipe, stage)
+            if section is None:
+                raise ConfigError(f"{path}: the recipe has no '{stage}:' section")
+            return section
     else:
         data = {}
     data = apply_overrides(data, overrides or [])

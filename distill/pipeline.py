@@ -25,12 +25,12 @@ from rich.console import Console
 from rich.table import Table
 
 from distill import cards, files, run_report
-from distill.config import Recipe, config_hash, dump_yaml
+from distill.config import STAGES, Recipe, config_hash, dump_yaml, rl_follows_sft
 from distill.errors import DistillError
 from distill.eval.table import scores_table
 from distill.files import atomic_write_json, atomic_write_text
 
-STAGES = ("generate", "filter", "sft", "eval")
+BEFORE_RL = ("generate", "filter", "sft")  # skipped by R1-Zero recipes (RL on a given model)
 
 
 @dataclass
@@ -87,7 +87,11 @@ def stage_keys(recipe: Recipe) -> dict[str, str]:
     keys["filter"] = _key(config_hash(flt), keys["generate"], "imported" if imported else input_digest(flt.problems),
                           [input_digest(p) for p in flt.decontaminate.against])
     keys["sft"] = _key(config_hash(sft), keys["filter"])
-    keys["eval"] = _key(config_hash(ev), keys["sft"], [input_digest(b.path) for b in ev.benchmarks])
+    keys["rl"] = keys["sft"]
+    if recipe.rl is not None:
+        upstream = keys["sft"] if rl_follows_sft(recipe) else recipe.rl.model
+        keys["rl"] = _key(config_hash(recipe.rl), upstream, input_digest(recipe.rl.problems))
+    keys["eval"] = _key(config_hash(ev), keys["rl"], [input_digest(b.path) for b in ev.benchmarks])
     return keys
 
 
@@ -115,6 +119,8 @@ def stage_outputs(recipe: Recipe, stage: str) -> list[Path]:
         return [Path(recipe.filter.output_dir), Path(recipe.run_dir) / "dataset"]
     if stage == "sft":
         return [Path(recipe.sft.output_dir)]
+    if stage == "rl":
+        return [Path(recipe.rl.output_dir)] if recipe.rl is not None else []
     return [Path(recipe.eval.output_dir)]
 
 
@@ -176,8 +182,17 @@ def _run_eval(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[di
     return {"scores": str(result.scores_path)}, {"scores_path": str(result.scores_path)}
 
 
+def _run_rl(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
+    from distill.rl import train
+
+    result = train(recipe.rl, progress=progress)
+    outputs = {"policy": str(result.policy), "output_dir": str(result.output_dir), "log_path": str(result.log_path),
+               "plot_path": str(result.plot_path)}
+    return outputs, {"metrics": _small(result.metrics)}
+
+
 RUNNERS: dict[str, Callable[[Recipe, bool, dict], tuple[dict, dict]]] = {
-    "generate": _run_generate, "filter": _run_filter, "sft": _run_sft, "eval": _run_eval}
+    "generate": _run_generate, "filter": _run_filter, "sft": _run_sft, "rl": _run_rl, "eval": _run_eval}
 
 
 def model_aliases(recipe: Recipe, state: dict[str, Any] | None = None) -> dict[str, str]:
@@ -186,7 +201,13 @@ def model_aliases(recipe: Recipe, state: dict[str, Any] | None = None) -> dict[s
     student = manifest.get("outputs", {}).get("student")
     if student is None:
         student = str(Path(recipe.sft.output_dir) / "merged")
-    return {"base": recipe.sft.model, "student": student}
+    if recipe.rl is None:
+        return {"base": recipe.sft.model, "student": student}
+    rl = (state or {}).get("rl") or read_manifest(recipe.run_dir, "rl") or {}
+    policy = rl.get("outputs", {}).get("policy") or str(Path(recipe.rl.output_dir) / "merged")
+    if not rl_follows_sft(recipe):  # R1-Zero: the model RL started from, and what RL made of it
+        return {"base": recipe.rl.model, "policy": policy}
+    return {"base": recipe.sft.model, "student": student, "policy": policy}
 
 
 def _small(stats: Any) -> dict[str, Any]:
@@ -216,7 +237,8 @@ def run(recipe: Recipe, *, progress: bool = True, stages: list[str] | None = Non
     for stage in STAGES:
         if stage not in wanted:
             continue
-        if stage == "eval" and not recipe.eval.benchmarks:
+        if (stage == "eval" and not recipe.eval.benchmarks) or (stage == "rl" and recipe.rl is None) or \
+                (stage in BEFORE_RL and recipe.rl is not None and not rl_follows_sft(recipe)):
             reports.append(StageReport(stage, "not configured", keys[stage], 0.0))
             continue
         reports.append(_run_stage(recipe, stage, keys[stage], progress, state, console))
@@ -293,6 +315,11 @@ def finish(recipe: Recipe, reports: list[StageReport], started: float, *, progre
             Path(recipe.sft.output_dir), recipe.sft, scores=summary.scores, training=summary.training,
             log_path=Path(log_path) if log_path else None, dataset_card=summary.dataset_card, recipe=recipe,
             kept=(flt.summary.get("kept") if flt is not None else None))
+    rl = by_name.get("rl")
+    if rl is not None and rl.outputs:
+        summary.model_card = cards.write_policy_card(
+            Path(recipe.rl.output_dir), recipe.rl, training=rl.summary.get("metrics"), scores=summary.scores,
+            log_path=Path(rl.outputs["log_path"]), recipe=recipe, student_card=summary.model_card)
     summary.wall_s = round(time.monotonic() - started, 1)
     summary.report = run_report.write_report(recipe, summary)
     atomic_write_json(run_dir / "summary.json", summary_json(summary))

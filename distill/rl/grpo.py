@@ -1,0 +1,312 @@
+"""`distill rl`: GRPO on rule-based rewards, on TRL's GRPOTrainer.
+
+    data.read_problems / build_prompts   Problem JSONL -> the generation stage's prompts (or R1-Zero's template)
+    selection.select_problems            optional pass-rate pre-pass (open-r1's 0.1-0.9 band)
+    rollout.choose_rollout               colocated vLLM on GPUs, transformers on CPUs (printed)
+    rewards.RewardScorer                 every reward of a step in the filter's time-bounded process pool
+    sft.modeling.load_model              full / LoRA / QLoRA policy, as in `sft`
+    logging.RLLogCallback / plot_log     per-step JSONL and its PNG
+
+Output folder (like `sft`'s):
+    checkpoints/checkpoint-N/   a rerun of the same command resumes from the newest complete one
+    log.jsonl, rewards.png      one row per step: reward (total, per function), accuracy, KL, length, ...
+    adapter/ + merged/ (LoRA, QLoRA)  or  model/ (full)      the merged folder is what vLLM loads
+    rl_config.json, trained.json, metrics.json, selection.json, result.json (written last)
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.config import RLConfig, config_hash
+from distill.errors import DistillError
+from distill.files import atomic_write_json
+from distill.models import resolve_model
+from distill.rl.data import PromptSet, build_prompts, read_problems, to_completions
+from distill.rl.logging import RLLogCallback, plot_log
+from distill.rl.rewards import RewardScorer, Settings, resolve_custom
+from distill.rl.rollout import choose_rollout
+from distill.sft.callbacks import rewind_log
+from distill.sft.memory import ModelShape, estimate
+from distill.sft.merge import ensure_stop_token, merge_adapter, publish_dir
+from distill.sft.modeling import count_parameters, load_model, lora_config, resolve_precision
+from distill.sft.train import last_complete_checkpoint
+
+
+@dataclass
+class RLResult:
+    output_dir: Path
+    adapter_dir: Path | None
+    merged_dir: Path | None
+    metrics: dict[str, Any]
+    log_path: Path
+    plot_path: Path
+
+    @property
+    def policy(self) -> Path:
+        """The folder vLLM and `distill eval` load."""
+        return self.merged_dir or self.adapter_dir or self.output_dir
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RLResult:
+        paths = ("output_dir", "adapter_dir", "merged_dir", "log_path", "plot_path")
+        return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in data.items()
+                      if k in cls.__dataclass_fields__})
+
+
+def _trainer_class():
+    """TRL's GRPOTrainer, generating on a bf16 copy of the policy when `rollout_copy` is given (fast_rollout)."""
+    from trl import GRPOTrainer
+
+    class DistillGRPOTrainer(GRPOTrainer):
+        def __init__(self, *args, rollout_copy=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.rollout_copy = rollout_copy
+
+        def _generate_single_turn(self, *args, **kwargs):
+            if self.rollout_copy is None or self.use_vllm:
+                return super()._generate_single_turn(*args, **kwargs)
+            self.rollout_copy.sync(self.accelerator.unwrap_model(self.model))
+            trained, self.model_wrapped = self.model_wrapped, self.rollout_copy.model
+            try:
+                return super()._generate_single_turn(*args, **kwargs)
+            finally:
+                self.model_wrapped = trained
+
+    return DistillGRPOTrainer
+
+
+class RewardColumns:
+    """One callable per reward for TRL, all answered from a single pool pass over the step's completions."""
+
+    def __init__(self, config: RLConfig, prompts: PromptSet, scorer: RewardScorer):
+        self.config, self.prompts, self.scorer = config, prompts, scorer
+        self._key: tuple | None = None
+        self._scores: dict[str, list[float]] = {}
+
+    def functions(self) -> list:
+        def column(name: str):
+            def fn(prompts, completions, completion_ids, problem_id, user, **_):
+                return self._score(completions, completion_ids, problem_id, user)[name]
+
+            fn.__name__ = name  # TRL logs rewards/<name>/mean
+            return fn
+
+        return [column(r.name) for r in self.config.rewards]
+
+    def _score(self, texts, completion_ids, problem_ids, users) -> dict[str, list[float]]:
+        key = (tuple(problem_ids), tuple(texts))
+        if key != self._key:
+            completions = to_completions(self.prompts, problem_ids, users, texts,
+                                         [len(ids) for ids in completion_ids], self.config.max_completion_length)
+            self._scores = self.scorer.score(completions, self.config.num_generations)
+            self._key = key
+        return self._scores
+
+
+def policy_path(config: RLConfig, out: Path) -> str:
+    """The model to start from: a folder or hub id as is; an adapter folder merged into its base first."""
+    if config.model is None:
+        raise DistillError("rl.model is not set: a base model, a merged SFT student, or an adapter folder")
+    path = resolve_model(config.model)
+    adapter = Path(path) / "adapter_config.json"
+    if not adapter.exists():
+        return path
+    base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise DistillError(f"{adapter}: no base_model_name_or_path, so the adapter's base model is unknown")
+    merged = out / "initial_policy"
+    if not (merged / "config.json").exists():
+        from transformers import AutoTokenizer
+
+        stop = AutoTokenizer.from_pretrained(path).eos_token_id
+        merge_adapter(resolve_model(base), Path(path), merged, stop)
+    return str(merged)
+
+
+def grpo_args(config: RLConfig, precision: str, checkpoints: Path, use_vllm: bool):
+    from trl import GRPOConfig
+
+    completions = config.prompts_per_step * config.num_generations
+    return GRPOConfig(
+        output_dir=str(checkpoints), max_steps=config.max_steps,
+        per_device_train_batch_size=completions // config.gradient_accumulation_steps,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_generations=config.num_generations, max_completion_length=config.max_completion_length,
+        temperature=config.temperature, top_p=config.top_p,
+        beta=config.beta, epsilon=config.epsilon, epsilon_high=config.epsilon_high, loss_type=config.loss_type,
+        scale_rewards=config.scale_rewards, num_iterations=config.num_iterations,
+        mask_truncated_completions=config.mask_truncated_completions,
+        reward_weights=[r.weight for r in config.rewards],
+        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio if config.warmup_ratio < 1 else int(config.warmup_ratio),
+        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+        optim=config.optim, bf16=precision == "bf16", fp16=precision == "fp16",
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        # Training loads the policy with use_cache off (sft.modeling); generation needs the KV cache.
+        generation_kwargs={"use_cache": True},
+        use_vllm=use_vllm, vllm_mode="colocate", vllm_gpu_memory_utilization=config.vllm.gpu_memory_utilization,
+        vllm_max_model_length=config.vllm.max_model_len, vllm_tensor_parallel_size=config.vllm.tensor_parallel_size,
+        logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit, seed=config.seed, data_seed=config.seed,
+        report_to="none", disable_tqdm=True, log_level="warning", log_completions=False,
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+    )
+
+
+def _resume_point(out: Path, digest: str) -> Path | None:
+    last = last_complete_checkpoint(out / "checkpoints")
+    stamp = out / "rl_config.json"
+    if last is not None and stamp.exists() and json.loads(stamp.read_text()).get("config_hash") != digest:
+        raise DistillError(f"{out} holds checkpoints of a different RL config; use another output_dir "
+                           f"or delete {out / 'checkpoints'} to start over")
+    return last
+
+
+def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) -> dict[str, Any]:
+    from datasets import Dataset
+    from transformers import AutoTokenizer, PrinterCallback
+    from distill.rl.fast_rollout import RolloutCopy
+    from distill.rl.selection import select_problems
+
+    last = _resume_point(out, config_hash(config))
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    problems = read_problems(config.problems)
+    prompts = build_prompts(problems, tokenizer, config)
+    selection = None
+    if config.selection.enabled:
+        prompts, selection = select_problems(config, model_path, prompts, out, console)
+    precision = resolve_precision(config.precision)
+    rollout = choose_rollout(config, precision)
+    console.print(f"rl: rollouts by [bold]{rollout.backend}[/] ({rollout.reason}); {config.method}, {precision}, "
+                  f"{len(prompts.rows)} problems, {config.prompts_per_step} x {config.num_generations} "
+                  f"completions a step", highlight=False)
+
+    log_path = out / "log.jsonl"
+    if last is None and log_path.exists():
+        log_path.unlink()  # a fresh start: the old log belongs to a run that left no checkpoint
+    resumed_row = rewind_log(log_path, int(last.name.split("-")[-1])) if last is not None else None
+    names = [r.name for r in config.rewards]
+    settings = Settings(math_timeout_s=config.math_timeout_s, sandbox=config.sandbox,
+                        answer_tag=config.template == "r1-zero", max_completion_length=config.max_completion_length,
+                        overlong_buffer=config.overlong_buffer, custom=resolve_custom(names))
+    with RewardScorer(names, settings, config.reward_workers) as scorer:
+        trainer = _trainer_class()(
+            model=load_model(model_path, config, precision),
+            rollout_copy=RolloutCopy(model_path) if rollout.bf16_copy else None,
+            reward_funcs=RewardColumns(config, prompts, scorer).functions(),
+            args=grpo_args(config, precision, out / "checkpoints", rollout.use_vllm),
+            train_dataset=Dataset.from_list(prompts.rows), processing_class=tokenizer,
+            peft_config=lora_config(config) if config.method != "full" else None,
+            callbacks=[RLLogCallback(log_path, resumed_row, console if progress else None)],
+        )
+        trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; RLLogCallback prints one line a step
+        started = time.perf_counter()
+        output = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+        train_seconds = time.perf_counter() - started
+        evaluations = scorer.evaluations
+
+    target = out / ("model" if config.method == "full" else "adapter")
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
+    trainer.save_model(str(staging))
+    tokenizer.save_pretrained(staging)
+    publish_dir(staging, target)
+    if config.method == "full":
+        ensure_stop_token(target, tokenizer.eos_token_id)
+    resumed_from = int(last.name.split("-")[-1]) if last else 0
+    return {
+        "config_hash": config_hash(config), "method": config.method, "precision": precision, "model": model_path,
+        "rollout": rollout.backend, "rollout_reason": rollout.reason, "steps": output.global_step,
+        "resumed_from_step": resumed_from, "train_seconds": round(train_seconds, 2),
+        "seconds_per_step": round(train_seconds / max(output.global_step - resumed_from, 1), 3),
+        "reward_evaluations": evaluations, "problems": len(prompts.rows), "selection": selection,
+        "stop_token_id": tokenizer.eos_token_id,
+    }
+
+
+def train(config: RLConfig, *, progress: bool = True, console=None) -> RLResult:
+    """GRPO on `config.problems` from `config.model` into `config.output_dir`; resumable like `sft.train`."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    if config.output_dir is None:
+        raise DistillError("rl.output_dir is not set (where the policy goes)")
+    out = Path(config.output_dir)
+    digest = config_hash(config)
+    done, trained_marker = out / "result.json", out / "trained.json"
+    if done.exists():
+        previous = json.loads(done.read_text())
+        if previous.get("metrics", {}).get("config_hash") == digest:
+            return RLResult.from_json(previous)
+    _resume_point(out, digest)  # refuse another config's checkpoints before writing anything
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "rl_config.json", {"config_hash": digest, "config": config.model_dump(mode="json")})
+    model_path = policy_path(config, out)
+    previous = json.loads(trained_marker.read_text()) if trained_marker.exists() else {}
+    if previous.get("config_hash") == digest:
+        metrics = previous  # trained and saved already; only the merge / bookkeeping was interrupted
+    else:
+        metrics = _fit(config, model_path, out, progress, console)
+        atomic_write_json(trained_marker, metrics)
+
+    adapter_dir = merged_dir = None
+    if config.method == "full":
+        merged_dir = out / "model"
+    else:
+        adapter_dir = out / "adapter"
+        if config.merge:
+            merged_dir = out / "merged"
+            if not (merged_dir / "config.json").exists():
+                merge_adapter(model_path, adapter_dir, merged_dir, metrics["stop_token_id"])
+    log_path, plot_path = out / "log.jsonl", out / "rewards.png"
+    result = RLResult(out, adapter_dir, merged_dir, metrics, log_path, plot_path)
+    plot_log(log_path, plot_path)
+    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(done, result.to_json())
+    return result
+
+
+def dry_run(config: RLConfig, world_size: int = 1, prompt_tokens: int = 256) -> dict[str, Any]:
+    """The resolved config, parameter counts and a per-device memory estimate; loads no weights.
+
+    A GRPO step holds one micro-batch of (prompt + completion) sequences for the backward pass, and with
+    beta > 0 a full fine-tune also keeps a frozen reference copy (LoRA uses the base with adapters off)."""
+    model_path = resolve_model(config.model) if config.model else None
+    if model_path is None:
+        raise DistillError("rl.model is not set: a base model, a merged SFT student, or an adapter folder")
+    precision = resolve_precision(config.precision)
+    counts, model_config = count_parameters(model_path, config)
+    micro_batch = config.prompts_per_step * config.num_generations // config.gradient_accumulation_steps
+    sequence = prompt_tokens + config.max_completion_length
+    memory = estimate(ModelShape.from_config(model_config), counts, method=config.method, precision=precision,
+                      max_length=sequence, per_device_batch_size=micro_batch,
+                      gradient_checkpointing=config.gradient_checkpointing, world_size=world_size,
+                      double_quant=config.quant.double_quant, optim=config.optim)
+    if config.beta > 0 and config.method == "full":
+        reference = counts.total * (2 if precision in ("bf16", "fp16") else 4) / 1024 ** 3
+        memory["breakdown_gib_one_device"]["reference_model"] = round(reference, 3)
+        memory["per_device_gib"] = {k: round(v + reference, 3) for k, v in memory["per_device_gib"].items()}
+    return {
+        "config": config.model_dump(mode="json"), "config_hash": config_hash(config), "model_path": model_path,
+        "method": config.method, "precision": precision, "world_size": world_size,
+        "rollout": asdict(choose_rollout(config, precision)),
+        "parameters": {"total": counts.total, "trainable": counts.trainable,
+                       "trainable_percent": round(100 * counts.trainable / counts.total, 4)},
+        "step": {"completions": config.prompts_per_step * config.num_generations, "micro_batch": micro_batch,
+                 "max_sequence_tokens": sequence, "assumed_prompt_tokens": prompt_tokens},
+        "memory": memory,
+    }

@@ -1,0 +1,110 @@
+"""The RL run's per-step JSONL log and its plot: reward (total and per function), accuracy, KL, completion
+length, clip fraction, entropy, seconds per step.
+
+Rows are what TRL's GRPOTrainer logs at each step, renamed to short keys; a resumed run first drops the
+rows past its checkpoint (`distill.sft.callbacks.rewind_log`), so the curve continues without repeats.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from distill.jsonl import JsonlReader, JsonlWriter
+
+RENAMES = {"completions/mean_length": "completion_length", "completions/clipped_ratio": "truncated_fraction",
+           "clip_ratio/region_mean": "clip_fraction", "frac_reward_zero_std": "zero_std_fraction"}
+
+
+def step_row(step: int, logs: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"step": step}
+    for key, value in logs.items():
+        if not isinstance(value, (int, float)):
+            continue
+        if key.startswith("rewards/") and key.endswith("/mean"):
+            row["reward/" + key[len("rewards/"):-len("/mean")]] = float(value)
+        elif key in RENAMES:
+            row[RENAMES[key]] = float(value)
+        elif key in ("reward", "reward_std", "kl", "entropy", "loss", "grad_norm", "learning_rate", "num_tokens"):
+            row[key] = float(value)
+    if "reward/accuracy" in row:
+        row["accuracy"] = row["reward/accuracy"]
+    return row
+
+
+class RLLogCallback(TrainerCallback):
+    def __init__(self, path: Path, resumed_row: dict[str, Any] | None = None, console=None):
+        self.path = Path(path)
+        self.console = console  # prints one line a step when given
+        self.elapsed_before = float(resumed_row.get("elapsed_s", 0.0)) if resumed_row else 0.0
+        self.writer: JsonlWriter | None = None
+        self.started = self.step_started = time.perf_counter()
+        self.step_seconds = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+        if state.is_world_process_zero:
+            self.writer = JsonlWriter(self.path, flush_every=1)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step_seconds = time.perf_counter() - self.step_started
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.writer is None or not logs or "train_runtime" in logs or "reward" not in logs:
+            return
+        row = step_row(state.global_step, logs)
+        row["step_seconds"] = round(self.step_seconds, 3)
+        row["elapsed_s"] = round(self.elapsed_before + time.perf_counter() - self.started, 3)
+        self.writer.write(row)
+        if self.console is not None:
+            rewards = " ".join(f"{k[7:]}={v:.2f}" for k, v in row.items() if k.startswith("reward/"))
+            self.console.print(f"rl step {row['step']}/{state.max_steps}: reward {row['reward']:.3f} ({rewards}), "
+                               f"length {row.get('completion_length', 0):.0f}, {row['step_seconds']:.1f} s",
+                               highlight=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    return list(JsonlReader(path, on_error="skip")) if Path(path).exists() else []
+
+
+def plot_log(log_path: Path, png_path: Path) -> Path:
+    """Rewards (total and per function), KL, completion length and entropy against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_log(log_path)
+    reward_keys = sorted({k for r in rows for k in r if k.startswith("reward/")})
+    panels = (("reward", ["reward", *reward_keys]), ("KL to the reference", ["kl"]),
+              ("completion length (tokens)", ["completion_length"]), ("entropy / clip fraction",
+                                                                      ["entropy", "clip_fraction"]))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            points = [(r["step"], r[key]) for r in rows if key in r]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=key)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    png_path = Path(png_path)
+    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(png_path)
+    return png_path
