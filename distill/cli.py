@@ -290,7 +290,9 @@ def recipe_summary(path: Path) -> str:
 @friendly_errors
 def recipes_list():
     """The shipped recipes."""
-    table = Table("name", "what it is", box=None)
+    table = Table(box=None)
+    table.add_column("name", no_wrap=True)  # names are what users type: never broken across lines
+    table.add_column("what it is")
     for name, path in shipped_recipes().items():
         table.add_row(name, recipe_summary(path))
     Console().print(table)

@@ -479,7 +479,8 @@ class Recipe(Config):
         explicit = set(ev.model_fields_set)  # a copy: the assignments below add to the live set
         for name in ev.from_generate:
             if name not in explicit:
-                setattr(ev, name, getattr(gen, name).model_copy(deep=True) if name != "backend" else gen.backend)
+                value = getattr(gen, name)
+                setattr(ev, name, value.model_copy(deep=True) if isinstance(value, BaseModel) else value)
         if "sampling" not in explicit:
             ev.sampling = ev.sampling.model_copy(update={"n": ev.k})  # eval draws k samples, not the teacher's n
         for name in ev.from_filter:

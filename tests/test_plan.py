@@ -41,7 +41,9 @@ def test_every_student_recipe_plans_with_positive_numbers(plans):
 
 @pytest.mark.parametrize("method", ["full", "lora", "qlora"])
 def test_plans_are_ordered_by_student_size(plans, method):
-    rows = sorted((r["sft"] for name, r in plans.items() if name.endswith(f"-{method}")), key=lambda s: s["params_b"])
+    # The -openr1- recipes train the same students on a public trace set: one row per student size.
+    rows = sorted((r["sft"] for name, r in plans.items() if name.endswith(f"-{method}") and "-openr1-" not in name),
+                  key=lambda s: s["params_b"])
     assert len(rows) >= 4
     for small, big in itertools.pairwise(rows):
         assert small["params_b"] < big["params_b"]
