@@ -202,6 +202,10 @@ def write_dataset_card(filter_dir: Path, generate: GenerateConfig, *, problems_l
         "Each rejected trace is counted at the first check it failed, in filter order.\n",
         funnel_markdown(stats),
     ]
+    if stats.get("sandbox"):
+        body.append("## Code verification\n\nSandbox layers on every run: "
+                    + ", ".join(stats["sandbox"]["isolation"]) + ". Tests: "
+                    + ", ".join(f"{n} {k}" for k, n in stats["sandbox"]["guarantees"].items()) + ".\n")
     if "token_lengths" in plots:
         body.append("![token lengths](plots/token_lengths.png)\n")
     if "reject_reasons" in plots:

@@ -32,8 +32,8 @@ from distill.eval.scoring import score_benchmark
 from distill.eval.table import scores_table
 from distill.files import atomic_write_json, file_digest, read_json
 from distill.generation import generate
-from distill.jsonl import read_jsonl
 from distill.records import Problem
+from distill.verify.code import isolation_report
 
 
 @dataclass
@@ -93,6 +93,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True, aliases: dict[str, st
     # Named benchmarks and dataset specs become Problem JSONL files that generate and the meta hash can read.
     config = config.model_copy(update={"benchmarks": [as_problem_file(b, out / "benchmarks") for b in config.benchmarks]})
     problem_sets = {b.name: load_problems(b) for b in config.benchmarks}
+    # Refuses weak isolation before any model is sampled; the layers go into scores.json.
+    sandbox = {b.name: isolation_report(config.sandbox, problem_sets[b.name].values()) for b in config.benchmarks}
     seed = config.sampling.seed
 
     scores: dict[str, dict[str, Any]] = {}
@@ -117,6 +119,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, aliases: dict[str, st
         "benchmarks": {b.name: {"path": str(b.path), "problems": len(problem_sets[b.name])}
                        for b in config.benchmarks},
         "scores": scores, "deltas": deltas,
+        "sandbox": {name: report for name, report in sandbox.items() if report is not None},
     }
     scores_path = out / "scores.json"
     atomic_write_json(scores_path, document)

@@ -25,7 +25,7 @@ from distill.generation.prompts import build_messages
 from distill.generation.seeds import request_key
 from distill.generation.shards import parse_shard, shard_of
 from distill.generation.stats import RunCounters, file_stats
-from distill.jsonl import JsonlReader, JsonlWriter
+from distill.jsonl import JsonlWriter
 from distill.problems import iter_problems, unique_problems
 from distill.records import Problem, Trace, trace_key
 
