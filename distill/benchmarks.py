@@ -30,6 +30,7 @@ from distill.files import atomic_write_text
 from distill.problems import as_text, load_problems, stable_id, validate_problem
 from distill.records import Problem
 from distill.sources import SourceError, iter_rows
+from distill.verify.code_tests import from_livecodebench
 
 GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$")
 GPQA_SEED = 0
@@ -144,11 +145,14 @@ def livecodebench(row: dict, where: str) -> Problem:
     starter = row.get("starter_code") or ""
     problem = content + (f"\n\nStart from this code:\n```python\n{starter}\n```" if starter.strip() else
                          "\n\nRead the input from standard input and write the answer to standard output.")
-    meta = {"public_test_cases": public_tests, "private_test_cases": row.get("private_test_cases"),
-            "starter_code": starter, **{k: row.get(k) for k in ("platform", "contest_date", "difficulty",
-                                                               "question_title", "metadata")}}
+    try:  # public and private cases become structured tests, compared outside the sandbox
+        tests = from_livecodebench(row)
+    except (ValueError, KeyError, TypeError) as exc:  # malformed cases, from JSON or the pickle
+        raise SourceError(f"{where}: test cases: {exc}") from None
+    meta = {"public_test_cases": public_tests, "starter_code": starter,
+            **{k: row.get(k) for k in ("platform", "contest_date", "difficulty", "question_title", "metadata")}}
     return validate_problem({"id": f"lcb-{qid}", "problem": problem, "domain": "code", "source": "livecodebench",
-                             "meta": meta}, where)
+                             "tests": tests, "meta": meta}, where)
 
 
 REGISTRY: dict[str, Benchmark] = {b.name: b for b in (

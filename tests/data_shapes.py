@@ -11,9 +11,12 @@ so the verifier has something true to check.
 """
 from __future__ import annotations
 
+import base64
 import glob
 import json
+import pickle
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +101,17 @@ def s1k_1_1(n: int = 3) -> list[dict[str, Any]]:
 GPQA_ROWS = [{"Question": f"Which option is right ({i})?", "Correct Answer": "right", "Incorrect Answer 1": "w1",
               "Incorrect Answer 2": "w2", "Incorrect Answer 3": "w3", "Record ID": f"rec{i:03d}",
               "Subdomain": "Physics"} for i in range(12)]
+def lcb_private(cases: list[dict]) -> str:
+    """LiveCodeBench lite's private tests as published: base64 of zlib of a pickled JSON string."""
+    return base64.b64encode(zlib.compress(pickle.dumps(json.dumps(cases)))).decode()
+
+
 LCB_ROWS = [{"question_title": "Add", "question_content": "Read a and b, print a+b.", "platform": "atcoder",
              "question_id": "abc001_a", "contest_id": "abc001", "contest_date": "2024-08-01T00:00:00",
              "starter_code": "", "difficulty": "easy",
              "public_test_cases": json.dumps([{"input": "1 2\n", "output": "3\n", "testtype": "stdin"}]),
-             "private_test_cases": "eJyrVkrOz0nNS1GyUlAqSS0u0YFQYQ==", "metadata": "{}"}]
+             "private_test_cases": lcb_private([{"input": "40 2\n", "output": "42\n", "testtype": "stdin"}]),
+             "metadata": "{}"}]
 
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from data_shapes import GPQA_ROWS, LCB_ROWS, write_benchmark_caches
+from data_shapes import GPQA_ROWS, write_benchmark_caches
 
 from distill.benchmarks import REGISTRY, benchmark_problems, gpqa, integer_answer
 from distill.config import EvalConfig
 from distill.context_window import check_context_window, context_window
 from distill.errors import DistillError
 from distill.eval import evaluate
+from distill.verify import verify
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +52,15 @@ def test_gpqa_choices_are_shuffled_the_same_way_every_time(offline_hub):
         gpqa(GPQA_ROWS[0], "row 1", seed=2).choices != problems["rec000"].choices
 
 
-def test_livecodebench_keeps_its_public_tests(offline_hub):
+def test_livecodebench_public_and_private_tests_become_structured_and_verify(offline_hub):
     [problem] = benchmark_problems("livecodebench").values()
     assert problem.id == "lcb-abc001_a" and problem.domain == "code"
     assert problem.meta["public_test_cases"] == [{"input": "1 2\n", "output": "3\n", "testtype": "stdin"}]
-    assert problem.meta["private_test_cases"] == LCB_ROWS[0]["private_test_cases"]
+    assert [(c.input, c.output) for c in problem.tests.stdio] == [("1 2\n", "3\n"), ("40 2\n", "42\n")]
+    right = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+    public_only = "```python\na, b = map(int, input().split())\nprint(3 if (a, b) == (1, 2) else 0)\n```"
+    assert verify(problem, right).passed
+    assert not verify(problem, public_only).passed  # the private case catches a memorised public answer
 
 
 def test_offline_copies_need_no_hub(tmp_path, monkeypatch):

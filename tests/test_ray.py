@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+import ray  # the ray extra; `make test` installs it
 from test_generate_hf import hf_config, traces_of, write_problems
 
 from distill.generation import generate
 from distill.jsonl import count_lines
 
-ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
 # batch_size 1 keeps every forward pass the same shape, so any replica gives byte-identical traces.
 COMMON = {"hf.batch_size": 1, "sampling.n": 2, "sampling.max_tokens": 32}

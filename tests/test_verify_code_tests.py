@@ -116,7 +116,7 @@ def test_a_hostile_pickle_in_private_tests_is_refused(tmp_path: Path):
             return (os.system, (f"touch {tmp_path / 'pwned'}",))
 
     row = {**LCB_STDIN, "private_test_cases": base64.b64encode(zlib.compress(pickle.dumps(Boom()))).decode()}
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+    with pytest.raises(ValueError, match="refusing"):
         from_livecodebench(row)
     assert not (tmp_path / "pwned").exists()
 

@@ -296,8 +296,11 @@ def _json_field(value: Any) -> list[dict]:
         return json.loads(value)
     except json.JSONDecodeError:
         pass
-    raw = zlib.decompress(base64.b64decode(value))
-    return json.loads(_PlainUnpickler(io.BytesIO(raw)).load())
+    try:
+        raw = zlib.decompress(base64.b64decode(value))
+        return json.loads(_PlainUnpickler(io.BytesIO(raw)).load())
+    except (zlib.error, pickle.UnpicklingError, EOFError) as exc:
+        raise ValueError(f"test cases are neither JSON nor the compressed form LiveCodeBench publishes ({exc})") from None
 
 
 class _PlainUnpickler(pickle.Unpickler):
