@@ -145,7 +145,9 @@ def compare_bindings(args) -> None:
         for name, env in BINDINGS.items():
             command = [sys.executable, __file__, "--binding-worker", "--problems", str(args.problems), "--n",
                        str(args.n), "--max-tokens", str(args.max_tokens), "--kv-cache-gib", str(args.kv_cache_gib)]
-            done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=True)
+            done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"binding worker ({name}) failed:\n{done.stderr[-4000:]}")
             row = json.loads(done.stdout.strip().splitlines()[-1])
             # 2 FLOPs a parameter a token, prompt (prefill) and output tokens alike
             row["gflops"] = round(2 * parameters * (row["output_tokens"] + row["prompt_tokens"]) / row["seconds"] / 1e9, 2)

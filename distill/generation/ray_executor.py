@@ -38,6 +38,9 @@ class Replica:
         config = GenerateConfig.model_validate_json(config_json)
         self.backend = make_backend(config)
 
+    def pid(self) -> int:
+        return os.getpid()
+
     def run(self, requests: list[Request]) -> tuple[int, list[tuple[Request, Completion]]]:
         """Prepare and run one chunk; returns this process's pid (a new pid means a restart) and the results."""
         for request in requests:
@@ -56,7 +59,9 @@ class RayBackend:
         run = f"distill-generate-{os.getpid()}-{id(self):x}"  # names show in `ray list actors`
         self.replicas = [actor.options(name=f"{run}-replica-{i}", **replica_options(settings))
                          .remote(local.model_dump_json()) for i in range(settings.replicas)]
-        self.pids: list[int | None] = [None] * settings.replicas
+        # Wait for every replica to load its model, and learn its pid: a result from another pid later
+        # means Ray restarted that replica.
+        self.pids: list[int] = self.ray.get([replica.pid.remote() for replica in self.replicas])
         self.restarts = 0
         self.requeued = 0
 
@@ -89,7 +94,7 @@ class RayBackend:
                         f"ray: replica {index} is gone after {self.config.ray.max_restarts} restarts "
                         f"(ray.max_restarts), running problem {chunk[0].problem_id}: {exc}. "
                         "Rerun to resume; finished traces are kept") from None
-                if self.pids[index] not in (None, pid):  # Ray restarted it and ran the chunk again
+                if pid != self.pids[index]:  # Ray restarted it and ran the chunk again
                     self.restarts += 1
                     self.requeued += len(chunk)
                     log.warning("ray: replica %d was restarted; its requests ran again", index)
