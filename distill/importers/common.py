@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distill.config import PromptConfig
-from distill.generation.extract import THINK_CLOSE, THINK_OPEN, split_completion
+from distill.chat_format import THINK_CLOSE, THINK_OPEN
+from distill.generation.extract import split_completion
 from distill.generation.prompts import build_messages
 from distill.problems import as_text, validate_problem
 from distill.records import Problem, Trace

@@ -126,10 +126,7 @@ def policy_path(config: RLConfig, out: Path) -> str:
         raise DistillError(f"{adapter}: no base_model_name_or_path, so the adapter's base model is unknown")
     merged = out / "initial_policy"
     if not (merged / "config.json").exists():
-        from transformers import AutoTokenizer
-
-        stop = AutoTokenizer.from_pretrained(path).eos_token_id
-        merge_adapter(resolve_model(base), Path(path), merged, stop)
+        merge_adapter(Path(path), merged, base_path=resolve_model(base))  # stops on the adapter's EOS
     return str(merged)
 
 
@@ -271,7 +268,7 @@ def train(config: RLConfig, *, progress: bool = True, console=None) -> RLResult:
         if config.merge:
             merged_dir = out / "merged"
             if not (merged_dir / "config.json").exists():
-                merge_adapter(model_path, adapter_dir, merged_dir, metrics["stop_token_id"])
+                merge_adapter(adapter_dir, merged_dir, base_path=model_path, stop_id=metrics["stop_token_id"])
     log_path, plot_path = out / "log.jsonl", out / "rewards.png"
     result = RLResult(out, adapter_dir, merged_dir, metrics, log_path, plot_path)
     plot_log(log_path, plot_path)
