@@ -18,7 +18,6 @@ from test_generate_hf import hf_config, traces_of, write_problems
 from distill.generation import generate
 from distill.jsonl import count_lines
 
-
 # batch_size 1 keeps every forward pass the same shape, so any replica gives byte-identical traces.
 COMMON = {"hf.batch_size": 1, "sampling.n": 2, "sampling.max_tokens": 32}
 RAY = {"executor": "ray", "ray.replicas": 2, "ray.num_cpus": 1, "ray.chunk": 1}

@@ -25,13 +25,13 @@ import numpy as np
 
 from distill.config import FilterConfig
 from distill.errors import DistillError
+from distill.files import atomic_write_json, file_digest
 from distill.filter import checks as quality
 from distill.filter import registry, worker
 from distill.filter.decontam import Decontaminator
 from distill.filter.dedup import Deduplicator
 from distill.filter.pools import open_pool
 from distill.filter.select import Candidate, choose
-from distill.files import atomic_write_json, file_digest
 from distill.jsonl import JsonlReader, JsonlWriter, count_lines
 from distill.problems import iter_problems
 from distill.records import Problem, Trace, Verdict, trace_key

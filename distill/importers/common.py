@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill.config import PromptConfig
 from distill.chat_format import THINK_CLOSE, THINK_OPEN
+from distill.config import PromptConfig
 from distill.generation.extract import split_completion
 from distill.generation.prompts import build_messages
 from distill.problems import as_text, validate_problem

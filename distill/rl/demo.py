@@ -18,7 +18,6 @@ from distill.files import atomic_write_json
 from distill.jsonl import read_jsonl
 from distill.resources import package_root
 
-
 QUICK_STEPS = 6  # `--rl --quick`: half the recipe's steps
 
 

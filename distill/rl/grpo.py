@@ -173,6 +173,7 @@ def _resume_point(out: Path, digest: str) -> Path | None:
 def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
+
     from distill.rl.fast_rollout import RolloutCopy
     from distill.rl.selection import select_problems
 
