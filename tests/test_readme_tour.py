@@ -76,3 +76,57 @@ def test_every_tour_command_runs(vllm_engine, tmp_path, monkeypatch):
     python_tour = tour_block("Five-minute tour: the Python API", "python")
     exec(compile(python_tour, "README.md (Python tour)", "exec"), {"__name__": "readme_tour"})  # noqa: S102 (the README's own code)
     assert (checkout / "shortest" / "kept.jsonl").exists()
+
+
+SMALL_MODEL = "bundled:tiny"  # stands in for the README's 1.5B student: size is the only change
+
+
+def public_set_commands(run_dir: Path) -> list[list[str]]:
+    """The public-trace-set tour with the student shrunk and each command given size overrides only."""
+    from test_data_recipes import size_overrides
+
+    block = tour_block("Start from a public trace set", "bash").replace("\\\n", " ").replace(
+        "Qwen/Qwen2.5-Math-1.5B", SMALL_MODEL)
+    small = {"import": ["--limit", "4"],
+             "sft": ["max_steps=2", "max_length=256", "gradient_accumulation_steps=1", "eval_fraction=0"],
+             "eval": ["--limit", "1", "-k", "1", "backend=hf", "sampling.max_tokens=8"]}
+    commands = []
+    for line in block.splitlines():
+        command = shlex.split(line, comments=True)
+        if not command:
+            continue
+        extra = small.get(command[1], [])
+        if command[1] == "run":
+            extra = size_overrides(ROOT / command[2], run_dir)
+        commands.append(command[1:] + extra)
+    return commands
+
+
+@pytest.mark.slow
+def test_the_public_trace_set_tour_runs_offline(tmp_path, monkeypatch, tiny_model):
+    from data_shapes import SHAPES, write_benchmark_caches, write_hub_cache
+
+    cache = tmp_path / "hf" / "datasets"  # the hub datasets, as a download leaves them in the local cache
+    write_hub_cache(SHAPES["openr1"](8), cache, "open-r1/OpenR1-Math-220k")
+    write_benchmark_caches(cache)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("data", "recipes"):
+        (checkout / name).symlink_to(package_root() / name)
+    monkeypatch.chdir(checkout)
+
+    commands = public_set_commands(checkout / "runs" / "recipe")
+    assert [c[0] for c in commands] == ["import", "filter", "sft", "eval", "run"]
+    runner = CliRunner()
+    for args in commands:
+        done = runner.invoke(app, args)
+        assert done.exit_code == 0, f"`distill {shlex.join(args)}` failed ({done.exit_code}):\n{done.output}\n{done.exception!r}"
+
+    openr1 = checkout / "runs" / "openr1"
+    assert len((openr1 / "problems.jsonl").read_text().splitlines()) == 4
+    assert (openr1 / "filter" / "kept.jsonl").stat().st_size > 0
+    assert (openr1 / "student" / "merged" / "config.json").exists()
+    scores = (checkout / "runs" / "eval" / "scores.json").read_text()
+    assert '"aime24"' in scores and '"math500"' in scores and '"student"' in scores
+    assert (checkout / "runs" / "recipe" / "summary.json").exists()
