@@ -75,7 +75,8 @@ def records(path: Path, volatile: tuple[str, ...] = ()) -> list[dict]:
 
 def test_uninterrupted_run_writes_every_stage_cards_and_report(reference):
     recipe, summary = reference
-    assert [s.status for s in summary.stages] == ["ran"] * 4
+    assert [(s.name, s.status) for s in summary.stages if s.status != "not configured"] == \
+        [(name, "ran") for name in ("generate", "filter", "sft", "eval")]  # no rl: section, no RL stage
     run_dir = Path(recipe.run_dir)
     assert len(records(run_dir / "traces.jsonl")) == 6 * SAMPLES
     assert summary.funnel[0] == {"stage": "input", "remaining": 6 * SAMPLES}
@@ -98,7 +99,7 @@ def test_rerun_skips_everything_and_a_changed_stage_reruns_from_there(reference,
     recipe = tiny_recipe(run_dir, data)
     traces_mtime = (run_dir / "traces.jsonl").stat().st_mtime_ns
     again = run(recipe, progress=False)
-    assert [s.status for s in again.stages] == ["skipped"] * 4
+    assert [s.status for s in again.stages if s.status != "not configured"] == ["skipped"] * 4
     assert (run_dir / "traces.jsonl").stat().st_mtime_ns == traces_mtime
 
     changed = tiny_recipe(run_dir, data, learning_rate=3e-4)
@@ -106,7 +107,7 @@ def test_rerun_skips_everything_and_a_changed_stage_reruns_from_there(reference,
     assert keys["generate"] == new_keys["generate"] and keys["filter"] == new_keys["filter"]
     assert keys["sft"] != new_keys["sft"] and keys["eval"] != new_keys["eval"]  # eval follows its student
     after = run(changed, progress=False)
-    assert [s.status for s in after.stages] == ["skipped", "skipped", "ran", "ran"]
+    assert [s.status for s in after.stages if s.status != "not configured"] == ["skipped", "skipped", "ran", "ran"]
     stale = list((run_dir / "stale").glob(f"*-sft-{keys['sft']}/student/log.jsonl"))
     assert len(stale) == 1  # the old student was moved aside, not deleted
     assert (run_dir / "student" / "log.jsonl").read_text() != stale[0].read_text()
