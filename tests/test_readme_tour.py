@@ -85,7 +85,7 @@ def public_set_commands(run_dir: Path) -> list[list[str]]:
     """The public-trace-set tour with the student shrunk and each command given size overrides only."""
     from test_data_recipes import size_overrides
 
-    block = tour_block("Start from a public trace set", "bash").replace("\\\n", " ").replace(
+    block = tour_block("Five-minute tour: from a public trace set", "bash").replace("\\\n", " ").replace(
         "Qwen/Qwen2.5-Math-1.5B", SMALL_MODEL)
     small = {"import": ["--limit", "4"],
              "sft": ["max_steps=2", "max_length=256", "gradient_accumulation_steps=1", "eval_fraction=0"],
