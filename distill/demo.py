@@ -54,9 +54,8 @@ def headline(summary) -> dict:
             "difference": delta, "student_better": delta["ci_low"] > 0}
 
 
-def main(*, quick: bool = False, run_dir: Path | None = None, progress: bool = True,
-         overrides: list[str] | None = None) -> dict:
-    """Run the demo, print base vs student with intervals and the wall time; returns the headline."""
+def run_offline(recipe: Recipe, progress: bool):
+    """Run a demo recipe quietly and offline; returns (console, summary, wall seconds)."""
     from rich.console import Console
 
     from distill.pipeline import run
@@ -68,10 +67,16 @@ def main(*, quick: bool = False, run_dir: Path | None = None, progress: bool = T
     # instead. Set VLLM_LOGGING_LEVEL=INFO to see them again.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     console = Console(stderr=True)
-    recipe = demo_recipe(quick=quick, run_dir=run_dir, overrides=overrides)
     started = time.monotonic()
     summary = run(recipe, progress=progress, console=console)
-    wall = time.monotonic() - started
+    return console, summary, time.monotonic() - started
+
+
+def main(*, quick: bool = False, run_dir: Path | None = None, progress: bool = True,
+         overrides: list[str] | None = None) -> dict:
+    """Run the demo, print base vs student with intervals and the wall time; returns the headline."""
+    recipe = demo_recipe(quick=quick, run_dir=run_dir, overrides=overrides)
+    console, summary, wall = run_offline(recipe, progress)
     result = headline(summary)
     result.update(wall_s=round(wall, 1), quick=quick, run_dir=str(recipe.run_dir),
                   stages={s.name: {"status": s.status, "seconds": s.seconds} for s in summary.stages})

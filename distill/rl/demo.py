@@ -9,10 +9,10 @@ reward curve went.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from distill.config import load_yaml
+from distill.demo import demo_recipe, run_offline
 from distill.eval.metrics import paired_difference
 from distill.files import atomic_write_json
 from distill.jsonl import read_jsonl
@@ -22,8 +22,6 @@ QUICK_STEPS = 6  # `--rl --quick`: half the recipe's steps
 
 
 def rl_demo_recipe(*, quick: bool = False, run_dir: Path | None = None, overrides: list[str] | None = None):
-    from distill.demo import demo_recipe
-
     root = package_root()
     section = load_yaml(root / "recipes" / "rl" / "demo.yaml")["rl"]
     section["problems"] = str((root / "data" / "demo" / "train.jsonl").resolve())
@@ -38,22 +36,11 @@ def pass1_per_problem(results: Path) -> list[float]:
 
 def main(*, quick: bool = False, run_dir: Path | None = None, progress: bool = True,
          overrides: list[str] | None = None) -> dict:
-    import os
-
-    from rich.console import Console
-
     from distill.eval.run import slug
-    from distill.pipeline import run
     from distill.rl.logging import read_log
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-    console = Console(stderr=True)
     recipe = rl_demo_recipe(quick=quick, run_dir=run_dir, overrides=overrides)
-    started = time.monotonic()
-    summary = run(recipe, progress=progress, console=console)
-    wall = time.monotonic() - started
+    console, summary, wall = run_offline(recipe, progress)
     scores = summary.scores
     bench = next(iter(scores["benchmarks"]))
     folder = Path(recipe.eval.output_dir)

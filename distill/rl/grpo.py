@@ -36,31 +36,17 @@ from distill.sft.callbacks import rewind_log
 from distill.sft.memory import ModelShape, estimate
 from distill.sft.merge import ensure_stop_token, merge_adapter, publish_dir
 from distill.sft.modeling import count_parameters, load_model, lora_config, resolve_precision
-from distill.sft.train import last_complete_checkpoint
+from distill.sft.train import TrainResult, last_complete_checkpoint
 
 
 @dataclass
-class RLResult:
-    output_dir: Path
-    adapter_dir: Path | None
-    merged_dir: Path | None
-    metrics: dict[str, Any]
-    log_path: Path
-    plot_path: Path
+class RLResult(TrainResult):
+    """What `train` returns: the same files as an SFT run, with the reward curve as its log."""
 
     @property
     def policy(self) -> Path:
         """The folder vLLM and `distill eval` load."""
         return self.merged_dir or self.adapter_dir or self.output_dir
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RLResult:
-        paths = ("output_dir", "adapter_dir", "merged_dir", "log_path", "plot_path")
-        return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in data.items()
-                      if k in cls.__dataclass_fields__})
 
 
 def _trainer_class():
