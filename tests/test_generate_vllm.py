@@ -65,9 +65,8 @@ def test_vllm_traces_reuse_the_shared_engine(tmp_path, problems, vllm_engine, sm
 
 def test_vllm_same_seed_same_traces(tmp_path, problems, vllm_engine):
     first = traces_of(generate(vllm_config(tmp_path, "a", problems), progress=False).output)
-    # Same seed: the same traces. (This engine runs in bfloat16, where a different batch layout can move
-    # a logit enough to flip a draw that lands on a boundary; the layout-independence is shown in float32
-    # in the hf and `vllm serve` tests.)
+    # Same seed: the same traces (the suite's engine runs in float32, where logits do not depend on what
+    # else the engine batched before; in bfloat16 a draw near a boundary could flip).
     again = generate(vllm_config(tmp_path, "b", problems), progress=False)
     other = traces_of(generate(vllm_config(tmp_path, "c", problems, seed=1), progress=False).output)
     assert completions(traces_of(again.output)) == completions(first)

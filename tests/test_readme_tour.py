@@ -20,7 +20,7 @@ from distill.resources import package_root
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = [f"vllm.enforce_eager={str(SUITE_VLLM.enforce_eager).lower()}", f"vllm.kv_cache_gib={SUITE_VLLM.kv_cache_gib}",
-          f"vllm.max_model_len={SUITE_VLLM.max_model_len}"]
+          f"vllm.max_model_len={SUITE_VLLM.max_model_len}", f"vllm.dtype={SUITE_VLLM.dtype}"]
 SMALL = {  # command -> overrides appended to it in the test
     "generate": ENGINE,
     "eval": ENGINE,
