@@ -34,7 +34,7 @@ from distill.rl.rewards import RewardScorer, Settings, resolve_custom
 from distill.rl.rollout import choose_rollout
 from distill.sft.callbacks import rewind_log
 from distill.sft.memory import ModelShape, estimate
-from distill.sft.merge import ensure_stop_token, merge_adapter, publish_dir
+from distill.sft.merge import ensure_stop_token, finished_folders, merge_adapter, publish_dir
 from distill.sft.modeling import count_parameters, load_model, lora_config, resolve_precision
 from distill.sft.train import TrainResult, last_complete_checkpoint
 
@@ -247,15 +247,7 @@ def train(config: RLConfig, *, progress: bool = True, console=None) -> RLResult:
         metrics = _fit(config, model_path, out, progress, console)
         atomic_write_json(trained_marker, metrics)
 
-    adapter_dir = merged_dir = None
-    if config.method == "full":
-        merged_dir = out / "model"
-    else:
-        adapter_dir = out / "adapter"
-        if config.merge:
-            merged_dir = out / "merged"
-            if not (merged_dir / "config.json").exists():
-                merge_adapter(adapter_dir, merged_dir, base_path=model_path, stop_id=metrics["stop_token_id"])
+    adapter_dir, merged_dir = finished_folders(config, out, model_path, metrics["stop_token_id"])
     log_path, plot_path = out / "log.jsonl", out / "rewards.png"
     result = RLResult(out, adapter_dir, merged_dir, metrics, log_path, plot_path)
     plot_log(log_path, plot_path)

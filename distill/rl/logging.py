@@ -12,6 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from distill.files import save_figure
 from distill.jsonl import JsonlReader, JsonlWriter
 
 RENAMES = {"completions/mean_length": "completion_length", "completions/clipped_ratio": "truncated_fraction",
@@ -102,9 +103,6 @@ def plot_log(log_path: Path, png_path: Path) -> Path:
         if len(keys) > 1:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    path = save_figure(fig, png_path)
     plt.close(fig)
-    tmp.replace(png_path)
-    return png_path
+    return path

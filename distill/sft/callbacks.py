@@ -12,7 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from distill.files import atomic_write_text
+from distill.files import atomic_write_text, save_figure
 from distill.jsonl import JsonlReader, JsonlWriter
 
 LOGGED = ("loss", "grad_norm", "learning_rate", "eval_loss", "epoch", "mean_token_accuracy", "entropy")
@@ -131,9 +131,6 @@ def plot_log(log_path: Path, png_path: Path) -> Path:
         if title == "loss":
             ax.legend()
     fig.tight_layout()
-    png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    path = save_figure(fig, png_path)
     plt.close(fig)
-    tmp.replace(png_path)
-    return png_path
+    return path

@@ -59,3 +59,18 @@ def merge_adapter(adapter_dir: Path, merged_dir: Path, *, base_path: str | None 
         ensure_stop_token(tmp, stop_id)
     del merged, base
     return publish_dir(tmp, merged_dir)
+
+
+def finished_folders(config, out: Path, model_path: str, stop_id: int | None, *,
+                     merge_here: bool = True) -> tuple[Path | None, Path | None]:
+    """(adapter folder, folder vLLM loads) of a finished SFT or RL run (`config.method`, `config.merge`);
+    merges the adapter once if that folder is missing and this process is the one that writes."""
+    if config.method == "full":
+        return None, out / "model"
+    adapter_dir = out / "adapter"
+    if not config.merge:
+        return adapter_dir, None
+    merged_dir = out / "merged"
+    if merge_here and not (merged_dir / "config.json").exists():
+        merge_adapter(adapter_dir, merged_dir, base_path=model_path, stop_id=stop_id)
+    return adapter_dir, merged_dir

@@ -36,7 +36,7 @@ from distill.sft.callbacks import JsonlLogCallback, RichProgressCallback, plot_l
 from distill.sft.data import build_dataset, default_num_proc, load_tokenizer
 from distill.sft.loss import loss_path
 from distill.sft.memory import ModelShape, estimate
-from distill.sft.merge import ensure_stop_token, merge_adapter
+from distill.sft.merge import ensure_stop_token, finished_folders
 from distill.sft.modeling import (
     attention_implementation,
     checkpoint_bytes,
@@ -347,15 +347,7 @@ def train(config: SFTConfig, *, progress: bool = True,
             atomic_write_json(trained_marker, metrics)
     state.wait_for_everyone()
 
-    adapter_dir = merged_dir = None
-    if config.method == "full":
-        merged_dir = out / "model"
-    else:
-        adapter_dir = out / "adapter"
-        if config.merge:
-            merged_dir = out / "merged"
-            if main and not (merged_dir / "config.json").exists():
-                merge_adapter(adapter_dir, merged_dir, base_path=model_path, stop_id=metrics["stop_token_id"])
+    adapter_dir, merged_dir = finished_folders(config, out, model_path, metrics["stop_token_id"], merge_here=main)
     log_path, plot_path = out / "log.jsonl", out / "training.png"
     result = TrainResult(output_dir=out, adapter_dir=adapter_dir, merged_dir=merged_dir, metrics=metrics,
                          log_path=log_path, plot_path=plot_path)
