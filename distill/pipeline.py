@@ -137,7 +137,7 @@ def retire(recipe: Recipe, stage: str, old_key: str) -> Path | None:
 
 
 # ----------------------------------------------------------------------------------------------- stages
-def _run_generate(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
+def _run_generate(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
     from distill.generation import generate
 
     if recipe.import_traces is not None:
@@ -150,7 +150,7 @@ def _run_generate(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tupl
             {"written": result.written, "skipped": result.skipped, **_small(result.stats)})
 
 
-def _run_filter(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
+def _run_filter(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
     from distill.export import export_dataset
     from distill.filter import filter_traces
 
@@ -162,7 +162,7 @@ def _run_filter(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[
             {"kept": result.kept, "rejected": result.rejected, "funnel": result.stats.get("funnel", [])})
 
 
-def _run_sft(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
+def _run_sft(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
     from distill.sft import train
 
     result = train(recipe.sft, progress=progress)
@@ -175,14 +175,14 @@ def _run_sft(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dic
     return outputs, {"metrics": _small(result.metrics)}
 
 
-def _run_eval(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
+def _run_eval(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
     from distill.eval import evaluate
 
-    result = evaluate(recipe.eval, progress=progress, aliases=model_aliases(recipe, state))
+    result = evaluate(recipe.eval, progress=progress, aliases=model_aliases(recipe))
     return {"scores": str(result.scores_path)}, {"scores_path": str(result.scores_path)}
 
 
-def _run_rl(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
+def _run_rl(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
     from distill.rl import train
 
     result = train(recipe.rl, progress=progress)
@@ -191,19 +191,19 @@ def _run_rl(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict
     return outputs, {"metrics": _small(result.metrics)}
 
 
-RUNNERS: dict[str, Callable[[Recipe, bool, dict], tuple[dict, dict]]] = {
+RUNNERS: dict[str, Callable[[Recipe, bool], tuple[dict, dict]]] = {
     "generate": _run_generate, "filter": _run_filter, "sft": _run_sft, "rl": _run_rl, "eval": _run_eval}
 
 
-def model_aliases(recipe: Recipe, state: dict[str, Any] | None = None) -> dict[str, str]:
+def model_aliases(recipe: Recipe) -> dict[str, str]:
     """`base` is the model SFT started from; `student` what it produced (merged when there is one)."""
-    manifest = (state or {}).get("sft") or read_manifest(recipe.run_dir, "sft") or {}
+    manifest = read_manifest(recipe.run_dir, "sft") or {}
     student = manifest.get("outputs", {}).get("student")
     if student is None:
         student = str(Path(recipe.sft.output_dir) / "merged")
     if recipe.rl is None:
         return {"base": recipe.sft.model, "student": student}
-    rl = (state or {}).get("rl") or read_manifest(recipe.run_dir, "rl") or {}
+    rl = read_manifest(recipe.run_dir, "rl") or {}
     policy = rl.get("outputs", {}).get("policy") or str(Path(recipe.rl.output_dir) / "merged")
     if not rl_follows_sft(recipe):  # R1-Zero: the model RL started from, and what RL made of it
         return {"base": recipe.rl.model, "policy": policy}
@@ -233,7 +233,6 @@ def run(recipe: Recipe, *, progress: bool = True, stages: list[str] | None = Non
     if unknown:
         raise DistillError(f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
     reports: list[StageReport] = []
-    state: dict[str, dict[str, Any]] = {}
     for stage in STAGES:
         if stage not in wanted:
             continue
@@ -241,16 +240,15 @@ def run(recipe: Recipe, *, progress: bool = True, stages: list[str] | None = Non
                 (stage in BEFORE_RL and recipe.rl is not None and not rl_follows_sft(recipe)):
             reports.append(StageReport(stage, "not configured", keys[stage], 0.0))
             continue
-        reports.append(_run_stage(recipe, stage, keys[stage], progress, state, console))
+        reports.append(_run_stage(recipe, stage, keys[stage], progress, console))
     summary = finish(recipe, reports, started, progress=progress, console=console)
     return summary
 
 
-def _run_stage(recipe: Recipe, stage: str, key: str, progress: bool, state: dict, console) -> StageReport:
+def _run_stage(recipe: Recipe, stage: str, key: str, progress: bool, console) -> StageReport:
     run_dir = Path(recipe.run_dir)
     old = read_manifest(run_dir, stage)
     if old is not None and old.get("key") == key and old.get("status") == "done":
-        state[stage] = old
         if progress:
             console.print(f"[dim]{stage}: done earlier for this configuration (key {key}), skipped[/]")
         return StageReport(stage, "skipped", key, old.get("seconds", 0.0), old.get("outputs", {}),
@@ -274,11 +272,10 @@ def _run_stage(recipe: Recipe, stage: str, key: str, progress: bool, state: dict
     manifest = {"stage": stage, "key": key, "status": "running", "started": _now(),
                 "config_hash": config_hash(getattr(recipe, stage))}
     atomic_write_json(manifest_path(run_dir, stage), manifest)
-    outputs, summary = RUNNERS[stage](recipe, progress, state)
+    outputs, summary = RUNNERS[stage](recipe, progress)
     seconds = round(time.monotonic() - begin, 2)
     manifest.update(status="done", finished=_now(), seconds=seconds, outputs=outputs, summary=summary)
     atomic_write_json(manifest_path(run_dir, stage), manifest)
-    state[stage] = manifest
     return StageReport(stage, "resumed" if resumed else "ran", key, seconds, outputs, summary)
 
 

@@ -89,7 +89,7 @@ def _student_counts(source: str, full: bool, lora_json: str):
 
 
 def _measured_trace_tokens(recipe: Recipe) -> float | None:
-    from distill.generation.run import stats_path_for
+    from distill.generation.stage import stats_path_for
 
     stats_path = stats_path_for(Path(recipe.generate.output)) if recipe.generate.output else None
     if stats_path is None or not stats_path.exists():

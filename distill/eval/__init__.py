@@ -2,6 +2,6 @@
 from __future__ import annotations
 
 from distill.eval.metrics import pass_at_k
-from distill.eval.run import EvalResult, evaluate
+from distill.eval.stage import EvalResult, evaluate
 
 __all__ = ["EvalResult", "evaluate", "pass_at_k"]

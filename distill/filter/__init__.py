@@ -1,4 +1,4 @@
-"""Rejection sampling: keep the traces that verify and read well (see `distill.filter.run`).
+"""Rejection sampling: keep the traces that verify and read well (see `distill.filter.stage`).
 
     from distill.filter import filter_traces, check, dataset_step, CheckResult
 """
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from distill.filter.funnel import funnel_table
 from distill.filter.registry import CheckResult, check, dataset_step, get_check, get_step
-from distill.filter.run import FilterResult, filter_traces, load_problems
+from distill.filter.stage import FilterResult, filter_traces, load_problems
 
 __all__ = [
     "CheckResult",

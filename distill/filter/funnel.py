@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from distill.filter.run import FilterResult
+from distill.filter.stage import FilterResult
 
 
 def funnel_table(result: FilterResult) -> Table:

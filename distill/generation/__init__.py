@@ -3,6 +3,6 @@
 `generate(config)` is the stage; `engine.shared_llm` the process-wide vLLM engine; `prompts`,
 `extract`, `sampling` and `shards` the parts the other stages reuse.
 """
-from distill.generation.run import GenerateResult, generate
+from distill.generation.stage import GenerateResult, generate
 
 __all__ = ["GenerateResult", "generate"]

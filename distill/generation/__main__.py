@@ -10,7 +10,7 @@ import sys
 
 from distill.config import GenerateConfig, load_stage, validate_config
 from distill.errors import DistillError
-from distill.generation.run import generate
+from distill.generation.stage import generate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 from distill.config import R1_ZERO_TEMPLATE, RLConfig
 from distill.errors import DistillError
-from distill.filter.run import load_problems
+from distill.filter.stage import load_problems
 from distill.generation.prompts import build_messages, render_prompt, template_opens_think, user_text
 from distill.records import Problem
 from distill.rl.rewards import Completion, make_completion

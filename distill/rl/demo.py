@@ -36,7 +36,7 @@ def pass1_per_problem(results: Path) -> list[float]:
 
 def main(*, quick: bool = False, run_dir: Path | None = None, progress: bool = True,
          overrides: list[str] | None = None) -> dict:
-    from distill.eval.run import slug
+    from distill.eval.stage import slug
     from distill.rl.logging import read_log
 
     recipe = rl_demo_recipe(quick=quick, run_dir=run_dir, overrides=overrides)
