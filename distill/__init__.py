@@ -40,8 +40,29 @@ _LAZY = {
     "resolve_model": ("distill.models", "resolve_model"),
 }
 
-__all__ = ["DistillError", "EvalConfig", "FilterConfig", "GenerateConfig", "Problem", "Recipe", "SFTConfig",
-           "Trace", "Verdict", "load_recipe", "load_stage", *_LAZY]
+__all__ = [
+    "DistillError",
+    "EvalConfig",
+    "FilterConfig",
+    "GenerateConfig",
+    "Problem",
+    "Recipe",
+    "SFTConfig",
+    "Trace",
+    "Verdict",
+    "check",
+    "dataset_step",
+    "evaluate",
+    "filter_traces",
+    "generate",
+    "load_recipe",
+    "load_stage",
+    "resolve_model",
+    "run",
+    "train",
+    "verify",
+]
+assert set(__all__) >= set(_LAZY)
 
 
 def __getattr__(name: str):

@@ -19,6 +19,7 @@ import yaml
 from distill.config import GenerateConfig, Recipe, RLConfig, SFTConfig, dump_yaml
 from distill.files import atomic_write_text, read_json_if_any
 from distill.jsonl import count_lines, read_jsonl
+from distill.plots import plot_curves, pyplot, save_figure
 
 # Licenses of the models this project bundles; anything else is the user's to state.
 KNOWN_LICENSES = {"bundled:smollm2-135m-instruct": "apache-2.0", "bundled:tiny": "apache-2.0"}
@@ -39,22 +40,13 @@ def _size_category(n: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- plots
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on a server
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_token_lengths(kept: Path, rejected: Path, out: Path) -> Path | None:
     """Histogram of completion tokens, kept against rejected (streams the files: ints only in memory)."""
     lengths = {name: [r.get("completion_tokens", 0) for r in read_jsonl(path)]
                for name, path in (("kept", kept), ("rejected", rejected)) if path.exists()}
     if not any(lengths.values()):
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
     top = max(max(v) for v in lengths.values() if v) or 1
     bins = list(range(0, top + max(1, top // 30) + 1, max(1, top // 30)))
@@ -69,11 +61,7 @@ def plot_token_lengths(kept: Path, rejected: Path, out: Path) -> Path | None:
     ax.set_ylabel("traces")
     ax.set_title("Trace length")
     ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_reject_reasons(stats: dict[str, Any], out: Path) -> Path | None:
@@ -81,17 +69,13 @@ def plot_reject_reasons(stats: dict[str, Any], out: Path) -> Path | None:
     failed = Counter(stats.get("failed", {}))
     if not failed:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     names, counts = zip(*failed.most_common())
     fig, ax = plt.subplots(figsize=(6, 0.4 * len(names) + 1.2), dpi=110)
     ax.barh(list(reversed(names)), list(reversed(counts)), color="tab:red", alpha=0.7)
     ax.set_xlabel("traces failing the check")
     ax.set_title("Reject reasons")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def read_training_log(log_path: Path | None) -> list[dict[str, Any]]:
@@ -106,25 +90,9 @@ def read_training_log(log_path: Path | None) -> list[dict[str, Any]]:
 
 
 def plot_training_curve(entries: list[dict[str, Any]], out: Path) -> Path | None:
-    train = [(e.get("step", i), e["loss"]) for i, e in enumerate(entries) if "loss" in e]
-    held = [(e.get("step", i), e["eval_loss"]) for i, e in enumerate(entries) if "eval_loss" in e]
-    if not train and not held:
+    if not any("loss" in e or "eval_loss" in e for e in entries):
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
-    if train:
-        ax.plot(*zip(*train), label="train loss", color="tab:blue")
-    if held:
-        ax.plot(*zip(*held), "o-", label="held-out loss", color="tab:orange")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title("Training curve")
-    ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return plot_curves(entries, [("Training curve", ("loss", "eval_loss"))], out, markers=("eval_loss",))
 
 
 # --------------------------------------------------------------------------------------- dataset card

@@ -99,12 +99,3 @@ def publish_dir(tmp: Path, final: Path) -> Path:
     else:
         os.replace(tmp, final)
     return final
-
-
-def save_figure(fig, png_path: str | Path) -> Path:
-    """Write a matplotlib figure as a PNG, renamed into place so a reader never sees half an image."""
-    png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(png_path)
-    return png_path

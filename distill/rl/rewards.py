@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from distill.config import QualityConfig, SandboxConfig
 from distill.filter import checks
@@ -226,7 +226,7 @@ class RewardScorer:
     def close(self) -> None:
         self.pool.close()
 
-    def __enter__(self) -> RewardScorer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from distill.files import atomic_write_text, save_figure
+from distill.files import atomic_write_text
 from distill.jsonl import JsonlReader, JsonlWriter
+from distill.plots import plot_curves
 
 LOGGED = ("loss", "grad_norm", "learning_rate", "eval_loss", "epoch", "mean_token_accuracy", "entropy")
 
@@ -110,27 +111,6 @@ class RichProgressCallback(TrainerCallback):
 
 def plot_log(log_path: Path, png_path: Path) -> Path:
     """Loss (train and eval), grad norm and learning rate against the step, one panel each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = list(JsonlReader(log_path, on_error="skip")) if Path(log_path).exists() else []
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     panels = (("loss", ("loss", "eval_loss")), ("grad norm", ("grad_norm",)), ("learning rate", ("learning_rate",)))
-    for ax, (title, keys) in zip(axes, panels):
-        for key in keys:
-            points = [(r["step"], r[key]) for r in rows if key in r]
-            if points:
-                xs, ys = zip(*points)
-                ax.plot(xs, ys, marker="o" if key == "eval_loss" or len(points) < 30 else None, markersize=3,
-                        label=key)
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if title == "loss":
-            ax.legend()
-    fig.tight_layout()
-    path = save_figure(fig, png_path)
-    plt.close(fig)
-    return path
+    return plot_curves(rows, panels, png_path, markers=("eval_loss",))
