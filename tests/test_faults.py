@@ -5,15 +5,12 @@ from __future__ import annotations
 import ctypes
 import gzip
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from processes import kill_when
 from test_generate_hf import write_problems
 from test_sft_support import read_log, tiny_config, write_traces
 
@@ -33,22 +30,6 @@ def lines(path: Path) -> list[dict]:
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-
-def kill_when(command: list[str], ready: Callable[[], bool], log: Path, timeout: float = 300) -> None:
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + timeout
-        try:
-            while not ready():
-                if proc.poll() is not None:
-                    pytest.fail(f"exited ({proc.returncode}) before the kill point; log: {log.read_text()[-3000:]}")
-                if time.monotonic() > deadline:
-                    pytest.fail("timed out waiting for the kill point")
-                time.sleep(0.02)
-            os.kill(proc.pid, signal.SIGKILL)
-        finally:
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
 
 
 def run_ok(command: list[str], log: Path) -> None:

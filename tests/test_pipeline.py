@@ -7,14 +7,12 @@ and must end with the same traces, kept set, student and scores as the reference
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import processes
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -121,23 +119,9 @@ def line_count(path: Path) -> int:
         return 0
 
 
-def kill_when(command: list[str], log: Path, ready, stage: str, run_dir: Path, timeout: float = 300) -> None:
+def kill_when(command: list[str], log: Path, ready, stage: str, run_dir: Path) -> None:
     """Start `distill run`, SIGKILL it as soon as `ready()` holds, and check the stage was cut short."""
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + timeout
-        try:
-            while not ready():
-                if proc.poll() is not None:
-                    pytest.fail(f"`distill run` exited ({proc.returncode}) before it was inside {stage}; "
-                                f"log: {log.read_text()[-3000:]}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"timed out waiting to be inside {stage}")
-                time.sleep(0.02)
-            os.kill(proc.pid, signal.SIGKILL)
-        finally:
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    processes.kill_when(command, ready, log, point=f"it was inside {stage}")
     manifest = read_manifest(run_dir, stage)
     assert manifest is not None and manifest["status"] == "running", f"{stage} finished before the kill landed"
 
