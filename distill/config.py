@@ -135,13 +135,24 @@ class RayConfig(Config):
     object_store_gib: float = Field(0.25, gt=0, description="object store of a local cluster started here")
 
 
-class GenerateConfig(Config):
-    unhashed: ClassVar[frozenset[str]] = frozenset(
-        {"problems", "output", "shard", "batch_size", "limit", "vllm", "openai", "hf",
-         "executor", "ray"})
+class EngineConfig(Config):
+    """Which engine samples and how it runs: one block for generate and eval's model runs (a recipe's eval
+    takes generate's when it sets none). Only `backend` changes what is sampled; the rest is how."""
+
+    unhashed: ClassVar[frozenset[str]] = frozenset({"vllm", "openai", "hf", "executor", "ray"})
+
+    backend: Literal["vllm", "openai", "hf"] = "vllm"
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+    hf: HFConfig = Field(default_factory=HFConfig)
+    executor: Literal["local", "ray"] = Field("local", description="ray: engine replicas on a Ray cluster")
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+
+class GenerateConfig(EngineConfig):
+    unhashed: ClassVar[frozenset[str]] = EngineConfig.unhashed | {"problems", "output", "shard", "batch_size", "limit"}
 
     model: str = Field(DEFAULT_MODEL, description="hub id, local folder, .gguf file or bundled:NAME")
-    backend: Literal["vllm", "openai", "hf"] = "vllm"
     problems: Path | None = Field(None, description="Problem JSONL (or an importer spec, see docs)")
     output: Path | None = Field(None, description="Trace JSONL; default RUN_DIR/traces.jsonl")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
@@ -151,11 +162,6 @@ class GenerateConfig(Config):
     shard: str | None = Field(None, pattern=r"^\d+/\d+$", description="K/N: this worker's slice")
     batch_size: int = Field(256, ge=1, description="problems in flight at once (bounds memory)")
     limit: int | None = Field(None, ge=1, description="only the first N problems")
-    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
-    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
-    hf: HFConfig = Field(default_factory=HFConfig)
-    executor: Literal["local", "ray"] = Field("local", description="ray: engine replicas on a Ray cluster")
-    ray: RayConfig = Field(default_factory=RayConfig)
 
 
 # --------------------------------------------------------------------------------------------- filter
@@ -307,15 +313,14 @@ class BenchmarkConfig(Config):
     limit: int | None = None
 
 
-class EvalConfig(Config):
+class EvalConfig(EngineConfig):
     """In a recipe, every block below that the eval section leaves out is generate's (sampling, prompts,
     backend and its engine settings) or filter's (the verifier limits): one source, so the base model's
     evaluation also reuses the teacher's vLLM engine. Set a block here to evaluate differently."""
 
-    unhashed: ClassVar[frozenset[str]] = frozenset({"output_dir", "vllm", "openai", "hf", "executor", "ray"})
+    unhashed: ClassVar[frozenset[str]] = EngineConfig.unhashed | {"output_dir"}
     # Taken from the recipe's other stages when the eval section does not set them (Recipe._wire_stage_paths).
-    from_generate: ClassVar[tuple[str, ...]] = ("sampling", "prompts", "backend", "vllm", "openai", "hf",
-                                                "executor", "ray")
+    from_generate: ClassVar[tuple[str, ...]] = ("sampling", "prompts", *EngineConfig.model_fields)
     from_filter: ClassVar[tuple[str, ...]] = ("math_timeout_s", "sandbox")
 
     models: list[str] = Field(default_factory=list, description="default: the SFT base model and the student")
@@ -323,15 +328,9 @@ class EvalConfig(Config):
     k: int = Field(4, ge=1, description="samples per problem: pass@1 is their mean, cons@k their vote")
     sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=32768))
     prompts: PromptConfig = Field(default_factory=PromptConfig)
-    backend: Literal["vllm", "openai", "hf"] = "vllm"
     output_dir: Path | None = Field(None, description="default RUN_DIR/eval")
     math_timeout_s: float = 5.0
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
-    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
-    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
-    hf: HFConfig = Field(default_factory=HFConfig)
-    executor: Literal["local", "ray"] = Field("local", description="ray: sample on engine replicas of a Ray cluster")
-    ray: RayConfig = Field(default_factory=RayConfig)
 
 
 # --------------------------------------------------------------------------------------------- import
