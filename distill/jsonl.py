@@ -57,6 +57,11 @@ class JsonlReader:
             self.errors.append(message)
 
     def __iter__(self) -> Iterator[Any]:
+        for _, record in self.numbered():
+            yield record
+
+    def numbered(self) -> Iterator[tuple[int, Any]]:
+        """(line number, record) pairs, for callers that cite the line later."""
         if not self.path.exists():
             raise JsonlError(f"{self.path}: no such file")
         with _open_text(self.path) as handle:
@@ -72,10 +77,10 @@ class JsonlReader:
                     self._bad(lineno, f"expected a JSON object, got {type(obj).__name__}")
                     continue
                 if self.model is None:
-                    yield obj
+                    yield lineno, obj
                     continue
                 try:
-                    yield self.model.model_validate(obj)
+                    yield lineno, self.model.model_validate(obj)
                 except ValidationError as exc:
                     first = exc.errors()[0]
                     field = ".".join(str(p) for p in first["loc"]) or "<record>"

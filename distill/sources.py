@@ -14,7 +14,6 @@ Hugging Face datasets cache; a dataset that is not there gets one paragraph sayi
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
-from distill.jsonl import _open_text
+from distill.jsonl import JsonlError, JsonlReader
 
 FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson")
@@ -90,17 +89,11 @@ def iter_rows(spec: str | Path | Spec) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict]]:
-    with _open_text(path) as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SourceError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(row, dict):
-                raise SourceError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+    try:
+        for lineno, row in JsonlReader(path).numbered():
             yield f"{path}:{lineno}", row
+    except JsonlError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def _file_rows(spec: Spec) -> Iterator[dict]:
