@@ -17,9 +17,6 @@ from pydantic import BaseModel, ValidationError
 
 from distill.errors import DistillError
 
-# Whole-file writes live in distill.files; kept importable from here for callers that stream and dump.
-from distill.files import atomic_write_json, atomic_write_text  # noqa: F401
-
 M = TypeVar("M", bound=BaseModel)
 
 
