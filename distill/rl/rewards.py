@@ -29,8 +29,9 @@ from typing import Any, Self
 
 from distill.config import QualityConfig, SandboxConfig
 from distill.filter import checks
-from distill.filter.registry import _lookup, _register, check_timeout_s
+from distill.filter.registry import check_timeout_s
 from distill.generation.extract import split_completion
+from distill.plugins import Registry
 from distill.records import Problem, Trace
 from distill.verify import verify_budget_s, verify_inline
 from distill.verify.workers import Failure, Retry, SupervisedPool, phase
@@ -41,7 +42,7 @@ PRELOAD = ["distill.verify", "distill.verify._warm", "distill.rl.rewards"]
 DEFAULT_REWARD_TIMEOUT_S = 30.0
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
-_REWARDS: dict[str, Callable[[Completion], float]] = {}
+REWARDS = Registry("reward")
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,11 @@ def reward(name: str, *, timeout_s: float = DEFAULT_REWARD_TIMEOUT_S):
     """Register `fn(completion: Completion) -> float` as a reward named `name` (see the module docstring)."""
     if name in BUILTIN:
         raise ValueError(f"@reward({name!r}): a built-in reward has that name; pick another")
-    return _register(_REWARDS, "reward", name, timeout_s)
+    return REWARDS.register(name, timeout_s)
 
 
 def get_reward(name: str) -> Callable[[Completion], float]:
-    return _lookup(name, _REWARDS, "reward")
+    return REWARDS.lookup(name)
 
 
 # ------------------------------------------------------------------------------------ built-ins
