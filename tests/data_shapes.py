@@ -22,6 +22,11 @@ from typing import Any
 
 from test_sft_support import gsm8k_rows
 
+from distill.benchmarks import humaneval
+from distill.records import Problem
+
+HUMANEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
+
 OPENTHOUGHTS_SYSTEM = (
     "Your role as an assistant involves thoroughly exploring questions through a systematic long thinking "
     "process before providing the final precise and accurate solutions. ... Please structure your response "
@@ -171,3 +176,17 @@ def write_hub_cache(rows: list[dict], cache_dir: Path, repo_id: str, config: str
     shutil.move(str(built), str(target))
     shutil.rmtree(staging)
     return target
+
+
+def humaneval_rows(n: int | None = None) -> list[dict[str, Any]]:
+    """The first `n` rows of the real HumanEval file in ../shared (all 164 when n is None)."""
+    import gzip
+    from itertools import islice
+
+    with gzip.open(HUMANEVAL, "rt") as handle:
+        return [json.loads(line) for line in islice(handle, n)]
+
+
+def humaneval_problem(row: dict[str, Any]) -> Problem:
+    """A HumanEval row as the benchmark registry reads it."""
+    return humaneval(row, f"{HUMANEVAL.name} {row['task_id']}")

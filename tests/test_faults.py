@@ -3,23 +3,22 @@ and a disk that fills up while `distill generate` writes traces. Each is a real 
 from __future__ import annotations
 
 import ctypes
-import gzip
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from data_shapes import humaneval_problem, humaneval_rows
 from processes import kill_when
 from test_generate_hf import write_problems
 from test_sft_support import read_log, tiny_config, write_traces
 
 from distill.config import EvalConfig, GenerateConfig, dump_yaml
-from distill.records import Problem, Trace
+from distill.records import Trace
 from distill.sft import train
 
 ROOT = Path(__file__).resolve().parents[1]
-HUMANEVAL = ROOT.parent / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
 CLI = [sys.executable, "-m", "distill.cli"]
 pytestmark = pytest.mark.slow
 
@@ -71,13 +70,9 @@ def _slow_code_answers(traces: Path, rows: dict[str, dict]) -> None:
 
 
 def test_sigkill_of_distill_eval_during_verification_resumes(tmp_path: Path):
-    with gzip.open(HUMANEVAL, "rt") as handle:
-        rows = {r["task_id"]: r for r in (json.loads(line) for _, line in zip(range(5), handle))}
+    rows = {r["task_id"]: r for r in humaneval_rows(5)}
     problems = tmp_path / "he.jsonl"
-    problems.write_text("".join(json.dumps(Problem(
-        id=r["task_id"], problem=r["prompt"], domain="code", entry_point=r["entry_point"],
-        tests=f"{r['test']}\ncheck({r['entry_point']})\n", meta={"prompt": r["prompt"]}).to_json()) + "\n"
-        for r in rows.values()))
+    problems.write_text("".join(json.dumps(humaneval_problem(r).to_json()) + "\n" for r in rows.values()))
     config = EvalConfig.model_validate({
         "models": ["bundled:tiny"], "benchmarks": [{"name": "he", "path": str(problems)}], "k": 16,
         "backend": "hf", "sampling": {"max_tokens": 8, "seed": 0}, "hf": {"batch_size": 16},

@@ -1,7 +1,6 @@
 """filter_traces end to end on hand-written R1 traces: verification, hostile code, dataset steps, outputs, resume."""
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -11,14 +10,15 @@ import textwrap
 import time
 from pathlib import Path
 
+import data_shapes
 import pytest
+from data_shapes import humaneval_problem
 
 from distill.config import FilterConfig
 from distill.filter import filter_traces
 from distill.jsonl import count_lines, read_jsonl
 from distill.records import Problem, Trace
 
-HUMANEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
 MATH_PROMPT = "{}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 
 
@@ -43,13 +43,7 @@ def thinking(topic: str, steps: int = 12) -> str:
 
 @pytest.fixture(scope="module")
 def humaneval_rows() -> list[dict]:
-    with gzip.open(HUMANEVAL, "rt") as handle:
-        return [json.loads(line) for _, line in zip(range(2), handle)]
-
-
-def code_problem(row: dict) -> Problem:
-    return Problem(id=row["task_id"], problem=row["prompt"], domain="code", entry_point=row["entry_point"],
-                   tests=f"{row['test']}\ncheck({row['entry_point']})\n", meta={"prompt": row["prompt"]})
+    return data_shapes.humaneval_rows(2)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -74,8 +68,8 @@ def big_run(tmp_path_factory, humaneval_rows):
                     answer="\\left( 3, \\frac{\\pi}{2} \\right)")
     interval = Problem(id="interval", problem="Solve $x - 2 \\le 0$ and give the interval.", answer="(-\\infty, 2]")
     tower = Problem(id="tower", problem="Compute $2^{2^2} - 15$.", answer="1")
-    add = code_problem(humaneval_rows[0])
-    parens = code_problem(humaneval_rows[1])
+    add = humaneval_problem(humaneval_rows[0])
+    parens = humaneval_problem(humaneval_rows[1])
     mcq = Problem(id="mcq", problem="Which number is prime?", domain="mcq", answer="C", choices=["4", "6", "7", "9"])
     poem = Problem(id="poem", problem="Write a haiku about rain.", domain="text")
     problems = [frac, polar, interval, tower, add, parens, mcq, poem]

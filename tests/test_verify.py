@@ -1,12 +1,10 @@
 """Verifiers on real answers: LaTeX equivalence, time bounds on pathological math, mcq letters, HumanEval code."""
 from __future__ import annotations
 
-import gzip
-import json
 import time
-from pathlib import Path
 
 import pytest
+from data_shapes import humaneval_problem, humaneval_rows
 
 from distill.config import SandboxConfig
 from distill.records import Problem
@@ -14,8 +12,6 @@ from distill.verify import MATH_GRACE_S, extract_final_answer, verify, verify_in
 from distill.verify.code import extract_code
 from distill.verify.math import last_boxed
 from distill.verify.mcq import extract_letter
-
-HUMANEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
 
 
 def math_problem(answer: str) -> Problem:
@@ -142,19 +138,13 @@ def test_text_problems_have_no_verifier():
 # ----------------------------------------------------------------------------------------------- code
 @pytest.fixture(scope="module")
 def humaneval() -> list[dict]:
-    with gzip.open(HUMANEVAL, "rt") as handle:
-        return [json.loads(line) for _, line in zip(range(3), handle)]
-
-
-def he_problem(row: dict) -> Problem:
-    return Problem(id=row["task_id"], problem=row["prompt"], domain="code", entry_point=row["entry_point"],
-                   tests=f"{row['test']}\ncheck({row['entry_point']})\n", meta={"prompt": row["prompt"]})
+    return humaneval_rows(3)
 
 
 def test_humaneval_canonical_solutions_pass(humaneval):
     for row in humaneval:
         answer = f"Here is the solution.\n\n```python\n{row['prompt']}{row['canonical_solution']}```\n"
-        result = verify(he_problem(row), answer, sandbox=SandboxConfig(timeout_s=20))
+        result = verify(humaneval_problem(row), answer, sandbox=SandboxConfig(timeout_s=20))
         assert result.passed, (row["task_id"], result.detail)
         assert result.check == "code_tests"
         assert result.extracted and row["entry_point"] in result.extracted
@@ -162,14 +152,14 @@ def test_humaneval_canonical_solutions_pass(humaneval):
 
 def test_humaneval_body_only_completion_gets_the_prompt(humaneval):
     row = humaneval[0]
-    result = verify(he_problem(row), f"```python\n{row['canonical_solution']}```", sandbox=SandboxConfig(timeout_s=20))
+    result = verify(humaneval_problem(row), f"```python\n{row['canonical_solution']}```", sandbox=SandboxConfig(timeout_s=20))
     assert result.passed, result.detail
 
 
 def test_wrong_code_fails_naming_the_call(humaneval):
     row = humaneval[0]
     wrong = f"```python\ndef {row['entry_point']}(numbers, threshold):\n    return False\n```"
-    result = verify(he_problem(row), wrong, sandbox=SandboxConfig(timeout_s=20))
+    result = verify(humaneval_problem(row), wrong, sandbox=SandboxConfig(timeout_s=20))
     assert not result.passed
     assert result.guarantee == "structured"  # HumanEval/0's asserts became calls compared outside
     assert "has_close_elements([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3) returned False" in result.detail
@@ -178,13 +168,13 @@ def test_wrong_code_fails_naming_the_call(humaneval):
 def test_code_exiting_before_its_tests_fails(humaneval):
     row = humaneval[0]
     sneaky = f"```python\nimport os\ndef {row['entry_point']}(numbers, threshold):\n    return False\nos._exit(0)\n```"
-    result = verify(he_problem(row), sneaky, sandbox=SandboxConfig(timeout_s=20))
+    result = verify(humaneval_problem(row), sneaky, sandbox=SandboxConfig(timeout_s=20))
     assert not result.passed
     assert "gave no result" in result.detail
 
 
 def test_answer_without_code_block_fails(humaneval):
-    result = verify(he_problem(humaneval[0]), "I would loop over the pairs.")
+    result = verify(humaneval_problem(humaneval[0]), "I would loop over the pairs.")
     assert not result.passed and "no Python code block" in result.detail
 
 
@@ -197,7 +187,7 @@ def test_extract_code_takes_the_last_python_block():
 # ------------------------------------------------------------------------------------------ verify_many
 def test_verify_many_keeps_input_order_across_domains(humaneval):
     items = [(math_problem("\\frac{1}{2}"), "\\boxed{0.5}"), (MCQ, "\\boxed{A}"),
-             (he_problem(humaneval[1]), f"```python\n{humaneval[1]['prompt']}{humaneval[1]['canonical_solution']}```"),
+             (humaneval_problem(humaneval[1]), f"```python\n{humaneval[1]['prompt']}{humaneval[1]['canonical_solution']}```"),
              (math_problem("3"), "\\boxed{4}"), (math_problem("1"), "\\boxed{2^{2^{2^{2^{2^{2^{2}}}}}}}")] * 2
     results = list(verify_many(items, math_timeout_s=1.0, sandbox=SandboxConfig(timeout_s=20), workers=2))
     assert [r.passed for r in results] == [True, False, True, False, False] * 2

@@ -4,7 +4,6 @@ of HumanEval converted from its asserts."""
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import os
 import pickle
@@ -12,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from data_shapes import humaneval_problem, humaneval_rows
 
 from distill.config import SandboxConfig
 from distill.records import CallCase, CodeTests, Problem
@@ -25,7 +25,6 @@ from distill.verify.code_tests import (
     stdout_matches,
 )
 
-HUMANEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
 BOX = SandboxConfig(timeout_s=10)
 
 
@@ -151,10 +150,8 @@ def test_problem_tests_load_structured_or_as_assertion_text():
 
 
 def test_humaneval_converts_and_every_canonical_solution_passes():
-    with gzip.open(HUMANEVAL, "rt") as handle:
-        rows = [json.loads(line) for line in handle]
-    problems = [Problem(id=r["task_id"], problem=r["prompt"], domain="code", entry_point=r["entry_point"],
-                        tests=f"{r['test']}\ncheck({r['entry_point']})\n") for r in rows]
+    rows = humaneval_rows()
+    problems = [humaneval_problem(r) for r in rows]
     converted = [p for p in problems if from_humaneval(p.tests, p.entry_point) is not None]
     assert len(rows) == 164 and len(converted) >= 153  # 153/164 today
     answers = [f"```python\n{r['prompt']}{r['canonical_solution']}```" for r in rows]
