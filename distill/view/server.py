@@ -36,7 +36,7 @@ def make_server(run_dir: Path, host: str = "127.0.0.1", port: int = 0, log=None)
     data = RunData(find_layout(run_dir))
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
+        def do_GET(self) -> None:  # the http.server hook
             url = urlparse(self.path)
             try:
                 self.route(url.path, {k: v[-1] for k, v in parse_qs(url.query).items()})
@@ -79,7 +79,7 @@ def make_server(run_dir: Path, host: str = "127.0.0.1", port: int = 0, log=None)
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server hook's name
+        def log_message(self, format: str, *args: Any) -> None:  # the http.server hook, its names
             if log is not None:
                 log(format % args)
 

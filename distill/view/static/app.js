@@ -62,9 +62,17 @@ function select(options, value, onchange) {
     options.map(([v, label]) => el("option", { value: v, selected: v === value }, label)));
 }
 
+const SHORT = 600;  // characters: a text this short is shown open, a longer one behind its summary
+
 function block(label, text, open) {
   if (!text) return null;
-  return el("details", { open }, el("summary", {}, label), el("pre", {}, text));
+  return el("details", { open: open || text.length < SHORT }, el("summary", {}, label), el("pre", {}, text));
+}
+
+// The think block and the answer when the trace has both; else the completion as written.
+function traceBlocks(s) {
+  return s.answer ? [block("reasoning", s.reasoning, false), block("answer", s.answer, true)]
+    : [block("completion", s.completion, false)];
 }
 
 // ------------------------------------------------------------------------------------------ overview
@@ -116,8 +124,7 @@ function sampleCard(s) {
       s.gold !== null && s.gold !== undefined ? el("span", { class: "badge plain" }, `gold: ${s.gold}`) : null),
     (s.reasons || []).map((r) => el("div", { class: "reason" }, el("b", {}, r.check), ": ", r.detail)),
     s.problem ? el("div", { class: "problem" }, s.problem) : null,
-    block("reasoning", s.reasoning, false),
-    block(s.reasoning ? "answer" : "completion", s.reasoning ? s.answer : s.completion, true));
+    traceBlocks(s));
 }
 
 async function renderSamples(params) {
@@ -144,7 +151,7 @@ function modelColumn(label, result) {
     samples.map((s) => el("div", { class: "sample" },
       el("span", { class: `badge ${s.passed ? "good" : "bad"}` }, s.passed ? "✓ correct" : "✗ wrong"), " ",
       el("span", { class: "muted" }, `#${s.sample} · answer ${s.extracted ?? "none"} · ${s.completion_tokens} tokens · ${s.finish_reason}`),
-      block("completion", s.completion, samples.length === 1))));
+      traceBlocks(s))));
 }
 
 async function renderEval(params) {
@@ -157,11 +164,11 @@ async function renderEval(params) {
         ["regressed", `${page.models.at(-1)} worse`]], params.show || "all", (v) => go("eval", { ...params, show: v, offset: 0 })),
       searchBox(params, "eval", "search problems")),
     pager(page, { limit: 10, ...params }, "eval"),
-    page.items.map((p) => el("div", { class: "card" },
+    el("div", { id: "eval" }, page.items.map((p) => el("div", { class: "card" },
       el("h3", {}, p.id, el("span", { class: "badge plain" }, `gold: ${p.answer ?? "?"}`)),
       el("div", { class: "problem" }, p.problem),
       el("div", { class: "side", style: `grid-template-columns: repeat(${page.models.length}, 1fr)` },
-        page.models.map((m) => modelColumn(m, p.models[m]))))));
+        page.models.map((m) => modelColumn(m, p.models[m])))))));
 }
 
 // -------------------------------------------------------------------------------------------- router
