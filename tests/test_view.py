@@ -2,9 +2,9 @@
 
 The run is `distill run` on bundled:tiny (hf backend), sized to take seconds: 4 training problems x 3
 samples, the filter rejecting by rule (the traces of one problem are decontaminated against a file
-holding its text; the quality checks reject others), one LoRA step, and an eval of base, student and
-the bundled SmolLM2 (which answers some of the arithmetic the random models never do, so the side-by-side
-page has problems where the models differ). Expected values are computed from the run's own files.
+holding its text), one LoRA step, and an eval of base, student and the bundled SmolLM2 on two sums it
+mostly gets right and one it gets wrong (the random models never answer, so the side-by-side page has
+problems where the models differ). Expected values are computed from the run's own files.
 """
 from __future__ import annotations
 
@@ -39,7 +39,11 @@ def run_dir(tmp_path_factory, tiny_model, smollm2) -> Path:
     data = tmp_path_factory.mktemp("data")
     train = (ROOT / "data/demo/train.jsonl").read_text().splitlines()[:4]
     (data / "train.jsonl").write_text("\n".join(train) + "\n")
-    (data / "eval.jsonl").write_text("\n".join((ROOT / "data/demo/eval.jsonl").read_text().splitlines()[:3]) + "\n")
+    # Two sums SmolLM2 gets right 3 times in 4 in the demo, and one it gets wrong: the models differ.
+    easy = [line for line in (ROOT / "data/demo/train.jsonl").read_text().splitlines()
+            if json.loads(line)["id"] in ("demo-train-0038", "demo-train-0049")]
+    hard = (ROOT / "data/demo/eval.jsonl").read_text().splitlines()[:1]
+    (data / "eval.jsonl").write_text("\n".join(easy + hard) + "\n")
     (data / "contaminated.jsonl").write_text(train[0] + "\n")  # its traces are rejected as contaminated
     folder = tmp_path_factory.mktemp("view") / "run"
     recipe = Recipe.model_validate({
@@ -54,7 +58,7 @@ def run_dir(tmp_path_factory, tiny_model, smollm2) -> Path:
                 "gradient_checkpointing": False, "lora": {"r": 4, "alpha": 8}, "precision": "fp32"},
         "eval": {"benchmarks": [{"name": "heldout", "path": str(data / "eval.jsonl")}], "k": 2, "backend": "hf",
                  "models": ["base", "student", "smollm2=bundled:smollm2-135m-instruct"],
-                 "sampling": {"max_tokens": 48, "temperature": 0.0, "seed": 0}, "hf": {"batch_size": 6}},
+                 "sampling": {"max_tokens": 96, "seed": 0}, "hf": {"batch_size": 6}},
     })
     run(recipe, progress=False)
     return folder
@@ -185,11 +189,11 @@ def test_eval_puts_every_model_side_by_side_on_each_problem(run_dir, url):
             for label in page["models"]}
     differ = sorted(pid for pid in rate["base"] if len({rate[m][pid] for m in page["models"]}) > 1)
     improved = sorted(pid for pid in rate["base"] if rate["smollm2"][pid] > rate["base"][pid])
-    assert differ, "SmolLM2 should solve some of the held-out arithmetic the random models cannot"
+    assert differ, "SmolLM2 should solve some of the sums the random models cannot"
     assert sorted(i["id"] for i in fetch(url, "/api/eval", show="differ")[1]["items"]) == differ
     assert sorted(i["id"] for i in fetch(url, "/api/eval", show="improved")[1]["items"]) == improved
-    _, searched = fetch(url, "/api/eval", q="12 + 6")
-    assert [i["id"] for i in searched["items"]] == ["demo-eval-0001"]
+    _, searched = fetch(url, "/api/eval", q="3 times 3")
+    assert [i["id"] for i in searched["items"]] == ["demo-train-0038"]
 
 
 def test_bad_requests_get_one_sentence_and_a_400(url):
