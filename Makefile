@@ -6,7 +6,7 @@ EXTRAS ?= cpu,dev,ray,deepspeed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo demo-quick test test-fast lint bench clean
+.PHONY: setup browser demo demo-quick test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -28,8 +28,12 @@ demo: setup
 demo-quick: setup
 	$(VENV)/bin/distill demo --quick
 
+# Debian's chromium, for the viewer's headless-browser test; nothing to do when one is installed.
+browser:
+	bash .ci/install-chromium.sh
+
 # The full suite: what CI runs (.ci/run).
-test: setup
+test: setup browser
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=15
 
 # The inner loop (under 5 minutes on 2 cores): no vLLM engine, no end-to-end run.

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from distill.config import GenerateConfig, Recipe, RLConfig, SFTConfig, dump_yaml
-from distill.files import atomic_write_text, read_json_if_any
+from distill.files import atomic_write_text, read_json_if_any, shown_path
 from distill.jsonl import count_lines, read_jsonl
 from distill.plots import plot_curves, pyplot, save_figure
 
@@ -109,10 +109,12 @@ def funnel_markdown(stats: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _decontam_markdown(report: dict[str, Any] | None) -> str:
+def _decontam_markdown(report: dict[str, Any] | None, run_dir: Path | None) -> str:
     if report is None:
         return ("No decontamination was configured (`filter.decontaminate.against` is empty): the traces were "
                 "not checked against any evaluation set.\n")
+    report = {**report, "against": [{**a, "path": shown_path(a["path"], run_dir)} for a in report.get("against", [])],
+              "matches": [{**m, "benchmark": shown_path(m["benchmark"], run_dir)} for m in report.get("matches", [])]}
     lines = ["```json", json.dumps(report, indent=2, ensure_ascii=False)[:4000], "```"]
     return "\n".join(lines) + "\n"
 
@@ -126,8 +128,10 @@ def _shown(template: str) -> str:
 
 
 def write_dataset_card(filter_dir: Path, generate: GenerateConfig, *, problems_license: str | None = None,
-                       name: str = "distilled-traces", eval_sets: list[str] | None = None) -> DatasetCard:
-    """README.md + plots/ in `filter_dir` (which holds kept.jsonl, rejected.jsonl, stats.json)."""
+                       name: str = "distilled-traces", eval_sets: list[str] | None = None,
+                       run_dir: Path | None = None) -> DatasetCard:
+    """README.md + plots/ in `filter_dir` (which holds kept.jsonl, rejected.jsonl, stats.json); file paths
+    are shown relative to `run_dir` (see distill.files.shown_path)."""
     filter_dir = Path(filter_dir)
     stats = read_json_if_any(filter_dir / "stats.json") or {}
     decontam = read_json_if_any(filter_dir / "decontamination.json")
@@ -156,7 +160,8 @@ def write_dataset_card(filter_dir: Path, generate: GenerateConfig, *, problems_l
          f"{kept} kept of {kept + stats.get('rejected', 0)} generated.\n"),
         "## Provenance\n",
         f"- **Teacher:** `{generate.model}` (backend `{generate.backend}`)",
-        f"- **Problems:** `{generate.problems}`" + (f" (first {generate.limit})" if generate.limit else ""),
+        f"- **Problems:** `{shown_path(generate.problems, run_dir) if generate.problems else None}`"
+        + (f" (first {generate.limit})" if generate.limit else ""),
         (f"- **Sampling:** temperature {s.temperature}, top-p {s.top_p}, at most {s.max_tokens} tokens, "
          f"{s.n} samples a problem, seed {s.seed} (seeded per problem and sample: reruns reproduce the traces)"),
         "- **System prompt:** " + (f"`{prompts.system_prompt}`" if prompts.system_prompt else
@@ -181,8 +186,8 @@ def write_dataset_card(filter_dir: Path, generate: GenerateConfig, *, problems_l
         body.append("![reject reasons](plots/reject_reasons.png)\n")
     body += [
         "## Decontamination\n",
-        (f"Checked against: {', '.join(f'`{e}`' for e in eval_sets)}.\n" if eval_sets else ""),
-        _decontam_markdown(decontam),
+        (f"Checked against: {', '.join(f'`{shown_path(e, run_dir)}`' for e in eval_sets)}.\n" if eval_sets else ""),
+        _decontam_markdown(decontam, run_dir),
         "## Format\n",
         ("`kept.jsonl`: one verified trace a line (`problem_id`, `sample`, `teacher`, `prompt`, `completion`, "
          "`reasoning`, `answer`, `finish_reason`, token counts, `config_hash`, plus the filter's `kept`, "
@@ -202,8 +207,9 @@ def write_dataset_card(filter_dir: Path, generate: GenerateConfig, *, problems_l
 def write_model_card(student_dir: Path, sft: SFTConfig, *, scores: dict[str, Any] | None = None,
                      training: dict[str, Any] | None = None, log_path: Path | None = None,
                      dataset_card: Path | None = None, recipe: Recipe | None = None,
-                     kept: int | None = None) -> Path:
-    """README.md in the student folder: what it was trained from, on what, how, and how it scores."""
+                     kept: int | None = None, run_dir: Path | None = None) -> Path:
+    """README.md in the student folder: what it was trained from, on what, how, and how it scores (file
+    paths relative to `run_dir`; the recipe block is the exact configuration, as run)."""
     from distill.eval.table import markdown_table
 
     student_dir = Path(student_dir)
@@ -225,8 +231,9 @@ def write_model_card(student_dir: Path, sft: SFTConfig, *, scores: dict[str, Any
         f"- **Base model:** `{sft.model}`; method **{sft.method}**"
         + (f" (r={sft.lora.r}, alpha={sft.lora.alpha}, targets {sft.lora.target_modules})"
            if sft.method != "full" else ""),
-        f"- **Data:** `{sft.train_file}`" + (f", {kept} verified traces" if kept is not None else "")
-        + (f" (dataset card: `{dataset_card}`)" if dataset_card else ""),
+        f"- **Data:** `{shown_path(sft.train_file, run_dir) if sft.train_file else None}`"
+        + (f", {kept} verified traces" if kept is not None else "")
+        + (f" (dataset card: `{shown_path(dataset_card, run_dir)}`)" if dataset_card else ""),
         f"- **Schedule:** {sft.epochs} epochs" + (f" / {sft.max_steps} steps" if sft.max_steps > 0 else "")
         + f", learning rate {sft.learning_rate} ({sft.lr_scheduler}, warmup {sft.warmup_ratio}), batch "
         f"{sft.per_device_batch_size} x {sft.gradient_accumulation_steps} accumulation, max length "

@@ -31,6 +31,17 @@ Args = Annotated[list[str] | None, typer.Argument(
     help="[RECIPE.yaml] then KEY=VALUE overrides, e.g. recipes/demo.yaml sampling.n=8", show_default=False)]
 
 
+@app.callback()
+def main_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the libraries' logs, warnings and bars "
+                                                                 "(vLLM, transformers, datasets, ...)")] = False,
+):
+    """Distil reasoning teachers into small students: generate -> filter -> sft -> eval."""
+    from distill import logs
+
+    logs.configure(verbose)
+
+
 def friendly_errors(fn):
     """User errors become one short red paragraph and exit code 2; no traceback."""
 
@@ -275,6 +286,27 @@ def export(
                                                           private=not public)
     console.print(f"[green]wrote[/] {result.rows} rows: {result.dataset_dir} (load_from_disk), "
                   f"{result.parquet_path}" + (f"; pushed to {result.hub_url}" if result.hub_url else ""))
+
+
+@app.command()
+@friendly_errors
+def view(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (of `distill run` or `distill demo`)")],
+    port: Annotated[int, typer.Option(help="port to listen on (0: any free one)")] = 0,
+    host: Annotated[str, typer.Option(help="address to listen on; 127.0.0.1 keeps the page on this machine")]
+        = "127.0.0.1",
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="print the address, do not open a browser")] = False,
+):
+    """A local web page over a run: problems, every sample (kept, rejected and why), eval side by side, plots."""
+    from distill.view import serve
+
+    def announce(url: str) -> None:
+        console.print(f"[green]serving[/] {run_dir} at [bold]{url}[/] (Ctrl-C stops)", highlight=False)
+
+    try:
+        serve(run_dir, host, port, open_browser=not no_browser, announce=announce)
+    except KeyboardInterrupt:
+        console.print("stopped")
 
 
 # ------------------------------------------------------------------------------------ recipes, models

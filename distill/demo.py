@@ -63,9 +63,6 @@ def run_offline(recipe: Recipe, progress: bool):
     # Everything the demo needs ships with the package: never wait on a hub that may not be reachable.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # vLLM logs every engine step at INFO and every bf16 cast at WARNING; the demo shows progress bars
-    # instead. Set VLLM_LOGGING_LEVEL=INFO to see them again.
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     console = Console(stderr=True)
     started = time.monotonic()
     summary = run(recipe, progress=progress, console=console)

@@ -99,3 +99,17 @@ def publish_dir(tmp: Path, final: Path) -> Path:
     else:
         os.replace(tmp, final)
     return final
+
+
+def shown_path(path: str | Path, run_dir: str | Path | None = None) -> str:
+    """How a card or report names a file: relative to the run directory when inside it, a file shipped with
+    distill by its place in the package (`distill/data/demo/eval.jsonl`), anything else as given. A card then
+    reads the same on every machine and names no one's cache or checkout."""
+    from distill.resources import package_root  # resources needs nothing from here: no cycle
+
+    given = Path(path)
+    resolved = given.resolve()
+    for root, prefix in ((run_dir, ""), (package_root(), "distill/")):
+        if root is not None and resolved.is_relative_to(Path(root).resolve()):
+            return prefix + resolved.relative_to(Path(root).resolve()).as_posix() or "."
+    return str(given)

@@ -300,7 +300,7 @@ def finish(recipe: Recipe, reports: list[StageReport], started: float, *, progre
         summary.funnel = stats.get("funnel")
         summary.dataset_card = cards.write_dataset_card(
             Path(recipe.filter.output_dir), recipe.generate, name=f"{recipe.name}-traces",
-            eval_sets=[str(p) for p in recipe.filter.decontaminate.against]).path
+            eval_sets=[str(p) for p in recipe.filter.decontaminate.against], run_dir=run_dir).path
     sft = by_name.get("sft")
     ev = by_name.get("eval")
     if ev is not None and ev.outputs:
@@ -311,7 +311,7 @@ def finish(recipe: Recipe, reports: list[StageReport], started: float, *, progre
         summary.model_card = cards.write_model_card(
             Path(recipe.sft.output_dir), recipe.sft, scores=summary.scores, training=summary.training,
             log_path=Path(log_path) if log_path else None, dataset_card=summary.dataset_card, recipe=recipe,
-            kept=(flt.summary.get("kept") if flt is not None else None))
+            kept=(flt.summary.get("kept") if flt is not None else None), run_dir=run_dir)
     rl = by_name.get("rl")
     if rl is not None and rl.outputs:
         summary.model_card = cards.write_policy_card(

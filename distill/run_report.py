@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from distill.config import dump_yaml
 from distill.eval.table import rows as score_rows
-from distill.files import atomic_write_text
+from distill.files import atomic_write_text, shown_path
 
 if TYPE_CHECKING:
     from distill.config import Recipe
@@ -54,8 +54,8 @@ def render(recipe: Recipe, summary: RunSummary) -> str:
     parts = [f"<h1>distill run: {html.escape(recipe.name)}</h1>"]
     if recipe.description:
         parts.append(f"<p>{html.escape(recipe.description)}</p>")
-    parts.append(f"<p>run directory <code>{html.escape(str(summary.run_dir))}</code>; this invocation took "
-                 f"{summary.wall_s:.0f} s.</p>")
+    parts.append(f"<p>run directory <code>{html.escape(Path(summary.run_dir).name)}</code> (the folder holding "
+                 f"this report; paths below are relative to it); this invocation took {summary.wall_s:.0f} s.</p>")
     parts.append("<h2>Stages</h2>")
     parts.append(_table(["stage", "status", "seconds", "key"],
                         [[s.name, s.status, s.seconds, s.key] for s in summary.stages]))
@@ -86,14 +86,18 @@ def render(recipe: Recipe, summary: RunSummary) -> str:
                      "paired over the same problems.</p>")
         header, body = score_rows(s)
         parts.append(_table(header, body))
-        models = [[label, meta["model"], meta["path"]] for label, meta in s.get("models", {}).items()]
-        parts.append(_table(["label", "model", "loaded from"], models))
+        # A bundled or hub model loads from this machine's cache: its name says more than the folder.
+        models = [[label, meta["model"], shown_path(meta["path"], summary.run_dir)
+                   if Path(meta["path"]).resolve().is_relative_to(Path(summary.run_dir).resolve()) else "-"]
+                  for label, meta in s.get("models", {}).items()]
+        parts.append(_table(["label", "model", "folder in this run"], models))
 
     links = [(name, path) for name, path in (("dataset card", summary.dataset_card),
                                              ("model card", summary.model_card)) if path]
     if links:
         parts.append("<h2>Cards</h2><ul>" + "".join(
-            f"<li>{html.escape(n)}: <code>{html.escape(str(p))}</code></li>" for n, p in links) + "</ul>")
+            f"<li>{html.escape(n)}: <code>{html.escape(shown_path(p, summary.run_dir))}</code></li>"
+            for n, p in links) + "</ul>")
     parts.append("<h2>Recipe</h2><pre>" + html.escape(dump_yaml(recipe)) + "</pre>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>distill: {html.escape(recipe.name)}"
             f"</title><style>{STYLE}</style></head><body>" + "\n".join(p for p in parts if p) + "</body></html>\n")

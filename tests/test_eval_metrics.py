@@ -1,13 +1,15 @@
 """The estimators against their textbook definitions, on counts small enough to check by hand."""
 from __future__ import annotations
 
+import io
 import itertools
 import math
 
+import numpy as np
 import pytest
 
 from distill.eval import metrics
-from distill.eval.table import markdown_table
+from distill.eval.table import cell, markdown_table
 
 
 def comb_formula(n: int, c: int, k: int) -> float:
@@ -106,3 +108,34 @@ def test_markdown_table_shows_every_model_and_the_paired_delta():
                                            "pass@1": {"value": 0.3, "ci_low": 0.2, "ci_high": 0.4}}}}}
     text = markdown_table(doc)
     assert "| demo | pass@1 | 0.100 [0.050, 0.200] | 0.400 [0.300, 0.500] | +0.300 [+0.200, +0.400] better |" in text
+
+
+def test_terminal_table_reads_at_80_columns():
+    """Two models and their paired difference on a real aggregate: every cell whole on an 80-column terminal."""
+    from rich.console import Console
+
+    from distill.eval.table import scores_table
+
+    rng = np.random.default_rng(0)
+
+    def scores(p: float) -> tuple[dict, list[float]]:
+        problems = [metrics.score_problem([str(a) for a in rng.integers(0, 3, 4)], list(rng.random(4) < p))
+                    for _ in range(32)]
+        return ({name: est.to_json() for name, est in metrics.aggregate(problems, 4).items()},
+                [s.correct / s.n for s in problems])
+
+    (base, before), (student, after) = scores(0.2), scores(0.5)
+    doc = {"k": 4, "sampling": {"temperature": 0.6, "top_p": 0.95}, "benchmarks": {"heldout": {}},
+           "scores": {"base": {"heldout": base}, "student": {"heldout": student}},
+           "deltas": {"student": {"heldout": {"against": "base",
+                                              "pass@1": metrics.paired_difference(after, before).to_json()}}}}
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(scores_table(doc))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "'heldout'" in text.splitlines()[0]  # one benchmark: named in the title, not a column per row
+    for metric in ("pass@1", "pass@2", "pass@4", "cons@4"):
+        row = next(line for line in text.splitlines() if line.lstrip().startswith(metric))
+        assert all(cell(doc["scores"][m]["heldout"][metric]) in row for m in ("base", "student")), row
+    difference = doc["deltas"]["student"]["heldout"]["pass@1"]
+    assert f"{difference['value']:+.3f} [{difference['ci_low']:+.3f}, {difference['ci_high']:+.3f}]" in text

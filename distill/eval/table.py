@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 
@@ -55,14 +56,22 @@ def rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def scores_table(document: dict[str, Any]) -> Table:
+    """The terminal table, laid out to read at 80 columns for two models: one benchmark goes in the title
+    instead of a column, a difference's verdict goes under its interval, and the box has no side rules."""
     header, body = rows(document)
-    k = document.get("k")
-    table = Table(title=f"evaluation: k={k} samples a problem, T={document['sampling']['temperature']}, "
-                        f"top-p={document['sampling']['top_p']}; value [95% CI]")
+    compared = len(header) - 2 - len(document["scores"])  # the difference columns, last
+    benches = list(document["benchmarks"])
+    if len(benches) == 1:
+        header, body = header[1:], [row[1:] for row in body]
+    on = f"'{benches[0]}', " if len(benches) == 1 else ""
+    sampling = document["sampling"]
+    table = Table(title=f"evaluation: {on}k={document.get('k')} samples a problem, T={sampling['temperature']}, "
+                        f"top-p={sampling['top_p']}; value [95% CI]", box=box.SIMPLE_HEAD, pad_edge=False)
     for name in header:
         table.add_column(name, overflow="fold")
     for row in body:
-        table.add_row(*row)
+        cells = row[:len(row) - compared] + [cell.replace("] ", "]\n", 1) for cell in row[len(row) - compared:]]
+        table.add_row(*cells)
     return table
 
 

@@ -11,6 +11,7 @@ import sys
 from distill.config import GenerateConfig, load_stage, validate_config
 from distill.errors import DistillError
 from distill.generation.stage import generate
+from distill.logs import apply_in_process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-json", help="a complete GenerateConfig as JSON (used by workers)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     options = parser.parse_args(argv)
+    apply_in_process()  # a worker of `distill generate`: as quiet as the command that started it
     try:
         if options.config_json:
             with open(options.config_json, encoding="utf-8") as handle:

@@ -74,6 +74,7 @@ class RichProgressCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -83,9 +84,10 @@ class RichProgressCallback(TrainerCallback):
             TimeRemainingColumn,
         )
 
+        # stderr, with the other stages' bars: stdout is for results a script may capture
         self.progress = Progress(TextColumn("[bold]sft"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
                                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[rate]}"),
-                                 TextColumn("{task.fields[loss]}"))
+                                 TextColumn("{task.fields[loss]}"), console=Console(stderr=True))
         self.progress.start()
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step,
                                            rate="", loss="")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import PrinterCallback, Trainer, TrainerCallback
 from trl import SFTConfig as TRLConfig
 from trl import SFTTrainer
 
@@ -256,6 +256,7 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
         callbacks=hooks + callbacks + ([late_check] if late_check else []), token_counter=tokens,
         fused_loss=loss == "trl_chunked",
     )
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; log.jsonl and the progress bar have them
     strategy = check_strategy(trainer.accelerator)
     packing_check = check_packing(trainer.model) if config.packing and late_check is None else None
 

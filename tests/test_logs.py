@@ -1,0 +1,67 @@
+"""Quiet by default, everything with `--verbose`: real `distill` commands, their whole output read back.
+
+`distill sft` on bundled:tiny goes through transformers, datasets, TRL, accelerate and peft (each of which
+logs, draws tqdm bars or raises FutureWarnings), and the Trainer's raw `{'loss': ...}` dicts; `distill
+generate` on vLLM adds vLLM's INFO log from the engine's own process.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_sft_support import write_traces
+
+CLI = [sys.executable, "-m", "distill.cli"]
+ROOT = Path(__file__).resolve().parents[1]
+TQDM_BAR = re.compile(r"\d+%\|")                     # tqdm's "100%|█████|"
+LIBRARY_INFO = re.compile(r"^(\(EngineCore[^)]*\) )?INFO\b", re.MULTILINE)  # vLLM's log lines
+
+
+def distill(*args: str, cwd: Path) -> str:
+    """Run a command to the end; stdout and stderr together, in order, as a user sees them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VLLM_LOGGING_LEVEL", "TRANSFORMERS_VERBOSITY")}
+    done = subprocess.run(CLI + list(args), cwd=cwd, env={**env, "COLUMNS": "100"}, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=1200, check=False)
+    assert done.returncode == 0, done.stdout[-3000:]
+    return done.stdout
+
+
+def sft(tmp_path: Path, name: str, *flags: str) -> str:
+    train = write_traces(tmp_path / "kept.jsonl", 8)
+    return distill(*flags, "sft", "--model", "bundled:tiny", "--train-file", str(train), "--out-dir",
+                   str(tmp_path / name), "method=lora", "max_steps=2", "logging_steps=1", "max_length=256",
+                   "per_device_batch_size=2", "eval_fraction=0", "merge=false", "precision=fp32", "lora.r=4",
+                   cwd=tmp_path)
+
+
+def test_sft_prints_our_bar_and_result_only_and_verbose_shows_the_libraries(tmp_path):
+    quiet = sft(tmp_path, "quiet")
+    assert "{'loss'" not in quiet                               # the Trainer's raw log dicts
+    assert "Warning" not in quiet and not TQDM_BAR.search(quiet)  # FutureWarnings, UserWarnings, tqdm bars
+    assert "Loading weights" not in quiet and "Map" not in quiet
+    assert re.search(r"sft .*2/2 steps", quiet), quiet         # our one bar, with its rate and ETA columns
+    assert "student" in quiet and len(quiet.splitlines()) <= 4, quiet
+
+    loud = sft(tmp_path, "loud", "--verbose")
+    assert "{'loss'" not in loud                                # gone for good: log.jsonl has every step
+    assert TQDM_BAR.search(loud) and "Loading weights" in loud  # the libraries' own bars are back
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_generate_on_vllm_hides_the_engine_log_unless_verbose(tmp_path, smollm2):
+    """A fresh engine in a fresh process (the suite's shared one would hide the start-up log)."""
+    args = ["generate", "--model", "bundled:smollm2-135m-instruct", "--problems", str(ROOT / "data/demo/train.jsonl"),
+            "--limit", "2", "-n", "1", "--max-tokens", "8", "vllm.kv_cache_gib=1", "vllm.max_model_len=512",
+            "vllm.enforce_eager=true"]
+    quiet = distill(*args, "-o", str(tmp_path / "quiet.jsonl"), cwd=tmp_path)
+    assert not LIBRARY_INFO.search(quiet), quiet[:3000]
+    assert "FutureWarning" not in quiet and "Loading safetensors" not in quiet
+    assert "wrote" in quiet and "2 new" in quiet
+
+    loud = distill("--verbose", *args, "-o", str(tmp_path / "loud.jsonl"), cwd=tmp_path)
+    assert LIBRARY_INFO.search(loud)  # vLLM's engine log, from the engine's own process
