@@ -165,7 +165,7 @@ def _run_filter(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[
 def _run_sft(recipe: Recipe, progress: bool, state: dict[str, Any]) -> tuple[dict, dict]:
     from distill.sft import train
 
-    result = train(recipe.sft, progress=progress)
+    result = train(recipe.sft, progress=progress, eval_prompts=recipe.eval.prompts)
     student = result.merged_dir or result.adapter_dir or result.output_dir
     outputs = {"student": str(student), "output_dir": str(result.output_dir)}
     for name in ("adapter_dir", "merged_dir", "log_path", "plot_path"):
