@@ -6,9 +6,10 @@ student (tokenizer_config.json / chat_template.jinja), so vLLM, `distill eval` a
 way training did. Tokens a template needs that the vocabulary lacks (ChatML's on a Gemma tokenizer, say) are
 added as special tokens; the model's embeddings are then resized and the new rows trained.
 
-Every template here starts with the tokenizer's BOS when it has one: prompts are tokenized with
-`add_special_tokens=False` everywhere in distill (training, vLLM, hf), so the template is the only place a
-BOS comes from, and `distill sft --check` refuses a doubled one.
+gemma and r1-distill start with the tokenizer's BOS, as their families' own templates do (ChatML has none; in
+SmolLM2 the BOS *is* <|im_start|>): prompts are tokenized with `add_special_tokens=False` everywhere in
+distill (training, vLLM, hf), so the template is the only place a BOS comes from, and `distill sft --check`
+refuses a doubled one.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ _GEMMA = (_BOS + """
 {%- endif -%}
 {%- endfor -%}
 {%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}""")
-_CHATML = (_BOS + """
+_CHATML = ("""
 {%- for message in messages -%}
 {{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}
 {%- endfor -%}

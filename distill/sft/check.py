@@ -17,7 +17,7 @@ from distill.config import PromptConfig, SFTConfig
 from distill.errors import DistillError
 from distill.jsonl import JsonlReader
 from distill.records import Trace
-from distill.sft.data import IGNORE, ExampleError, build_example, load_tokenizer, render_example
+from distill.sft.data import IGNORE, SENTINEL, ExampleError, build_example, load_tokenizer, render_example
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,8 @@ def check(config: SFTConfig, trace: Trace, eval_prompts: PromptConfig | None = N
             f"{fix_template[0].upper()}{fix_template[1:]}.")))
 
     # The turn must end on one special token, trained on: the template's own closing token if it has one.
-    tail = rendered.text[len(rendered.prompt) + len(rendered.completion):]
+    probe = tokenizer.apply_chat_template([*trace.prompt, {"role": "assistant", "content": SENTINEL}], tokenize=False)
+    tail = probe[probe.find(SENTINEL) + len(SENTINEL):]  # how the template itself closes the turn
     closing = re.match(r"\s*(<[^<>\s]{1,40}>)", tail)
     template_end = closing.group(1) if closing else rendered.turn_end
     if template_end != rendered.turn_end or not supervised or supervised[-1] != example["stop_id"]:
@@ -147,4 +148,4 @@ def check(config: SFTConfig, trace: Trace, eval_prompts: PromptConfig | None = N
 def refuse(findings: list[Finding]) -> None:
     if findings:
         raise DistillError("the student's chat template check failed (`distill sft --check`):\n"
-                           + "\n".join(f"[{f.check}] {f.message}" for f in findings))
+                           + "\n".join(f"- {f.check}: {f.message}" for f in findings))
