@@ -100,3 +100,40 @@ def give_chat_template(tokenizer, spec: str | None, extra_tokens: list[str] | tu
         tokenizer.add_tokens([*plain, *missing], special_tokens=True)
     tokenizer.chat_template = jinja
     return missing
+
+
+def templated_model(model_path: str, spec: str, extra_tokens: list[str] | tuple[str, ...] = ()) -> str:
+    """`model_path` with the recipe's chat template: a cached folder of links to its weights and a tokenizer
+    saved with the template, so eval can score the base student in the turns the student was trained in.
+
+    A template whose tokens the vocabulary lacks cannot be served by the untrained base (no embedding rows
+    for them); that is refused with what to do instead.
+    """
+    import hashlib
+
+    from transformers import AutoTokenizer
+
+    from distill.models import build_once, cache_dir
+
+    source = Path(model_path)
+    if not source.is_dir():
+        raise DistillError(f"{model_path}: the base model must be a local folder to be given sft.chat_template "
+                           "for evaluation")
+    jinja, _ = template_source(spec)
+    digest = hashlib.sha256(f"{source.resolve()}\0{jinja}\0{sorted(extra_tokens)}".encode()).hexdigest()[:12]
+    target = cache_dir() / f"{source.name}-template-{digest}"
+
+    def build(tmp: Path) -> None:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        added = give_chat_template(tokenizer, spec, extra_tokens)
+        if added:
+            raise DistillError(
+                f"the base model cannot be evaluated in sft.chat_template={spec}: its vocabulary lacks {added}, "
+                "which only the trained student has embeddings for. Evaluate the student alone "
+                "(eval.models: [student]) or pick a template whose tokens the base has")
+        tokenizer.save_pretrained(tmp)
+        for file in source.iterdir():
+            if file.is_file() and not (tmp / file.name).exists():
+                (tmp / file.name).symlink_to(file.resolve())
+
+    return str(build_once(target, build))

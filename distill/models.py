@@ -89,7 +89,7 @@ def gemma3_gguf_path() -> Path:
     return target
 
 
-def _convert_once(target: Path, build) -> Path:
+def build_once(target: Path, build) -> Path:
     """Run `build(tmp_dir)` once across processes and publish its folder atomically at `target`."""
     if (target / "config.json").exists():
         return target
@@ -127,7 +127,7 @@ def convert_gguf(gguf_file: Path, target: Path | None = None) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
-    return _convert_once(target, build)
+    return build_once(target, build)
 
 
 def build_tiny_model(target: Path | None = None) -> Path:
@@ -152,7 +152,7 @@ def build_tiny_model(target: Path | None = None) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
-    return _convert_once(target, build)
+    return build_once(target, build)
 
 
 def resolve_model(spec: str) -> str:

@@ -148,3 +148,18 @@ def test_cli_check_refuses_in_one_paragraph_and_exits_2(tmp_path):
     bad = subprocess.run(cli + common + [f"chat_template={jinja(tmp_path, 'bos')}"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "- bos: " in bad.stderr and "twice" in bad.stderr
+
+
+def test_the_base_is_evaluated_in_the_recipe_template(tiny_model, tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from distill.chat_templates import templated_model
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    base = student_without_template(tiny_model, tmp_path / "base")
+    folder = Path(templated_model(str(base), "chatml"))
+    assert AutoTokenizer.from_pretrained(folder).chat_template == TEMPLATES["chatml"].jinja
+    assert (folder / "model.safetensors").resolve() == (base / "model.safetensors").resolve()  # linked, not copied
+    assert templated_model(str(base), "chatml") == str(folder)  # cached
+    with pytest.raises(DistillError, match="lacks"):  # gemma's turn tokens have no rows in this base
+        templated_model(str(base), "gemma")
