@@ -56,14 +56,13 @@ def _cpu_seconds() -> float:
 
 def vllm_run(student: str, max_tokens: int) -> dict:
     from test_sft_support import gsm8k_rows
+    from transformers import AutoTokenizer
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
 
     from distill.config import PromptConfig, VLLMConfig
     from distill.generation.engine import shared_llm, shutdown_llm
     from distill.generation.prompts import render_prompt
-
-    from transformers import AutoTokenizer
-    from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
 
     tokenizer = AutoTokenizer.from_pretrained(student)
     end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
@@ -75,7 +74,7 @@ def vllm_run(student: str, max_tokens: int) -> dict:
     except Exception as exc:  # noqa: BLE001 - the point is to record whether it starts at all
         return {"starts": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
     start_seconds = time.perf_counter() - started
-    started, cpu = time.perf_counter(), _cpu_seconds()
+    started = time.perf_counter()
     outs = llm.generate([TokensPrompt(prompt_token_ids=tokenizer(p, add_special_tokens=False).input_ids) for p in prompts],
                         SamplingParams(max_tokens=max_tokens, temperature=0.0))
     seconds = time.perf_counter() - started

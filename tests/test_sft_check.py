@@ -145,7 +145,8 @@ def test_cli_check_refuses_in_one_paragraph_and_exits_2(tmp_path):
     cli = [sys.executable, str(Path(__file__).parents[1] / "cli.py")]
     common = ["sft", "--check", "--model", "bundled:tiny", "--train-file", str(tmp_path / "kept.jsonl"),
               "max_length=1024"]
-    bad = subprocess.run(cli + common + [f"chat_template={jinja(tmp_path, 'bos')}"], capture_output=True, text=True)
+    bad = subprocess.run(cli + common + [f"chat_template={jinja(tmp_path, 'bos')}"], capture_output=True, text=True,
+                         check=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "- bos: " in bad.stderr and "twice" in bad.stderr
 
