@@ -30,7 +30,7 @@ def demo_problems(count: int) -> list[dict]:
 def gemma_student(gemma3, tmp_path_factory):
     """Gemma 3 270M base LoRA-tuned (merged) on short verified traces in the `gemma` template from the recipe."""
     folder = tmp_path_factory.mktemp("gemma")
-    problems = demo_problems(4)
+    problems = demo_problems(2)  # two short traces, learnt by heart: the test is about stopping
     with open(folder / "kept.jsonl", "w") as out:
         for p in problems:
             reasoning, answer = f"The answer is {p['answer']}.", f"$\\boxed{{{p['answer']}}}$"
@@ -42,7 +42,7 @@ def gemma_student(gemma3, tmp_path_factory):
     (folder / "problems.jsonl").write_text("".join(json.dumps(p) + "\n" for p in problems))
     config = SFTConfig(model="bundled:gemma3-270m", chat_template="gemma", train_file=folder / "kept.jsonl",
                        output_dir=folder / "student", method="lora", lora={"r": 16, "alpha": 32, "dropout": 0.0},
-                       max_length=192, per_device_batch_size=4, gradient_accumulation_steps=1, max_steps=12,
+                       max_length=128, per_device_batch_size=2, gradient_accumulation_steps=1, max_steps=8,
                        learning_rate=2e-3, warmup_ratio=0.0, eval_fraction=0.0, save_steps=1000, merge=True,
                        gradient_checkpointing=False)
     return train(config, progress=False), folder
@@ -55,7 +55,7 @@ def test_gemma_base_trains_in_the_recipe_template_and_is_saved_to_stop(gemma_stu
     metrics = result.metrics
     assert metrics["stop_token_id"] == END_OF_TURN  # the labels end on <end_of_turn>, not <eos>
     losses = [json.loads(line)["loss"] for line in result.log_path.read_text().splitlines() if '"loss"' in line]
-    assert len(losses) == 12 and losses[-1] < 0.5 * losses[0]
+    assert len(losses) == 8 and losses[-1] < 0.5 * losses[0]
     tokenizer = AutoTokenizer.from_pretrained(result.merged_dir)
     assert tokenizer.chat_template == TEMPLATES["gemma"].jinja  # vLLM, eval and users render the same turns
     assert len(tokenizer) == 262_144  # Gemma's vocabulary holds both turn tokens: nothing added, no resize
@@ -67,10 +67,10 @@ def test_trained_gemma_stops_on_end_of_turn_at_eval(gemma_student):
     result, folder = gemma_student
     scores = evaluate(EvalConfig(
         models=[f"student={result.merged_dir}"], backend="hf", k=1, output_dir=folder / "eval",
-        benchmarks=[{"name": "train4", "path": folder / "problems.jsonl"}],
-        sampling={"temperature": 0.0, "max_tokens": 48, "seed": 0}, hf={"batch_size": 4}), progress=False)
-    traces = [json.loads(line) for line in (folder / "eval" / "student" / "train4.traces.jsonl").read_text().splitlines()]
-    assert len(traces) == 4
+        benchmarks=[{"name": "train2", "path": folder / "problems.jsonl"}],
+        sampling={"temperature": 0.0, "max_tokens": 48, "seed": 0}, hf={"batch_size": 2}), progress=False)
+    traces = [json.loads(line) for line in (folder / "eval" / "student" / "train2.traces.jsonl").read_text().splitlines()]
+    assert len(traces) == 2
     assert all(t["finish_reason"] == "stop" and t["completion_tokens"] < 48 for t in traces), traces
     assert all("</think>" in t["completion"] for t in traces)
-    assert scores.value("student", "train4") > 0  # it learned the format well enough to be verified
+    assert scores.value("student", "train2") > 0  # it learned the format well enough to be verified
