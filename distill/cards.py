@@ -22,9 +22,13 @@ from distill.jsonl import count_lines, read_jsonl
 from distill.plots import plot_curves, pyplot, save_figure
 
 # Licenses of the models this project bundles; anything else is the user's to state.
-KNOWN_LICENSES = {"bundled:smollm2-135m-instruct": "apache-2.0", "bundled:tiny": "apache-2.0"}
+# "gemma" is the Hub's license id for the Gemma terms of use, which bind models trained from Gemma too.
+KNOWN_LICENSES = {"bundled:smollm2-135m-instruct": "apache-2.0", "bundled:tiny": "apache-2.0",
+                  "bundled:gemma3-270m": "gemma"}
+LICENSE_LINKS = {"gemma": "https://ai.google.dev/gemma/terms"}
 # The Hub model a bundled one comes from, for the model card's `base_model` (the Hub links it).
-UPSTREAM = {"bundled:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+UPSTREAM = {"bundled:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
+            "bundled:gemma3-270m": "google/gemma-3-270m"}
 
 
 def _front_matter(meta: dict[str, Any]) -> str:
@@ -219,6 +223,8 @@ def write_model_card(student_dir: Path, sft: SFTConfig, *, scores: dict[str, Any
         "base_model": UPSTREAM.get(sft.model, sft.model),
         "library_name": "peft" if sft.method in ("lora", "qlora") else "transformers",
         "license": KNOWN_LICENSES.get(sft.model, "other"),
+        **({"license_link": LICENSE_LINKS[license]} if (license := KNOWN_LICENSES.get(sft.model)) in LICENSE_LINKS
+           else {}),
         "pipeline_tag": "text-generation",
         "tags": ["distillation", "reasoning", "distill", sft.method],
     }
@@ -260,6 +266,10 @@ def write_model_card(student_dir: Path, sft: SFTConfig, *, scores: dict[str, Any
         body.append("Not evaluated yet: run `distill eval --models base=BASE,student=THIS_FOLDER --bench NAME=FILE`.\n")
     if recipe is not None:
         body += ["## Recipe\n", "```yaml", dump_yaml(recipe).strip(), "```\n"]
+    if KNOWN_LICENSES.get(sft.model) == "gemma":
+        body += ["## License\n", ("The base model is Gemma 3, provided under and subject to the Gemma Terms of Use "
+                                  f"({LICENSE_LINKS['gemma']}); this student is a Model Derivative under those terms "
+                                  "and its use must follow them and the Gemma Prohibited Use Policy.\n")]
     body += ["## Limitations\n",
              ("A student distilled from its own or a small teacher inherits that teacher's errors; scores "
               "hold for the evaluated benchmarks and sampling settings only.\n")]

@@ -164,21 +164,35 @@ def sft(
     method: Annotated[str | None, typer.Option(help="full | lora | qlora")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print config, trainable params, memory estimate")] = False,
     world_size: Annotated[int, typer.Option(help="devices, for the --dry-run memory estimate")] = 1,
+    check: Annotated[bool, typer.Option("--check", help="only check the student's chat template, EOS, generation "
+                                                         "config and eval prompt on a kept trace (runs before "
+                                                         "every training too)")] = False,
 ):
     """Fine-tune a student on kept traces (full, LoRA or QLoRA); saves adapter and merged model."""
-    from distill.config import load_stage
+    from distill.config import is_recipe, load_stage
 
     recipe, overrides = split_args(args)
     overrides += flag_overrides(model=model, train_file=train_file and str(train_file),
                                 output_dir=out_dir and str(out_dir), method=method)
     config = load_stage("sft", recipe, overrides)
+    # The prompts eval will send: the recipe's (eval inherits generate's), else the defaults.
+    eval_prompts = load_stage("eval", recipe).prompts if recipe is not None and is_recipe(recipe) else None
     module = stage_module("distill.sft")
     if dry_run:
         console.print_json(data=module.dry_run(config, world_size=world_size))
         return
     if config.train_file is None:
         raise DistillError("no training data: pass --train-file KEPT.jsonl or set sft.train_file")
-    result = module.train(config)
+    if check:
+        from distill.sft.check import check as check_student
+        from distill.sft.check import first_trace, refuse
+
+        refuse(check_student(config, first_trace(Path(config.train_file)), eval_prompts))
+        console.print(f"[green]check passed[/]: {config.train_file} renders through the student's template, "
+                      "ends on a trained end-of-turn token the saved generation config stops on, and eval's "
+                      "prompt is the start of the training sequence")
+        return
+    result = module.train(config, eval_prompts=eval_prompts)
     console.print(f"[green]student[/] {result.merged_dir}")
 
 

@@ -244,9 +244,15 @@ class QuantConfig(Config):
 class SFTConfig(Config):
     unhashed: ClassVar[frozenset[str]] = frozenset(
         {"train_file", "output_dir", "logging_steps", "save_steps", "eval_steps", "save_total_limit"})
-    hashed_if_set: ClassVar[frozenset[str]] = frozenset({"liger"})
+    hashed_if_set: ClassVar[frozenset[str]] = frozenset({"liger", "chat_template", "chat_template_tokens"})
 
     model: str = DEFAULT_MODEL
+    chat_template: str | None = Field(
+        None, description="the student's chat template when it has none (a base model) or should not use its own: "
+                          "gemma, chatml, r1-distill, or a .jinja file; saved with the student (distill.chat_templates)")
+    chat_template_tokens: list[str] = Field(
+        default_factory=list, description="special tokens a .jinja chat_template uses that the student's "
+                                          "vocabulary lacks; added and trained (named templates know theirs)")
     train_file: Path | None = Field(None, description="kept traces; default RUN_DIR/filter/kept.jsonl")
     output_dir: Path | None = Field(None, description="default RUN_DIR/student")
     method: Literal["full", "lora", "qlora"] = "lora"

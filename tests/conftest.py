@@ -29,6 +29,12 @@ def smollm2() -> str:
 
 
 @pytest.fixture(scope="session")
+def gemma3() -> str:
+    """Folder of the bundled Gemma 3 270M base (assembled and converted once per machine: ~3 min, then cached)."""
+    return resolve_model("bundled:gemma3-270m")
+
+
+@pytest.fixture(scope="session")
 def tiny_model() -> str:
     """Folder of a 2-layer random Llama with the SmolLM2 tokenizer."""
     return resolve_model("bundled:tiny")

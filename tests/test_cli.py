@@ -41,6 +41,7 @@ def test_recipes_list_show_cp_schema(tmp_path):
 def test_models_lists_bundled():
     out = cli("models")
     assert out.returncode == 0 and "bundled:smollm2-135m-instruct" in out.stdout and "bundled:tiny" in out.stdout
+    assert "bundled:gemma3-270m" in out.stdout and "license: Gemma terms of use" in " ".join(out.stdout.split())
 
 
 def test_stage_without_input_says_what_is_missing():

@@ -139,23 +139,24 @@ def build_example(tokenizer, messages: list[dict[str, str]], reasoning: str, ans
 
 # ------------------------------------------------------------------------------------------ datasets
 @lru_cache(maxsize=4)
-def load_tokenizer(model_path: str):
+def load_tokenizer(model_path: str, chat_template: str | None = None, extra_tokens: tuple[str, ...] = ()):
+    """The student's tokenizer with the chat template it trains in (its own, or the recipe's `sft.chat_template`)."""
     from transformers import AutoTokenizer
 
+    from distill.chat_templates import give_chat_template
+
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.chat_template is None:
-        raise DistillError(f"{model_path}: the tokenizer has no chat template; give the student one "
-                           "(e.g. copy chat_template.jinja from its instruct sibling) before SFT")
+    give_chat_template(tokenizer, chat_template, extra_tokens)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def _examples(train_file: str, model_path: str, max_length: int, overlong: str,
-              fingerprint: str) -> Iterator[dict[str, Any]]:
+def _examples(train_file: str, model_path: str, max_length: int, overlong: str, fingerprint: str,
+              chat_template: str | None = None, extra_tokens: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
     """Every record of the file, tokenized, with what the over-length policy did to it (`status`)."""
     del fingerprint  # only there so a changed file gets a new cache entry
-    tokenizer = load_tokenizer(model_path)
+    tokenizer = load_tokenizer(model_path, chat_template, tuple(extra_tokens))
     reader = JsonlReader(train_file, Trace)
     for lineno, trace in enumerate(reader, start=1):
         base = {"problem_id": trace.problem_id, "sample": trace.sample}
@@ -190,7 +191,8 @@ class SFTData:
 
 
 def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: str, eval_fraction: float,
-                  seed: int, cache_dir: Path, num_proc: int | None = None) -> SFTData:
+                  seed: int, cache_dir: Path, num_proc: int | None = None, chat_template: str | None = None,
+                  extra_tokens: tuple[str, ...] = ()) -> SFTData:
     """Tokenize the kept traces once (cached under `cache_dir`), apply the over-length policy, hold out problems."""
     import numpy as np
     from datasets import Dataset, Features, List, Value
@@ -208,7 +210,8 @@ def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: 
         full = Dataset.from_generator(
             _examples, features=features, cache_dir=str(cache_dir),
             gen_kwargs={"train_file": str(train_file), "model_path": model_path, "max_length": max_length,
-                        "overlong": overlong, "fingerprint": stat_fingerprint(train_file)},
+                        "overlong": overlong, "fingerprint": stat_fingerprint(train_file),
+                        "chat_template": chat_template, "extra_tokens": list(extra_tokens)},
         )
     except DatasetGenerationError as exc:
         cause = exc.__cause__

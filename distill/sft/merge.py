@@ -45,11 +45,14 @@ def merge_adapter(adapter_dir: Path, merged_dir: Path, *, base_path: str | None 
         if not base_spec:
             raise DistillError(f"{adapter_dir}/adapter_config.json: no base_model_name_or_path; cannot merge")
         base_path = resolve_model(base_spec)
+    from distill.sft.modeling import fit_embeddings
+
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto")
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.config.use_cache = True
     tokenizer = AutoTokenizer.from_pretrained(
         adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else base_path)
+    fit_embeddings(base, len(tokenizer))  # the adapter was trained on embeddings grown for its chat template
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.config.use_cache = True
     tmp = merged_dir.with_name(f".{merged_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)

@@ -44,12 +44,15 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-def lora_config(config: SFTConfig):
+def lora_config(config: SFTConfig, new_token_ids: list[int] | None = None):
+    """LoRA adapters; tokens the chat template added (new embedding rows) are trained in full beside them,
+    or the student could never learn to write its end-of-turn token."""
     from peft import LoraConfig
 
     lora = config.lora
+    extra = {"trainable_token_indices": {"embed_tokens": list(new_token_ids)}} if new_token_ids else {}
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=lora.target_modules, task_type="CAUSAL_LM")
+                      target_modules=lora.target_modules, task_type="CAUSAL_LM", **extra)
 
 
 def quantization_config(config: SFTConfig):
@@ -69,6 +72,15 @@ def attention_implementation() -> str:
     if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
+
+
+def fit_embeddings(model, vocabulary: int) -> list[int]:
+    """Grow the embeddings to a tokenizer that gained tokens (the recipe's chat template); returns the new ids."""
+    rows = model.get_input_embeddings().num_embeddings
+    if vocabulary <= rows:
+        return []
+    model.resize_token_embeddings(vocabulary, mean_resizing=True)  # new rows start at the mean embedding
+    return list(range(rows, vocabulary))
 
 
 def load_model(model_path: str, config: SFTConfig, precision: str, attn_implementation: str = "sdpa"):

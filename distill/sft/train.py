@@ -27,12 +27,13 @@ from transformers import PrinterCallback, Trainer, TrainerCallback
 from trl import SFTConfig as TRLConfig
 from trl import SFTTrainer
 
-from distill.config import SFTConfig, config_hash
+from distill.config import PromptConfig, SFTConfig, config_hash
 from distill.errors import DistillError
 from distill.files import atomic_write_json, file_digest, publish_dir, read_json
 from distill.jsonl import count_lines
 from distill.models import resolve_model
 from distill.sft.callbacks import JsonlLogCallback, RichProgressCallback, plot_log, rewind_log
+from distill.sft.check import check, first_trace, refuse
 from distill.sft.data import build_dataset, default_num_proc, load_tokenizer
 from distill.sft.loss import loss_path
 from distill.sft.memory import ModelShape, estimate
@@ -41,6 +42,7 @@ from distill.sft.modeling import (
     attention_implementation,
     checkpoint_bytes,
     count_parameters,
+    fit_embeddings,
     load_model,
     lora_config,
     resolve_precision,
@@ -219,14 +221,15 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     """Tokenize, pack, train (resuming), evaluate and save the model or adapter; returns the run's metrics."""
     out = Path(config.output_dir)
     last = _resume_point(out, config_hash(config))
-    tokenizer = load_tokenizer(model_path)
+    template = (config.chat_template, tuple(config.chat_template_tokens))
+    tokenizer = load_tokenizer(model_path, *template)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     num_proc = default_num_proc()
     attention = config.attn_implementation or attention_implementation()
     # Rank 0 tokenizes and packs into the Arrow cache; the other ranks then read the same cache.
     with state.main_process_first():
         data = build_dataset(Path(config.train_file), model_path, config.max_length, config.overlong,
-                             config.eval_fraction, config.seed, out / "cache", num_proc)
+                             config.eval_fraction, config.seed, out / "cache", num_proc, *template)
         rows_of = row_length(config.max_length, data.report["longest_kept"], attention)
         train_rows = pack(data.train, rows_of, config.packing, num_proc)
         eval_rows = pack(data.eval, rows_of, config.packing, num_proc) if data.eval is not None else None
@@ -248,11 +251,13 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     args = _trainer_args(config, precision, out / "checkpoints", eval_rows is not None)
     loss = loss_path(config.liger)
     args.use_liger_kernel = loss == "liger"
+    model = load_model(model_path, config, precision, attention)
+    new_tokens = fit_embeddings(model, len(tokenizer))  # rows for tokens the recipe's chat template added
     trainer = DistillTrainer(
-        model=load_model(model_path, config, precision, attention), args=args,
+        model=model, args=args,
         train_dataset=train_rows, eval_dataset=eval_rows, processing_class=tokenizer,
         data_collator=PackedCollator(pad_token_id=tokenizer.pad_token_id),
-        peft_config=lora_config(config) if config.method != "full" else None,
+        peft_config=lora_config(config, new_tokens) if config.method != "full" else None,
         callbacks=hooks + callbacks + ([late_check] if late_check else []), token_counter=tokens,
         fused_loss=loss == "trl_chunked",
     )
@@ -300,8 +305,8 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     }
 
 
-def train(config: SFTConfig, *, progress: bool = True,
-          callbacks: list[TrainerCallback] | None = None) -> TrainResult:
+def train(config: SFTConfig, *, progress: bool = True, callbacks: list[TrainerCallback] | None = None,
+          eval_prompts: PromptConfig | None = None) -> TrainResult:
     """Fine-tune `config.model` on `config.train_file` into `config.output_dir`.
 
     Crash-safe at every phase: training resumes from the newest complete checkpoint, a finished training
@@ -342,6 +347,7 @@ def train(config: SFTConfig, *, progress: bool = True,
     if _same_run(previous, digest, data_digest):
         metrics = previous  # trained and saved already; only the merge / bookkeeping was interrupted
     else:
+        refuse(check(config, first_trace(Path(config.train_file)), eval_prompts, model_path))
         metrics = {**_fit(config, state, model_path, resolve_precision(config.precision), progress,
                           list(callbacks or [])), "train_file_digest": data_digest}
         if main:
