@@ -125,3 +125,44 @@ def test_full_disk_while_writing_traces_keeps_every_line_whole_and_says_so(tmp_p
     finally:
         if mounted:
             ctypes.CDLL(None, use_errno=True).umount2(str(disk).encode(), 2)
+
+
+@pytest.mark.vllm
+def test_vllm_engine_killed_mid_generation_stops_with_a_plain_error_and_resumes(tmp_path: Path):
+    """What the out-of-memory killer does to a busy machine: the engine process vanishes mid-run."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    output = tmp_path / "traces.jsonl"
+    config = GenerateConfig.model_validate({
+        "backend": "vllm", "model": "bundled:smollm2-135m-instruct",
+        "problems": str(write_problems(tmp_path / "p.jsonl", 24)), "output": str(output),
+        "sampling": {"n": 2, "max_tokens": 64}, "batch_size": 4,
+        "vllm": {"kv_cache_gib": 1, "max_model_len": 1024, "enforce_eager": True, "dtype": "float32"}})
+    (tmp_path / "generate.yaml").write_text(dump_yaml(config))
+    command = [*CLI, "generate", str(tmp_path / "generate.yaml")]
+    log = tmp_path / "generate.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 600
+        while not lines(output) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The OOM killer picks the largest process: the model worker, not the engine core that drives it.
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.name() == "VLLM::Worker"]
+        assert workers and proc.poll() is None, log.read_text()[-3000:]
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGKILL)
+        proc.wait(timeout=300)
+    message = log.read_text()
+    assert proc.returncode == 2, message[-3000:]
+    # The engine core's own process reports the loss on stderr; distill itself ends in one paragraph.
+    assert "died mid-run" in message and "EngineDeadError" not in message, message[-3000:]
+    written = lines(output)
+    assert 0 < len(written) < 48
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    finished = lines(output)
+    assert len(finished) == 48 and finished[:len(written)] == written

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from distill.config import GenerateConfig
 from distill.errors import DistillError
 from distill.generation.backends.base import Completion, Request
-from distill.generation.engine import shared_llm
+from distill.generation.engine import shared_llm, shutdown_llm
 from distill.generation.prompts import render_prompt, template_opens_think
 from distill.models import resolve_model
 
@@ -61,7 +61,21 @@ class VLLMBackend:
         return self._SamplingParams(temperature=0.0, extra_args=extra, **common)
 
     def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        try:
+            yield from self._generate(requests, max_in_flight)
+        except EngineDeadError:
+            shutdown_llm()  # a dead engine cannot be reused: the next caller starts a fresh one
+            raise DistillError(
+                f"the vLLM engine serving {self.teacher} died mid-run. On a CPU machine the usual cause is the "
+                "kernel's out-of-memory killer (`dmesg | grep -i killed` shows it): lower vllm.kv_cache_gib or "
+                "vllm.max_num_seqs, or stop other jobs. Everything written so far is kept; rerun the same command "
+                "to resume (--verbose shows the engine's own log).") from None
+
+    def _generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
         from vllm.inputs import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError
 
         engine = self.llm.llm_engine
         pending: dict[str, Request] = {}
@@ -92,6 +106,9 @@ class VLLMBackend:
                         text=choice.text, finish_reason=choice.finish_reason,
                         prompt_tokens=len(output.prompt_token_ids or request.prompt_ids),
                         completion_tokens=len(choice.token_ids))
+        except EngineDeadError:
+            pending.clear()  # nothing to abort in a dead engine
+            raise
         finally:
             # Interrupted mid-run: the engine is shared, so leave it empty for the next caller.
             if pending:
