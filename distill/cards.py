@@ -117,8 +117,13 @@ def _decontam_markdown(report: dict[str, Any] | None, run_dir: Path | None) -> s
     if report is None:
         return ("No decontamination was configured (`filter.decontaminate.against` is empty): the traces were "
                 "not checked against any evaluation set.\n")
-    report = {**report, "against": [{**a, "path": shown_path(a["path"], run_dir)} for a in report.get("against", [])],
-              "matches": [{**m, "benchmark": shown_path(m["benchmark"], run_dir)} for m in report.get("matches", [])]}
+    def shown(entry: Any, field: str) -> Any:
+        if isinstance(entry, dict) and isinstance(entry.get(field), str):
+            return {**entry, field: shown_path(entry[field], run_dir)}
+        return entry
+
+    report = {**report, "against": [shown(a, "path") for a in report.get("against", [])],
+              "matches": [shown(m, "benchmark") for m in report.get("matches", [])]}
     lines = ["```json", json.dumps(report, indent=2, ensure_ascii=False)[:4000], "```"]
     return "\n".join(lines) + "\n"
 

@@ -102,6 +102,20 @@ def give_chat_template(tokenizer, spec: str | None, extra_tokens: list[str] | tu
     return missing
 
 
+def template_token_ids(tokenizer, spec: str | None, extra_tokens: list[str] | tuple[str, ...] = ()) -> list[int]:
+    """Ids of the turn tokens a recipe's template writes: their embedding rows are trained with LoRA too.
+
+    A base model has seen its family's turn tokens rarely or never (Gemma 3 270M base: <end_of_turn>'s row
+    sits among untrained ones, and after LoRA-only training the student scored it 51.1 against 51.3 for the
+    junk token 'eleSp', so it never stopped). With tied embeddings no adapter can separate the row from its
+    neighbours; training the row itself does.
+    """
+    if spec is None:
+        return []
+    _, needed = template_source(spec)
+    return sorted({tokenizer.convert_tokens_to_ids(t) for t in (*needed, *extra_tokens)})
+
+
 def templated_model(model_path: str, spec: str, extra_tokens: list[str] | tuple[str, ...] = ()) -> str:
     """`model_path` with the recipe's chat template: a cached folder of links to its weights and a tokenizer
     saved with the template, so eval can score the base student in the turns the student was trained in.

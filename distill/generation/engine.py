@@ -12,6 +12,7 @@ from typing import Any
 
 from distill.config import VLLMConfig
 from distill.errors import DistillError
+from distill.logs import verbose
 
 _engine: Any = None
 _engine_key: tuple[str, str, int] | None = None
@@ -41,6 +42,7 @@ def engine_kwargs(model_path: str, vllm: VLLMConfig, seed: int) -> dict[str, Any
         "enforce_eager": vllm.enforce_eager,
         "seed": seed,
         "logits_processors": [SeededSampler],
+        "use_tqdm_on_load": verbose(),  # its own weight-loading bar: the stage's bar is the one we show
     }
     if vllm.max_model_len is not None:
         kwargs["max_model_len"] = vllm.max_model_len

@@ -45,8 +45,8 @@ def resolve_precision(precision: str) -> str:
 
 
 def lora_config(config: SFTConfig, new_token_ids: list[int] | None = None):
-    """LoRA adapters; tokens the chat template added (new embedding rows) are trained in full beside them,
-    or the student could never learn to write its end-of-turn token."""
+    """LoRA adapters; the rows of the chat template's turn tokens (`new_token_ids`: added, or never trained in a
+    base model) are trained in full beside them, or the student could never learn to write its end-of-turn token."""
     from peft import LoraConfig
 
     lora = config.lora

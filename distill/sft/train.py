@@ -27,6 +27,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback
 from trl import SFTConfig as TRLConfig
 from trl import SFTTrainer
 
+from distill.chat_templates import template_token_ids
 from distill.config import PromptConfig, SFTConfig, config_hash
 from distill.errors import DistillError
 from distill.files import atomic_write_json, file_digest, publish_dir, read_json
@@ -252,7 +253,8 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     loss = loss_path(config.liger)
     args.use_liger_kernel = loss == "liger"
     model = load_model(model_path, config, precision, attention)
-    new_tokens = fit_embeddings(model, len(tokenizer))  # rows for tokens the recipe's chat template added
+    # Rows for tokens the recipe's chat template added, and its turn tokens' rows: trained beside LoRA's adapters.
+    new_tokens = sorted({*fit_embeddings(model, len(tokenizer)), *template_token_ids(tokenizer, *template)})
     trainer = DistillTrainer(
         model=model, args=args,
         train_dataset=train_rows, eval_dataset=eval_rows, processing_class=tokenizer,

@@ -21,6 +21,7 @@ from distill.view.layout import RunLayout
 from distill.view.lines import LineFile, lines_of, search
 
 MAX_PAGE = 200
+HITS_KEPT = 16  # filtered sample lists kept for paging
 STATUSES = ("all", "kept", "rejected")
 EVAL_FILTERS = ("all", "differ", "improved", "regressed")
 
@@ -48,6 +49,7 @@ class RunData:
         self._problems: dict[str, Problem] | None = None
         self._bench_problems: dict[str, dict[str, Problem]] = {}
         self._order: tuple[tuple[int, ...], list[tuple[LineFile, int]]] = ((), [])
+        self._hits: dict[tuple, list[tuple[LineFile, int]]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ sources
@@ -167,7 +169,14 @@ class RunData:
                     and (not problem or keys["problem_id"] == problem)
                     and (matched is None or i in matched[id(lines)]))
 
-        hits = [(lines, i) for lines, i in self.sample_order() if wanted(lines, i)]
+        order = self.sample_order()
+        # The same filter paged needs no second scan. The files' identities key it: the hits hold those
+        # LineFile objects, so no newer index can reuse their ids while the entry lives.
+        slot = (self._order[0], status, reason, q.lower(), problem)
+        hits = self._hits.get(slot)
+        if hits is None:
+            hits = [(lines, i) for lines, i in order if wanted(lines, i)]
+            self._hits = {**dict(list(self._hits.items())[-(HITS_KEPT - 1):]), slot: hits}
         problems = self.problems()
         items = []
         for lines, i in hits[offset:offset + limit]:
