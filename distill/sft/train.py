@@ -8,6 +8,7 @@
 
 Output folder:
     checkpoints/checkpoint-N/   Trainer checkpoints; a rerun resumes from the newest complete one
+                                (none under FSDP on CPU ranks: distill.sft.strategy)
     log.jsonl, training.png     loss / grad_norm / learning_rate / eval_loss per step, and their plot
     adapter/ (LoRA, QLoRA)      merged/ (LoRA, QLoRA with merge=true)      model/ (full fine-tune)
     sft_config.json (what the checkpoints belong to), trained.json (training + save finished),
