@@ -147,13 +147,14 @@ def compare_bindings(args) -> None:
         for name, env in BINDINGS.items():
             command = [sys.executable, __file__, "--binding-worker", "--problems", str(args.problems), "--n",
                        str(args.n), "--max-tokens", str(args.max_tokens), "--kv-cache-gib", str(args.kv_cache_gib)]
-            done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=False)
+            done = subprocess.run(command, env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO", **env}, capture_output=True, text=True, check=False)
             if done.returncode != 0:  # the engine's own traceback sits well above the last lines: keep it all
                 log = Path(tempfile.mkdtemp(prefix="bench-bind-")) / "worker.stderr"
                 log.write_text(done.stderr)
                 raise RuntimeError(f"binding worker ({name}) failed (full stderr: {log}):\n{done.stderr[-4000:]}")
             row = json.loads(done.stdout.strip().splitlines()[-1])
-            # What vLLM actually bound (its own log line), so the table shows each setting took effect.
+            # What vLLM actually bound (its own INFO log line, hence the level above), so the table shows
+            # each setting took effect.
             row["binding_log"] = [line.split("\t")[-1].strip() for line in (done.stdout + done.stderr).splitlines()
                                   if "core ids=" in line or "reserved_cpus=" in line]
             # 2 FLOPs a parameter a token, prompt (prefill) and output tokens alike
