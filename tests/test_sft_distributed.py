@@ -1,10 +1,11 @@
 """`accelerate launch` with two CPU processes: the same result as one process with the same global batch,
-under DDP and DeepSpeed ZeRO-3; FSDP, which accelerate runs only on GPU-type devices, stops with the reason.
+under DDP, DeepSpeed ZeRO-3 and FSDP2, each launched with its shipped recipes/accelerate config.
 
-accelerate 1.15's `--cpu` flag always uses its single-process launcher (multi-CPU there means mpirun), so
+accelerate 1.16's `--cpu` flag always uses its single-process launcher (multi-CPU there means mpirun), so
 the two DDP ranks are started with `--multi_gpu`, which runs torchrun; with no GPU, distill asks for a CPU
 process group (gloo) and the ranks split each global batch between them. The ZeRO-3 and FSDP runs use
-the shipped recipes/accelerate configs as they are, with only the process count and precision changed.
+the shipped configs as they are, with only the process count and precision changed. On CPU ranks FSDP is
+transformers' own FSDP2 at load time (accelerate shards only over GPU-type devices; distill.sft.strategy).
 """
 from __future__ import annotations
 
@@ -69,7 +70,10 @@ def assert_same_training(single, out: Path) -> dict:
         assert abs(a["loss"] - b["loss"]) < 1e-4 and a["tokens"] == b["tokens"]
     weights_one = load_file(single.merged_dir / "model.safetensors")
     weights_two = load_file(out / "model" / "model.safetensors")
-    assert weights_one.keys() == weights_two.keys()
+    # FSDP's gathered save also writes the tied LM head; it must be the embedding it is tied to.
+    assert weights_one.keys() <= weights_two.keys() and weights_two.keys() - weights_one.keys() <= {"lm_head.weight"}
+    if "lm_head.weight" in weights_two.keys() - weights_one.keys():
+        assert torch.equal(weights_two["lm_head.weight"], weights_two["model.embed_tokens.weight"])
     for name, value in weights_one.items():
         torch.testing.assert_close(weights_two[name], value, atol=1e-5, rtol=1e-4)
     return metrics
@@ -81,6 +85,7 @@ def test_two_processes_match_one_process_and_only_rank0_writes(single, tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = assert_same_training(single, ddp_dir)
     assert metrics["strategy"] == "ddp" and metrics["packing_check"]["packed_vs_alone"] < 1e-3
+    assert metrics["model_loading"] == "whole_model"
     # Rank 1 wrote nothing of its own: the two runs left the same files, except that transformers saves
     # every rank's RNG state in a checkpoint (what an exact resume of that rank needs).
     rng = {"checkpoints/checkpoint-3/rng_state_0.pth", "checkpoints/checkpoint-3/rng_state_1.pth"}
@@ -96,16 +101,32 @@ def test_zero3_two_processes_match_one_process(single, tmp_path):
     metrics = assert_same_training(single, out)
     # It really was DeepSpeed: partitioned checkpoint, and the packing check ran on the wrapped model.
     assert metrics["strategy"] == "deepspeed"
+    assert metrics["model_loading"] == "zero3_partition"  # zero.Init: no rank built the whole student
     assert (out / "checkpoints" / "checkpoint-3" / "global_step3").is_dir()
     assert metrics["packing_check"]["packed_vs_alone"] < 0.1 * metrics["packing_check"]["contaminated_vs_alone"]
 
 
-def test_fsdp_on_cpu_ranks_stops_with_the_reason_instead_of_replicating(single, tmp_path):
+def test_fsdp_two_processes_match_one_process(single, tmp_path):
     out = tmp_path / "fsdp"
     run = launch(single, out, "--config_file", "recipes/accelerate/fsdp.yaml")
-    assert run.returncode != 0
-    assert "asked for fsdp" in run.stderr and "only shards models over GPU-type devices" in run.stderr
-    assert not (out / "metrics.json").exists()
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = assert_same_training(single, out)
+    # It really was FSDP: each rank loaded only its shard, and the packing check ran on the sharded model.
+    assert metrics["strategy"] == "fsdp" and metrics["model_loading"] == "fsdp_shard"
+    assert metrics["packing_check"]["packed_vs_alone"] < 0.1 * metrics["packing_check"]["contaminated_vs_alone"]
+    assert not list((out / "checkpoints").glob("checkpoint-*"))  # documented: no resume on this CPU path
+
+
+def test_fsdp_on_cpu_ranks_refuses_adapters(monkeypatch):
+    from distill.errors import DistillError
+    from distill.sft.strategy import shards_at_load
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert shards_at_load("full")
+    with pytest.raises(DistillError, match="full fine-tuning only"):
+        shards_at_load("lora")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
+    assert not shards_at_load("lora")
 
 
 def test_shipped_accelerate_configs_build_their_plugins():

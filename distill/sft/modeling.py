@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -83,10 +84,20 @@ def fit_embeddings(model, vocabulary: int) -> list[int]:
     return list(range(rows, vocabulary))
 
 
-def load_model(model_path: str, config: SFTConfig, precision: str, attn_implementation: str = "sdpa"):
+def load_model(model_path: str, config: SFTConfig, precision: str, attn_implementation: str = "sdpa",
+               fsdp_size: int = 1):
+    """`fsdp_size` > 1: transformers' own FSDP2 shards the student at load time, each rank reading its
+    shard (distill.sft.strategy.shards_at_load says when)."""
     from transformers import AutoModelForCausalLM
 
     kwargs: dict = {"attn_implementation": attn_implementation}
+    if fsdp_size > 1:
+        from transformers.distributed import DistributedConfig
+
+        kwargs["distributed_config"] = DistributedConfig(fsdp_size=fsdp_size)
+        # Each rank reads its own shard here. fsdp.yaml's rank-0 loading (for accelerate, which broadcasts
+        # rank 0's weights when it wraps the model) would otherwise leave the other ranks' shards empty.
+        os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "false"
     if config.method == "full":
         kwargs["dtype"] = torch.float32
     elif config.method == "lora":

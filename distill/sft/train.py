@@ -8,6 +8,7 @@
 
 Output folder:
     checkpoints/checkpoint-N/   Trainer checkpoints; a rerun resumes from the newest complete one
+                                (none under FSDP on CPU ranks: distill.sft.strategy)
     log.jsonl, training.png     loss / grad_norm / learning_rate / eval_loss per step, and their plot
     adapter/ (LoRA, QLoRA)      merged/ (LoRA, QLoRA with merge=true)      model/ (full fine-tune)
     sft_config.json (what the checkpoints belong to), trained.json (training + save finished),
@@ -49,7 +50,14 @@ from distill.sft.modeling import (
     resolve_precision,
 )
 from distill.sft.packing import PackedCollator, check_packing, pack, row_length
-from distill.sft.strategy import SHARDED, PackingCheckAtStart, check_strategy, requested_strategy
+from distill.sft.strategy import (
+    SHARDED,
+    PackingCheckAtStart,
+    check_strategy,
+    model_loading,
+    requested_strategy,
+    shards_at_load,
+)
 
 IGNORE = -100
 
@@ -139,7 +147,10 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval: bool) -> TRLConfig:
+def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval: bool,
+                  sharded_at_load: bool = False) -> TRLConfig:
+    """TRL's config from ours. `sharded_at_load` (FSDP on CPU ranks): no intermediate checkpoints, which
+    transformers cannot write for a model sharded at load; a crashed run of that kind starts over."""
     warmup = config.warmup_ratio if config.warmup_ratio < 1 else int(config.warmup_ratio)
     typed = {
         "output_dir": str(checkpoints),
@@ -154,7 +165,7 @@ def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
         "bf16": precision == "bf16", "fp16": precision == "fp16",
         "logging_steps": config.logging_steps,
-        "save_strategy": "steps", "save_steps": config.save_steps, "save_total_limit": config.save_total_limit,
+        "save_strategy": "no" if sharded_at_load else "steps", "save_steps": config.save_steps, "save_total_limit": config.save_total_limit,
         "eval_strategy": "steps" if has_eval else "no", "eval_steps": config.eval_steps or config.save_steps,
         "seed": config.seed, "data_seed": config.seed, "full_determinism": config.deterministic,
         "report_to": "none", "disable_tqdm": True, "log_level": "warning",
@@ -249,10 +260,13 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     late_check = PackingCheckAtStart() if config.packing and requested_strategy() in SHARDED else None
     # The arguments before the model: under ZeRO-3 they register the DeepSpeed config that makes
     # from_pretrained load each rank's partition (zero3_init_flag) instead of the whole student.
-    args = _trainer_args(config, precision, out / "checkpoints", eval_rows is not None)
+    sharded_at_load = shards_at_load(config.method)
+    args = _trainer_args(config, precision, out / "checkpoints", eval_rows is not None, sharded_at_load)
     loss = loss_path(config.liger)
     args.use_liger_kernel = loss == "liger"
-    model = load_model(model_path, config, precision, attention)
+    model = load_model(model_path, config, precision, attention,
+                       fsdp_size=state.num_processes if sharded_at_load else 1)
+    loading = model_loading(model)
     # Rows for tokens the recipe's chat template added, and its turn tokens' rows: trained beside LoRA's adapters.
     new_tokens = sorted({*fit_embeddings(model, len(tokenizer)), *template_token_ids(tokenizer, *template)})
     trainer = DistillTrainer(
@@ -264,7 +278,7 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
         fused_loss=loss == "trl_chunked",
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; log.jsonl and the progress bar have them
-    strategy = check_strategy(trainer.accelerator)
+    strategy = check_strategy(trainer.accelerator, trainer.model)
     packing_check = check_packing(trainer.model) if config.packing and late_check is None else None
 
     tokens_before, started = tokens.real, time.perf_counter()
@@ -299,7 +313,7 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
         "padding_fraction": round(1 - tokens.real / padded, 4) if tokens.padded else None,
         "packing": config.packing, "packing_check": packing_check, "row_length": rows_of if config.packing else None,
         "attn_implementation": attention, "deterministic": config.deterministic, "seed": config.seed,
-        "strategy": strategy, "loss_path": loss,
+        "strategy": strategy, "model_loading": loading, "loss_path": loss,
         "train_rows": len(train_rows), "eval_rows": len(eval_rows) if eval_rows is not None else 0,
         "stop_token_id": data.stop_id, "peak_rss_gib": round(_peak_rss_gib(), 3),
         "peak_cuda_gib": round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3) if torch.cuda.is_available() else None,
