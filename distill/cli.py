@@ -193,7 +193,7 @@ def sft(
                       "prompt is the start of the training sequence")
         return
     result = module.train(config, eval_prompts=eval_prompts)
-    console.print(f"[green]student[/] {result.merged_dir}")
+    console.print(f"[green]student[/] {result.merged_dir or result.adapter_dir or result.output_dir}")
 
 
 @app.command()

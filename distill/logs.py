@@ -16,6 +16,7 @@ import os
 import warnings
 
 VERBOSE_ENV = "DISTILL_VERBOSE"  # "1": the libraries' own defaults; read by the processes stages start
+QUIETED_ENV = "DISTILL_QUIETED"  # which of QUIET_ENV distill set itself (a user's own setting is never undone)
 
 QUIET_ENV = {
     "VLLM_LOGGING_LEVEL": "ERROR",
@@ -38,12 +39,22 @@ LIBRARY_LOGGERS = ("vllm", "transformers", "datasets", "huggingface_hub", "accel
 
 
 def configure(verbose: bool) -> None:
-    """Set the libraries' log levels for this process and every process it starts."""
+    """Set the libraries' log levels for this process and every process it starts.
+
+    The variables distill set (not the user) are listed in QUIETED_ENV, so a `--verbose` command started from
+    a quiet one, or from a process where an earlier command ran in-process, takes them back."""
     os.environ[VERBOSE_ENV] = "1" if verbose else "0"
+    ours = {name for name in os.environ.get(QUIETED_ENV, "").split(",") if name}
     if verbose:
+        for name in ours:
+            os.environ.pop(name, None)
+        os.environ.pop(QUIETED_ENV, None)
         return
     for name, value in QUIET_ENV.items():
-        os.environ.setdefault(name, value)
+        if name not in os.environ:
+            os.environ[name] = value
+            ours.add(name)
+    os.environ[QUIETED_ENV] = ",".join(sorted(ours))
     apply_in_process()
 
 
