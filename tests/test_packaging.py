@@ -37,6 +37,7 @@ def test_wheel_installs_and_runs_from_a_fresh_venv(tmp_path):
     (wheel,) = dist.glob("distill-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "distill/recipes/demo.yaml" in names and "distill/data/demo/train.jsonl" in names
+    assert "distill/data/demo/rl.yaml" in names  # `distill demo --rl`'s rl: section
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
