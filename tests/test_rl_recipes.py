@@ -19,7 +19,8 @@ PROBLEMS = ROOT / "distill" / "data" / "demo" / "train.jsonl"
 RL_RECIPES = sorted((recipes_dir() / "rl").glob("*.yaml"))
 TINY_RUN = ["rl.model=bundled:tiny", f"rl.problems={PROBLEMS}", "rl.method=lora", "rl.max_steps=2",
             "rl.num_generations=2", "rl.prompts_per_step=2", "rl.gradient_accumulation_steps=1",
-            "rl.max_completion_length=8", "rl.gradient_checkpointing=false", "rl.reward_workers=1"]
+            "rl.max_completion_length=8", "rl.gradient_checkpointing=false", "rl.reward_workers=1",
+            "rl.rollout=transformers"]
 
 
 def test_there_are_r1_zero_and_after_distillation_recipes():
