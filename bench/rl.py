@@ -12,7 +12,10 @@ anchor: ~28 s a step, ~55 rollout tokens/s for TRL's defaults here).
   per_device_train_batch_size=8, num_generations=4, max_completion_length=96, max_steps, report_to="none"))`;
   everything else TRL's default (full fine-tune in fp32, transformers generate on the peft-free model).
 - distill: `distill.rl.train(RLConfig(...same batch..., method=lora, beta=0))` with its defaults otherwise:
-  precision auto (bf16 here), generation on a plain bf16 copy of the policy refreshed each step.
+  precision auto (bf16 here), rollout auto (on a CPU with vLLM: its own vLLM engine, the trained weights
+  reloaded into it before each step's rollout; the median reload and generate seconds are reported).
+- distill-transformers: the same with `rollout=transformers` (generation on a plain bf16 copy of the policy
+  refreshed each step), the CPU fallback without vLLM: the numbers behind the automatic choice.
 
 Each contender runs in a fresh subprocess; the first step (warm-up: imports, pool start) is left out; the
 median of the other steps counts. Rollout tokens/s = completion tokens of a step / step time. Reward
@@ -41,12 +44,13 @@ def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def rl_config(model: str, out: Path, steps: int):
-    from distill.config import RewardConfig, RLConfig
+def rl_config(model: str, out: Path, steps: int, rollout: str = "auto"):
+    from distill.config import RewardConfig, RLConfig, VLLMConfig
 
     return RLConfig(model=model, problems=PROBLEMS, output_dir=out, method="lora", num_generations=4,
                     prompts_per_step=2, max_completion_length=96, max_steps=steps, beta=0.0, save_steps=1000,
-                    rewards=[RewardConfig(name="accuracy"), RewardConfig(name="format")])
+                    rewards=[RewardConfig(name="accuracy"), RewardConfig(name="format")], rollout=rollout,
+                    vllm=VLLMConfig(kv_cache_gib=1, max_model_len=512, enforce_eager=True))
 
 
 class StepTimer:
@@ -99,13 +103,18 @@ def run_trl(model: str, steps: int, out: Path) -> dict:
     return {"seconds": timer.seconds, "lengths": timer.lengths}
 
 
-def run_distill(model: str, steps: int, out: Path) -> dict:
+def run_distill(model: str, steps: int, out: Path, rollout: str = "auto") -> dict:
     from distill.rl import train
 
-    result = train(rl_config(model, out, steps), progress=False)
+    result = train(rl_config(model, out, steps, rollout), progress=False)
     rows = [json.loads(line) for line in result.log_path.read_text().splitlines()]
+    timings = {k: result.metrics[k] for k in ("rollout_sync_s", "rollout_generate_s") if k in result.metrics}
     return {"seconds": [r["step_seconds"] for r in rows], "lengths": [r["completion_length"] for r in rows],
-            "rollout": result.metrics["rollout_reason"]}
+            "rollout": f"{result.metrics['rollout']}: {result.metrics['rollout_reason']}", **timings}
+
+
+WORKERS = {"trl": run_trl, "distill": run_distill,
+           "distill-transformers": lambda model, steps, out: run_distill(model, steps, out, "transformers")}
 
 
 def reward_rate(n: int = 512) -> dict:
@@ -133,24 +142,23 @@ def summarize(raw: dict) -> dict:
     tokens = [length * 8 / s for length, s in zip(lengths, seconds)]
     return {"seconds_per_step": round(step, 2), "rollout_tokens_per_s": round(statistics.median(tokens), 1),
             "mean_completion_tokens": round(statistics.mean(lengths), 1), "steps_timed": len(seconds),
-            **({"rollout": raw["rollout"]} if "rollout" in raw else {})}
+            **{k: raw[k] for k in ("rollout", "rollout_sync_s", "rollout_generate_s") if k in raw}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="bundled:smollm2-135m-instruct")
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--worker", choices=["trl", "distill"])
+    parser.add_argument("--worker", choices=list(WORKERS))
     parser.add_argument("--out")
     options = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if options.worker:
-        run = run_trl if options.worker == "trl" else run_distill
-        print("RESULT " + json.dumps(run(options.model, options.steps, Path(options.out))))
+        print("RESULT " + json.dumps(WORKERS[options.worker](options.model, options.steps, Path(options.out))))
         return
     results: dict = {"model": options.model, "steps": options.steps, "contenders": {}}
-    for name in ("trl", "distill"):
+    for name in WORKERS:
         with tempfile.TemporaryDirectory() as tmp:
             before = loadavg()
             proc = subprocess.run([sys.executable, __file__, "--worker", name, "--model", options.model,
@@ -163,6 +171,8 @@ def main() -> None:
     trl, ours = results["contenders"]["trl"], results["contenders"]["distill"]
     results["speedup_step"] = round(trl["seconds_per_step"] / ours["seconds_per_step"], 2)
     results["speedup_rollout_tokens"] = round(ours["rollout_tokens_per_s"] / trl["rollout_tokens_per_s"], 2)
+    plain = results["contenders"]["distill-transformers"]
+    results["speedup_step_transformers_rollout"] = round(trl["seconds_per_step"] / plain["seconds_per_step"], 2)
     results["rewards"] = {**reward_rate(), "load_avg": loadavg()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "rl.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -173,7 +183,11 @@ def main() -> None:
                   f"{c['mean_completion_tokens']} | {c['load_avg_before']} / {c['load_avg_after']} |")
     md.append(f"\nspeedup: {results['speedup_step']}x per step, {results['speedup_rollout_tokens']}x rollout "
               f"tokens/s; rewards: {results['rewards']['evaluations_per_s']} evaluations/s "
-              f"(load avg {results['rewards']['load_avg']})")
+              f"(load avg {results['rewards']['load_avg']}); with transformers rollouts: "
+              f"{results['speedup_step_transformers_rollout']}x per step")
+    if "rollout_sync_s" in ours:
+        md.append(f"distill's step: {ours['rollout_sync_s']} s writing + reloading the weights into vLLM, "
+                  f"{ours['rollout_generate_s']} s generating (medians); rollout: {ours['rollout']}")
     (RESULTS / "rl.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

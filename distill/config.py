@@ -421,7 +421,8 @@ class RLConfig(Config):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     gradient_checkpointing: bool = False
     rollout: Literal["auto", "vllm", "transformers"] = Field(
-        "auto", description="who generates: auto picks vLLM (colocated) on GPUs, transformers on CPUs (measured)")
+        "auto", description="who generates: auto picks vLLM (TRL's colocated engine on GPUs; on CPUs distill's engine "
+                            "reloading the weights each step), transformers without vLLM or for QLoRA on CPUs")
     vllm: VLLMConfig = Field(default_factory=lambda: VLLMConfig(gpu_memory_utilization=0.3))
     selection: PromptSelectionConfig = Field(default_factory=PromptSelectionConfig)
     math_timeout_s: float = 5.0

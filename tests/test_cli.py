@@ -47,3 +47,23 @@ def test_models_lists_bundled():
 def test_stage_without_input_says_what_is_missing():
     out = cli("generate")
     assert out.returncode == 2 and "--problems" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_every_listed_recipe_is_whole_and_launchable_as_its_header_says():
+    """`distill recipes list` shows only what `distill run` accepts: each recipe names its own launch command,
+    and with that command's overrides its first stage has its input (fragments live elsewhere)."""
+    import re
+
+    from distill.config import load_recipe, rl_follows_sft
+    from distill.resources import shipped_recipes
+
+    problems = Path(__file__).parents[1] / "distill" / "data" / "demo" / "train.jsonl"
+    for name, path in shipped_recipes().items():
+        launch = re.search(rf"distill run recipes/{re.escape(name)}\.yaml((?: [\w.]+=\S+)*)", path.read_text())
+        assert launch, f"{name}: no 'distill run recipes/{name}.yaml' launch line"
+        overrides = [o.replace("PROBLEMS.jsonl", str(problems)) for o in launch.group(1).split()]
+        recipe = load_recipe(path, overrides)
+        if recipe.rl is not None and not rl_follows_sft(recipe):
+            assert recipe.rl.model and recipe.rl.problems, name  # R1-Zero style: rl runs first
+        else:
+            assert recipe.generate.problems is not None or recipe.import_traces is not None, name

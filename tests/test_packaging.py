@@ -38,6 +38,7 @@ def test_wheel_installs_and_runs_from_a_fresh_venv(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "distill/recipes/demo.yaml" in names and "distill/data/demo/train.jsonl" in names
     assert {f"distill/view/static/{name}" for name in ("index.html", "app.js", "style.css")} <= names  # distill view
+    assert "distill/data/demo/rl.yaml" in names  # `distill demo --rl`'s rl: section
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)

@@ -16,11 +16,11 @@ from distill.resources import recipes_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS = ROOT / "distill" / "data" / "demo" / "train.jsonl"
-# rl/demo.yaml is the rl: section `distill demo --rl` adds to the demo recipe, tested on its own below.
-RL_RECIPES = sorted(p for p in (recipes_dir() / "rl").glob("*.yaml") if p.stem != "demo")
+RL_RECIPES = sorted((recipes_dir() / "rl").glob("*.yaml"))
 TINY_RUN = ["rl.model=bundled:tiny", f"rl.problems={PROBLEMS}", "rl.method=lora", "rl.max_steps=2",
             "rl.num_generations=2", "rl.prompts_per_step=2", "rl.gradient_accumulation_steps=1",
-            "rl.max_completion_length=8", "rl.gradient_checkpointing=false", "rl.reward_workers=1"]
+            "rl.max_completion_length=8", "rl.gradient_checkpointing=false", "rl.reward_workers=1",
+            "rl.rollout=transformers"]
 
 
 def test_there_are_r1_zero_and_after_distillation_recipes():

@@ -1,4 +1,5 @@
-"""GRPO steps on real tiny models: which parameters each method changes, resume after SIGKILL, dry run."""
+"""GRPO steps on real tiny models: rewards rise, which parameters each method changes, resume after SIGKILL,
+dry run."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distill.config import RewardConfig, RLConfig
+from distill.config import RewardConfig, RLConfig, VLLMConfig
 from distill.rl import reward, train
 from distill.rl.grpo import dry_run
 
@@ -27,11 +28,18 @@ def text_length_mod_5(completion) -> float:
     return float(len(completion.text) % 5)
 
 
+@reward("opens_with_a_digit")
+def opens_with_a_digit(completion) -> float:
+    """SmolLM2-135M-Instruct opens its reasoning on the demo problems with a digit ('2 x 2 = 4', '1. ...') in
+    about 3 of 10 samples at temperature 1: a one-token decision, partly solved, so every group has a signal."""
+    return float(completion.text.lstrip()[:1].isdigit())
+
+
 def tiny_config(tmp_path: Path, method: str, **overrides) -> RLConfig:
     settings = dict(model="bundled:tiny", problems=PROBLEMS, output_dir=tmp_path / method, method=method,
                     num_generations=4, prompts_per_step=2, max_completion_length=12, max_steps=1, beta=0.0,
                     learning_rate=1e-2, rewards=[RewardConfig(name="text_length_mod_5"), RewardConfig(name="format")],
-                    reward_workers=1, save_steps=1)
+                    reward_workers=1, save_steps=1, rollout="transformers")
     settings.update(overrides)
     return RLConfig(**settings)
 
@@ -43,6 +51,29 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> set[str]:
     assert before.keys() == after.keys()
     return {k for k in before if not torch.equal(before[k].float(), after[k].float())}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rollout", ["transformers", pytest.param("vllm", marks=pytest.mark.vllm)])
+def test_rewards_rise_over_a_few_steps_on_a_task_the_model_partly_solves(tmp_path, smollm2, rollout):
+    """The real SmolLM2 learns to open with a digit: the untrained policy's step scores about 0.2, and a
+    learning rate this high (LoRA, 2e-3) makes the last steps' mean clearly higher (measured: 1.0 from step 2).
+    With vLLM rollouts (on a CPU: the engine reloading the weights each step) the rise also shows the engine
+    samples from the trained weights, not the initial ones."""
+    config = RLConfig(model="bundled:smollm2-135m-instruct", problems=PROBLEMS, output_dir=tmp_path / "rise",
+                      method="lora", rewards=[RewardConfig(name="opens_with_a_digit")], num_generations=8,
+                      prompts_per_step=2, max_completion_length=2, temperature=1.0, beta=0.0,
+                      learning_rate=2e-3, lr_scheduler="constant", max_steps=4, save_steps=100,
+                      reward_workers=1, merge=False, seed=0, rollout=rollout,
+                      vllm=VLLMConfig(kv_cache_gib=1, max_model_len=256, enforce_eager=True))
+    result = train(config, progress=False)
+    rewards = [json.loads(line)["reward"] for line in result.log_path.read_text().splitlines()]
+    assert len(rewards) == 4
+    first, last = rewards[0], sum(rewards[-2:]) / 2
+    assert 0 < first < 1, rewards  # partly solved before any update: the groups carry a signal
+    assert last > first + 0.3, rewards
+    assert result.metrics["rollout"] == ("transformers" if rollout == "transformers" else
+                                         "vllm" if torch.cuda.is_available() else "vllm-reload")
 
 
 def test_full_method_changes_every_weight(tmp_path, tiny_model):
@@ -118,7 +149,7 @@ def test_a_finished_run_returns_its_result_and_refuses_another_config(tmp_path, 
 
 def test_dry_run_estimates_memory_without_weights(tiny_model):
     report = dry_run(RLConfig(model="bundled:tiny", method="full", beta=0.04, num_generations=8))
-    assert report["step"]["completions"] == 16 and report["rollout"]["backend"] in ("transformers", "vllm")
+    assert report["step"]["completions"] == 16 and report["rollout"]["backend"] in ("transformers", "vllm", "vllm-reload")
     assert report["memory"]["breakdown_gib_one_device"]["reference_model"] > 0
     assert report["parameters"]["trainable"] == report["parameters"]["total"]
     lora = dry_run(RLConfig(model="bundled:tiny", method="lora"))

@@ -60,15 +60,30 @@ def shared_llm(model_path: str, vllm: VLLMConfig, seed: int):
     if vllm.data_parallel_size > 1:
         raise DistillError("vllm.data_parallel_size > 1 runs one engine per worker process; "
                            "call distill.generation.generate(), which starts them, not shared_llm()")
+    _engine = start_llm(model_path, vllm, seed)
+    _engine_key = key
+    return _engine
+
+
+def start_llm(model_path: str, vllm: VLLMConfig, seed: int):
+    """A new engine that is not the shared one: for a caller that changes its weights (RL rollouts), which no
+    other `shared_llm` caller may then be handed. Stop it with `stop_llm`."""
     _prepare_environment(vllm)
     try:
         from vllm import LLM
     except ImportError as exc:
         raise DistillError("the vllm backend needs vLLM: `pip install 'distill[cpu]'` (CPU) or "
                            "`pip install 'distill[gpu]'`; or use backend=hf") from exc
-    _engine = LLM(**engine_kwargs(model_path, vllm, seed))
-    _engine_key = key
-    return _engine
+    return LLM(**engine_kwargs(model_path, vllm, seed))
+
+
+def stop_llm(engine) -> None:
+    """Stop an engine's core process and release its memory."""
+    try:
+        engine.llm_engine.engine_core.shutdown()
+    finally:
+        del engine
+        gc.collect()
 
 
 def shutdown_llm() -> None:
@@ -77,8 +92,4 @@ def shutdown_llm() -> None:
     if _engine is None:
         return
     engine, _engine, _engine_key = _engine, None, None
-    try:
-        engine.llm_engine.engine_core.shutdown()
-    finally:
-        del engine
-        gc.collect()
+    stop_llm(engine)

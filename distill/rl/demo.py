@@ -1,7 +1,7 @@
 """`distill demo --rl`: the demo, then GRPO on its student, then base vs student vs student+RL.
 
 The run is the demo recipe (recipes/demo.yaml, or demo-quick.yaml) plus the `rl:` section of
-recipes/rl/demo.yaml, in the same run directory: a finished `distill demo` is reused (same stage keys),
+data/demo/rl.yaml, in the same run directory: a finished `distill demo` is reused (same stage keys),
 so only RL and the evaluation run. Whether RL helped is judged on the paired difference student+RL -
 student over the same held-out problems; when its 95% interval includes 0, it says so, and shows where the
 reward curve went.
@@ -23,7 +23,7 @@ QUICK_STEPS = 6  # `--rl --quick`: half the recipe's steps
 
 def rl_demo_recipe(*, quick: bool = False, run_dir: Path | None = None, overrides: list[str] | None = None):
     root = package_root()
-    section = load_yaml(root / "recipes" / "rl" / "demo.yaml")["rl"]
+    section = load_yaml(root / "data" / "demo" / "rl.yaml")["rl"]
     section["problems"] = str((root / "data" / "demo" / "train.jsonl").resolve())
     if quick:
         section["max_steps"] = QUICK_STEPS

@@ -6,10 +6,45 @@ small matmuls and dtype casts per token, and bf16 has native math here). So befo
 trained weights are folded into a bf16 copy (LoRA: W + scale * B @ A per adapted layer; full: every
 weight cast), and TRL's own generate path runs on that copy. The trainer's weights are never touched.
 QLoRA keeps TRL's path (its base is 4-bit; a dequantized copy would cost the memory QLoRA saves).
+`policy_weights` is also what the vLLM rollout engine reloads each step (vllm_rollout.py).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
+
+_PEFT_PREFIX = "base_model.model."
+
+
+@torch.no_grad()
+def policy_weights(policy, *, adapted_only: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
+    """The policy's current weights under the base model's own names, LoRA deltas folded in.
+
+    `adapted_only`: for a peft policy, only the layers LoRA changes (the rest equal the base model)."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    if not isinstance(policy, PeftModel):
+        yield from policy.named_parameters()
+        return
+    adapted: set[str] = set()
+    for name, module in policy.named_modules():
+        if isinstance(module, LoraLayer) and module.active_adapters:
+            weight = module.get_base_layer().weight.float()
+            for adapter in module.active_adapters:
+                weight = weight + module.get_delta_weight(adapter).float()
+            key = name.removeprefix(_PEFT_PREFIX) + ".weight"
+            adapted.add(key)
+            yield key, weight
+    if adapted_only:
+        return
+    for name, param in policy.named_parameters():
+        if "lora_" in name:
+            continue
+        key = name.removeprefix(_PEFT_PREFIX).replace(".base_layer.", ".")
+        if key not in adapted:
+            yield key, param
 
 
 class RolloutCopy:
@@ -24,19 +59,6 @@ class RolloutCopy:
     @torch.no_grad()
     def sync(self, policy) -> None:
         """Copy the policy's current weights (adapters folded in) into the generation copy."""
-        from peft import PeftModel
-        from peft.tuners.lora import LoraLayer
-
-        if not isinstance(policy, PeftModel):
-            for name, param in policy.named_parameters():
-                if name in self.params:
-                    self.params[name].copy_(param)
-            return
-        prefix = "base_model.model."
-        for name, module in policy.named_modules():
-            if isinstance(module, LoraLayer) and module.active_adapters:
-                key = name.removeprefix(prefix) + ".weight"
-                weight = module.get_base_layer().weight.float()
-                for adapter in module.active_adapters:
-                    weight = weight + module.get_delta_weight(adapter).float()
-                self.params[key].copy_(weight)
+        for name, weight in policy_weights(policy, adapted_only=True):
+            if name in self.params:
+                self.params[name].copy_(weight)

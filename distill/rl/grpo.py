@@ -2,7 +2,8 @@
 
     data.read_problems / build_prompts   Problem JSONL -> the generation stage's prompts (or R1-Zero's template)
     selection.select_problems            optional pass-rate pre-pass (open-r1's 0.1-0.9 band)
-    rollout.choose_rollout               colocated vLLM on GPUs, transformers on CPUs (printed)
+    rollout.choose_rollout               colocated vLLM on GPUs; on CPUs vLLM reloading the weights each step
+                                         (vllm_rollout) or transformers (fast_rollout); printed
     rewards.RewardScorer                 every reward of a step in the filter's time-bounded process pool
     sft.modeling.load_model              full / LoRA / QLoRA policy, as in `sft`
     logging.RLLogCallback / plot_log     per-step JSONL and its PNG
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,21 +52,25 @@ class RLResult(TrainResult):
 
 
 def _trainer_class():
-    """TRL's GRPOTrainer, generating on a bf16 copy of the policy when `rollout_copy` is given (fast_rollout)."""
+    """TRL's GRPOTrainer, generating through distill's own rollout engine when one is given: a bf16 copy of
+    the policy (fast_rollout) or a vLLM engine that reloads the weights each step (vllm_rollout)."""
     from trl import GRPOTrainer
 
     class DistillGRPOTrainer(GRPOTrainer):
-        def __init__(self, *args, rollout_copy=None, **kwargs):
+        def __init__(self, *args, rollout_copy=None, vllm_rollout=None, **kwargs):
             super().__init__(*args, **kwargs)
-            self.rollout_copy = rollout_copy
+            self.rollout_copy, self.vllm_rollout = rollout_copy, vllm_rollout
 
-        def _generate_single_turn(self, *args, **kwargs):
+        def _generate_single_turn(self, prompt_ids, *args, **kwargs):
+            if self.vllm_rollout is not None:
+                self.vllm_rollout.sync(self.accelerator.unwrap_model(self.model), self.state.global_step)
+                return self.vllm_rollout.generate(prompt_ids), None  # None: TRL computes the old log-probs
             if self.rollout_copy is None or self.use_vllm:
-                return super()._generate_single_turn(*args, **kwargs)
+                return super()._generate_single_turn(prompt_ids, *args, **kwargs)
             self.rollout_copy.sync(self.accelerator.unwrap_model(self.model))
             trained, self.model_wrapped = self.model_wrapped, self.rollout_copy.model
             try:
-                return super()._generate_single_turn(*args, **kwargs)
+                return super()._generate_single_turn(prompt_ids, *args, **kwargs)
             finally:
                 self.model_wrapped = trained
 
@@ -186,10 +192,16 @@ def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) 
     settings = Settings(math_timeout_s=config.math_timeout_s, sandbox=config.sandbox,
                         answer_tag=config.template == "r1-zero", max_completion_length=config.max_completion_length,
                         overlong_buffer=config.overlong_buffer, custom=resolve_custom(names))
-    with RewardScorer(names, settings, config.reward_workers) as scorer:
+    with RewardScorer(names, settings, config.reward_workers) as scorer, ExitStack() as engines:
+        vllm_rollout = None
+        if rollout.backend == "vllm-reload":
+            from distill.rl.vllm_rollout import VLLMRollout
+
+            vllm_rollout = VLLMRollout(model_path, config)
+            engines.callback(vllm_rollout.close)
         trainer = _trainer_class()(
             model=load_model(model_path, config, precision),
-            rollout_copy=RolloutCopy(model_path) if rollout.bf16_copy else None,
+            rollout_copy=RolloutCopy(model_path) if rollout.bf16_copy else None, vllm_rollout=vllm_rollout,
             reward_funcs=RewardColumns(config, prompts, scorer).functions(),
             args=grpo_args(config, precision, out / "checkpoints", rollout.use_vllm),
             train_dataset=Dataset.from_list(prompts.rows), processing_class=tokenizer,
@@ -201,6 +213,7 @@ def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) 
         output = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
         train_seconds = time.perf_counter() - started
         evaluations = scorer.evaluations
+        rollout_timings = vllm_rollout.timings() if vllm_rollout is not None else {}
 
     target = out / ("model" if config.method == "full" else "adapter")
     staging = target.with_name(f".{target.name}.tmp")
@@ -217,7 +230,7 @@ def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) 
         "rollout": rollout.backend, "rollout_reason": rollout.reason, "steps": output.global_step,
         "resumed_from_step": resumed_from, "train_seconds": round(train_seconds, 2),
         "seconds_per_step": round(train_seconds / max(output.global_step - resumed_from, 1), 3),
-        "reward_evaluations": evaluations, "problems": len(prompts.rows), "selection": selection,
+        "reward_evaluations": evaluations, "problems": len(prompts.rows), "selection": selection, **rollout_timings,
         "stop_token_id": tokenizer.eos_token_id,
     }
 
