@@ -45,3 +45,11 @@ def progress_bar(description: str, total: int | None, unit: str, *, enabled: boo
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
+
+
+def stage_progress(label: str, unit: str, *fields: str) -> Progress:
+    """A stage's own live bar on stderr (stdout is for results a script may capture): the label, done / total
+    `unit`, the stage's fields (rich format strings over `task.fields`), elapsed time and ETA."""
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                    *(TextColumn(field) for field in fields), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), console=Console(stderr=True))

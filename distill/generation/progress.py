@@ -4,14 +4,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
+
+from distill.ui import stage_progress
 
 
 class GenerateProgress:
@@ -31,10 +26,8 @@ class GenerateProgress:
         self.started = time.perf_counter()
         if not self.enabled:
             return
-        self._progress = Progress(
-            TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"),
-            TextColumn("{task.fields[problems]} problems"), TextColumn("{task.fields[tps]:>7.1f} tok/s"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        self._progress = stage_progress("generate", "samples", "{task.fields[problems]} problems",
+                                        "{task.fields[tps]:>7.1f} tok/s")
         self._progress.start()
         self._task = self._progress.add_task("generate", total=total_samples, problems=0, tps=0.0)
 

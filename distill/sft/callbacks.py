@@ -15,6 +15,7 @@ from transformers import TrainerCallback
 from distill.files import atomic_write_text
 from distill.jsonl import JsonlReader, JsonlWriter
 from distill.plots import plot_curves
+from distill.ui import stage_progress
 
 LOGGED = ("loss", "grad_norm", "learning_rate", "eval_loss", "epoch", "mean_token_accuracy", "entropy")
 
@@ -74,20 +75,7 @@ class RichProgressCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        # stderr, with the other stages' bars: stdout is for results a script may capture
-        self.progress = Progress(TextColumn("[bold]sft"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[rate]}"),
-                                 TextColumn("{task.fields[loss]}"), console=Console(stderr=True))
+        self.progress = stage_progress("sft", "steps", "{task.fields[rate]}", "{task.fields[loss]}")
         self.progress.start()
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step,
                                            rate="", loss="")
