@@ -35,7 +35,7 @@ QUIET_ENV = {
     "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning,ignore:resource_tracker:UserWarning",
 }
 LIBRARY_LOGGERS = ("vllm", "transformers", "datasets", "huggingface_hub", "accelerate", "bitsandbytes", "peft",
-                   "trl", "torch", "deepspeed", "ray", "filelock", "httpx", "urllib3", "numexpr")
+                   "trl", "torch", "deepspeed", "DeepSpeed", "ray", "filelock", "httpx", "urllib3", "numexpr")
 
 
 def configure(verbose: bool) -> None:
@@ -58,13 +58,21 @@ def configure(verbose: bool) -> None:
     apply_in_process()
 
 
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
 def apply_in_process() -> None:
     """The in-process half of quiet, also for the entry points a stage starts (they inherit the variables);
     a process that no `distill` command started (a notebook, the test suite) keeps the libraries' defaults."""
     if os.environ.get(VERBOSE_ENV) != "0":
         return
     for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.ERROR)
+        # A filter too: DeepSpeed sets its logger's level back to WARNING when it is imported, filters stay.
+        if _errors_only not in logger.filters:
+            logger.addFilter(_errors_only)
     for category in (FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
 

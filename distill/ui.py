@@ -50,6 +50,7 @@ def progress_bar(description: str, total: int | None, unit: str, *, enabled: boo
 def stage_progress(label: str, unit: str, *fields: str) -> Progress:
     """A stage's own live bar on stderr (stdout is for results a script may capture): the label, done / total
     `unit`, the stage's fields (rich format strings over `task.fields`), elapsed time and ETA."""
-    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+    # A short bar, so the rates and the ETA still fit an 80-column terminal (rich drops what overflows).
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(bar_width=10), MofNCompleteColumn(), TextColumn(unit),
                     *(TextColumn(field) for field in fields), TimeElapsedColumn(), TextColumn("ETA"),
                     TimeRemainingColumn(), console=Console(stderr=True))

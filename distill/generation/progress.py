@@ -27,7 +27,7 @@ class GenerateProgress:
         if not self.enabled:
             return
         self._progress = stage_progress("generate", "samples", "{task.fields[problems]} problems",
-                                        "{task.fields[tps]:>7.1f} tok/s")
+                                        "{task.fields[tps]:.0f} tok/s")
         self._progress.start()
         self._task = self._progress.add_task("generate", total=total_samples, problems=0, tps=0.0)
 
