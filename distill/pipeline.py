@@ -183,8 +183,12 @@ def _run_eval(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
 
 
 def _run_rl(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
+    from distill.generation.engine import shutdown_llm
     from distill.rl import train
 
+    # RL starts an engine of its own (its weights change every step): the teacher's engine, kept for eval,
+    # would make two engines beside the trainer, and `distill demo --rl` was OOM-killed that way on 24 GiB.
+    shutdown_llm()
     result = train(recipe.rl, progress=progress)
     outputs = {"policy": str(result.policy), "output_dir": str(result.output_dir), "log_path": str(result.log_path),
                "plot_path": str(result.plot_path)}
