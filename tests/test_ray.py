@@ -24,18 +24,6 @@ RAY = {"executor": "ray", "ray.replicas": 2, "ray.num_cpus": 1, "ray.chunk": 1}
 PROBLEMS = 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The reference run is in this process: one OpenMP thread, as in test_generate_hf (the replicas get
-    OMP_NUM_THREADS=1 from Ray for num_cpus=1)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """A 2-CPU local cluster owned by this module (no dashboard, a small object store), shut down after."""
@@ -53,9 +41,17 @@ def problems(tmp_path_factory, tiny_model) -> Path:
 
 @pytest.fixture(scope="module")
 def one_machine(tmp_path_factory, problems) -> list:
-    """The reference: the same config run locally in this process."""
+    """The reference: the same config as a one-machine `distill generate` in a fresh process with one OpenMP
+    thread, like each replica (Ray gives num_cpus=1 actors OMP_NUM_THREADS=1). Not in this process: what
+    earlier tests left in torch's global state (threads, deterministic kernels) could move a logit."""
     folder = tmp_path_factory.mktemp("local")
-    return traces_of(generate(hf_config(folder, "local", problems, **COMMON), progress=False).output)
+    config = hf_config(folder, "local", problems, **COMMON)
+    config_file = folder / "generate.json"
+    config_file.write_text(config.model_dump_json())
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "distill.generation", "--config-json", str(config_file), "--quiet"],
+                   env=env, check=True, timeout=600)
+    return traces_of(config.output)
 
 
 def _by_key(traces) -> dict:
