@@ -218,6 +218,8 @@ def _wait_until_serving(process: subprocess.Popen, base: str, log, timeout_s: fl
             time.sleep(1)
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
+@pytest.mark.vllm
 def test_vllm_serve_backend_reproduces_traces(tmp_path, vllm_server):
     problems = write_problems(tmp_path / "p.jsonl", ["What is 12 + 30?", "A box has 3 red and 4 blue balls. How many balls?"])
     first = generate(openai_config(tmp_path, "a", problems, vllm_server, "bundled:smollm2-135m-instruct"),

@@ -38,6 +38,7 @@ def sft(tmp_path: Path, name: str, *flags: str) -> str:
                    cwd=tmp_path)
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
 def test_sft_prints_our_bar_and_result_only_and_verbose_shows_the_libraries(tmp_path):
     quiet = sft(tmp_path, "quiet")
     assert "{'loss'" not in quiet                               # the Trainer's raw log dicts

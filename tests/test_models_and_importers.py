@@ -35,6 +35,8 @@ def test_bundled_smollm2_loads_with_transformers_and_chats(smollm2):
     assert "4" in tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
+@pytest.mark.vllm
 def test_bundled_smollm2_loads_with_vllm(vllm_engine):
     from vllm import SamplingParams
 
@@ -49,6 +51,7 @@ def test_tiny_model_shares_the_tokenizer(tiny_model, smollm2):
     assert AutoTokenizer.from_pretrained(tiny_model).get_vocab() == AutoTokenizer.from_pretrained(smollm2).get_vocab()
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
 def test_concurrent_conversion_converts_once(tmp_path):
     target = tmp_path / "converted"
     results, errors = [], []

@@ -67,6 +67,7 @@ def _wait_for_lines(path: Path, count: int, timeout: float = 120.0) -> None:
     raise AssertionError(f"{path} never reached {count} lines")
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
 def test_ray_replica_killed_mid_run_gives_the_one_machine_traces(tmp_path, cluster, problems, one_machine):
     config = hf_config(tmp_path, "ray", problems, **COMMON, **RAY)
     outcome: dict = {}
@@ -86,6 +87,7 @@ def test_ray_replica_killed_mid_run_gives_the_one_machine_traces(tmp_path, clust
     assert _by_key(traces) == _by_key(one_machine)
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
 def test_ray_driver_killed_then_rerun_resumes_by_key(tmp_path, cluster, problems, one_machine):
     config = hf_config(tmp_path, "driver", problems, **COMMON, **RAY)
     config_file = tmp_path / "generate.json"

@@ -99,6 +99,7 @@ def test_adapter_methods_change_only_the_linear_layers(tmp_path, tiny_model, met
     assert not any("embed" in k or "norm" in k for k in moved)
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
 def test_sigkill_mid_run_then_rerun_continues_the_curve(tmp_path, tiny_model):
     out = tmp_path / "lora"
     script = (

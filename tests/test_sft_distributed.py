@@ -79,6 +79,7 @@ def assert_same_training(single, out: Path) -> dict:
     return metrics
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
 def test_two_processes_match_one_process_and_only_rank0_writes(single, tmp_path):
     ddp_dir = tmp_path / "two"
     run = launch(single, ddp_dir, "--multi_gpu", "--dynamo_backend", "no")
@@ -106,6 +107,7 @@ def test_zero3_two_processes_match_one_process(single, tmp_path):
     assert metrics["packing_check"]["packed_vs_alone"] < 0.1 * metrics["packing_check"]["contaminated_vs_alone"]
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
 def test_fsdp_two_processes_match_one_process(single, tmp_path):
     out = tmp_path / "fsdp"
     run = launch(single, out, "--config_file", "recipes/accelerate/fsdp.yaml")

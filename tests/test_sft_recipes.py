@@ -39,6 +39,7 @@ def test_recipe_header_has_launch_command_hardware_and_sources(path):
         assert recipe.sft.quant.quant_type == "nf4" and recipe.sft.quant.double_quant
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
 def test_every_recipe_trains_two_steps_on_cpu_with_the_bundled_model(tmp_path):
     from distill.sft import train
 
