@@ -118,6 +118,7 @@ def test_shards_merge_into_the_unsharded_run(tmp_path, tiny_model):
     assert merged == {t.key: t for t in traces_of(whole.output)}
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
 def test_kill_9_then_rerun_gives_every_trace_once(tmp_path, tiny_model):
     problems = write_problems(tmp_path / "problems.jsonl", 12)
     output = tmp_path / "traces.jsonl"

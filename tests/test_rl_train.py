@@ -76,6 +76,7 @@ def test_rewards_rise_over_a_few_steps_on_a_task_the_model_partly_solves(tmp_pat
                                          "vllm" if torch.cuda.is_available() else "vllm-reload")
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
 def test_full_method_changes_every_weight(tmp_path, tiny_model):
     result = train(tiny_config(tmp_path, "full"), progress=False)
     before, after = weights(Path(tiny_model)), weights(result.merged_dir)
@@ -86,6 +87,7 @@ def test_full_method_changes_every_weight(tmp_path, tiny_model):
     assert result.plot_path.exists()
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
 @pytest.mark.parametrize("method", ["lora", "qlora"])
 def test_adapter_methods_change_only_the_linear_layers(tmp_path, tiny_model, method):
     result = train(tiny_config(tmp_path, method), progress=False)
@@ -135,6 +137,7 @@ def test_sigkill_mid_run_then_rerun_continues_the_curve(tmp_path, tiny_model):
     assert elapsed == sorted(elapsed)  # the resumed run's clock continues from the checkpoint's row
 
 
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
 def test_a_finished_run_returns_its_result_and_refuses_another_config(tmp_path, tiny_model):
     config = tiny_config(tmp_path, "lora")
     first = train(config, progress=False)
