@@ -36,6 +36,7 @@ class Replica:
         from distill.generation.backends import make_backend
 
         config = GenerateConfig.model_validate_json(config_json)
+        _use_only_reserved_cpus(config.ray.num_cpus)
         self.backend = make_backend(config)
 
     def pid(self) -> int:
@@ -46,6 +47,18 @@ class Replica:
         for request in requests:
             self.backend.prepare(request)
         return os.getpid(), list(self.backend.generate(requests, len(requests)))
+
+
+def _use_only_reserved_cpus(num_cpus: float) -> None:
+    """Run torch on as many threads as the CPUs Ray reserved for this replica.
+
+    Ray passes the share as OMP_NUM_THREADS, but a worker process that started with an OpenMP runtime
+    already loaded (vLLM's CPU platform puts torch's libgomp in LD_PRELOAD, and Ray workers inherit it) has
+    read its thread count before that, and would use every core: replicas would then fight over cores, and
+    their logits (so their seeded draws) would differ from a one-machine run with the same threads."""
+    import torch
+
+    torch.set_num_threads(max(1, int(num_cpus)))
 
 
 class RayBackend:
