@@ -162,7 +162,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             before = loadavg()
             proc = subprocess.run([sys.executable, __file__, "--worker", name, "--model", options.model,
-                                   "--steps", str(options.steps), "--out", tmp], capture_output=True, text=True)
+                                   "--steps", str(options.steps), "--out", tmp], capture_output=True, text=True,
+                                  check=False)  # a failure is reported below with its stderr
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if line is None:
                 raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")

@@ -36,10 +36,10 @@ def opens_with_a_digit(completion) -> float:
 
 
 def tiny_config(tmp_path: Path, method: str, **overrides) -> RLConfig:
-    settings = dict(model="bundled:tiny", problems=PROBLEMS, output_dir=tmp_path / method, method=method,
-                    num_generations=4, prompts_per_step=2, max_completion_length=12, max_steps=1, beta=0.0,
-                    learning_rate=1e-2, rewards=[RewardConfig(name="text_length_mod_5"), RewardConfig(name="format")],
-                    reward_workers=1, save_steps=1, rollout="transformers")
+    settings = {"model": "bundled:tiny", "problems": PROBLEMS, "output_dir": tmp_path / method, "method": method,
+                "num_generations": 4, "prompts_per_step": 2, "max_completion_length": 12, "max_steps": 1,
+                "beta": 0.0, "learning_rate": 1e-2, "reward_workers": 1, "save_steps": 1, "rollout": "transformers",
+                "rewards": [RewardConfig(name="text_length_mod_5"), RewardConfig(name="format")]}
     settings.update(overrides)
     return RLConfig(**settings)
 
