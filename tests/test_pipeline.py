@@ -104,11 +104,16 @@ def test_rerun_skips_everything_and_a_changed_stage_reruns_from_there(reference,
     keys, new_keys = stage_keys(recipe), stage_keys(changed)
     assert keys["generate"] == new_keys["generate"] and keys["filter"] == new_keys["filter"]
     assert keys["sft"] != new_keys["sft"] and keys["eval"] != new_keys["eval"]  # eval follows its student
+    base_samples = Path(recipe.eval.output_dir) / "base" / "heldout.traces.jsonl"
+    base_mtime = base_samples.stat().st_mtime_ns
     after = run(changed, progress=False)
     assert [s.status for s in after.stages if s.status != "not configured"] == ["skipped", "skipped", "ran", "ran"]
     stale = list((run_dir / "stale").glob(f"*-sft-{keys['sft']}/student/log.jsonl"))
     assert len(stale) == 1  # the old student was moved aside, not deleted
     assert (run_dir / "student" / "log.jsonl").read_text() != stale[0].read_text()
+    # Eval drew the new student's samples and reused the unchanged base's; the old student's went aside.
+    assert base_samples.stat().st_mtime_ns == base_mtime
+    assert len(list((Path(recipe.eval.output_dir) / "student" / "stale").glob("*/heldout.traces.jsonl"))) == 1
 
 
 # ---------------------------------------------------------------------------------------------- crash

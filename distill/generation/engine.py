@@ -6,6 +6,7 @@ old one down first, so two never hold memory at once.
 """
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 from typing import Any
@@ -62,6 +63,8 @@ def shared_llm(model_path: str, vllm: VLLMConfig, seed: int):
                            "call distill.generation.generate(), which starts them, not shared_llm()")
     _engine = start_llm(model_path, vllm, seed)
     _engine_key = key
+    atexit.unregister(shutdown_llm)
+    atexit.register(shutdown_llm)  # before vLLM's own exit hook (LIFO), which would wait out its 5 s grace
     return _engine
 
 
@@ -77,10 +80,16 @@ def start_llm(model_path: str, vllm: VLLMConfig, seed: int):
     return LLM(**engine_kwargs(model_path, vllm, seed))
 
 
+# vLLM's own stop gives the engine core 5 s to leave after SIGTERM, and the core spends them waiting for its
+# worker to tear down state that is about to be thrown away (measured here: 5 s on every stop, ~20 stops in the
+# test suite). After this grace vLLM kills the core's process tree itself.
+_STOP_GRACE_S = 1.0
+
+
 def stop_llm(engine) -> None:
-    """Stop an engine's core process and release its memory."""
+    """Stop an engine's processes (its core and the core's workers) and release their memory."""
     try:
-        engine.llm_engine.engine_core.shutdown()
+        engine.llm_engine.engine_core.shutdown(timeout=_STOP_GRACE_S)
     finally:
         del engine
         gc.collect()

@@ -85,4 +85,6 @@ def plot_log(log_path: Path, png_path: Path) -> Path:
     panels = (("reward", ["reward", *reward_keys]), ("KL to the reference", ["kl"]),
               ("completion length (tokens)", ["completion_length"]), ("entropy / clip fraction",
                                                                       ["entropy", "clip_fraction"]))
-    return plot_curves(rows, panels, png_path)
+    # With beta 0 there is no reference model and no KL: no empty panel for it.
+    drawn = [(title, keys) for title, keys in panels if any(key in row for row in rows for key in keys)]
+    return plot_curves(rows, drawn or panels[:1], png_path)
