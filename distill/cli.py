@@ -276,11 +276,11 @@ def run(args: Args = None):
 @app.command()
 @friendly_errors
 def demo(
-    quick: Annotated[bool, typer.Option("--quick", help="the 5-minute version")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="the 5-minute version: SmolLM2 distilled into itself")] = False,
     run_dir: Annotated[Path | None, typer.Option(help="where the demo writes")] = None,
     rl: Annotated[bool, typer.Option("--rl", help="then GRPO on the student: base vs SFT vs SFT+RL")] = False,
 ):
-    """The whole loop on the bundled SmolLM2: teacher = student, base vs distilled, on 2 CPU cores."""
+    """The whole loop on 2 CPU cores: SmolLM2 teaches Gemma 3 270M base; base vs distilled student, with intervals."""
     if rl:
         stage_module("distill.rl.demo").main(quick=quick, run_dir=run_dir)
         return

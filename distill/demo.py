@@ -1,10 +1,11 @@
-"""`distill demo`: the whole loop on the bundled SmolLM2-135M-Instruct, teacher and student at once.
+"""`distill demo`: the whole loop on the bundled models: SmolLM2-135M-Instruct teaches Gemma 3 270M base.
 
-It runs recipes/demo.yaml (or demo-quick.yaml with --quick) through `distill.pipeline.run`: the model
-samples 8 solutions to each training problem, the verified ones are kept, the same model is fine-tuned
-on them (rejection-sampling fine-tuning), and base and student are scored on held-out problems. It ends
-with the two pass@1 scores, their 95% intervals, the paired difference and the wall time. Reruns
-resume: a finished demo prints its result again in seconds.
+It runs recipes/demo.yaml through `distill.pipeline.run`: the teacher samples 4 solutions to each training
+problem, the verified ones are kept, the base student is fine-tuned on them in its own chat template, and
+base and student are scored on held-out problems. `--quick` runs recipes/demo-quick.yaml, SmolLM2 distilled
+into itself, the loop that fits 5 minutes. It ends with the two pass@1 scores, their 95% intervals, the
+paired difference, what the gain is made of and the wall time. Reruns resume: a finished demo prints its
+result again in seconds.
 """
 from __future__ import annotations
 
