@@ -56,36 +56,61 @@ def headline(summary) -> dict:
             "gain": gain_breakdown(scores["scores"][base][bench], scores["scores"][student][bench])}
 
 
+MIN_ANSWERS_TO_SPLIT = 10  # fewer answers than this say nothing about a model's accuracy when it answers
+
+
 def gain_breakdown(base: dict, student: dict) -> dict:
     """What the pass@1 gain is made of: answering at all (format) against being right when answering.
 
     pass@1 = answered x accuracy-given-an-answer, and the difference splits exactly (the symmetric split, so
     neither part is favoured by the order): format = (answered_s - answered_b) x mean accuracy, accuracy =
-    (accuracy_s - accuracy_b) x mean answered. A model that never answers has no accuracy to compare: it is
-    taken as the other model's, so its whole difference counts as format. Point estimates; the paired
-    interval is pass@1's.
+    (accuracy_s - accuracy_b) x mean answered. A model with fewer than MIN_ANSWERS_TO_SPLIT answers has no
+    accuracy to compare (a base that answers 1 sample of 128 is "0% right" on one sample): the difference is
+    then not split, and counts as format. Point estimates; the paired interval is pass@1's.
     """
-    def parts(scores: dict) -> tuple[float, float | None]:
+    def parts(scores: dict) -> tuple[float, int, float | None]:
         answered = 1.0 - scores["no_answer_frac"]
-        return answered, (scores["pass@1"]["value"] / answered if answered > 0 else None)
+        count = round(answered * scores.get("samples", 0))
+        known = answered > 0 and count >= MIN_ANSWERS_TO_SPLIT
+        return answered, count, (scores["pass@1"]["value"] / answered if known else None)
 
-    (a_b, c_b), (a_s, c_s) = parts(base), parts(student)
-    c_b = c_s if c_b is None else c_b
-    c_s = c_b if c_s is None else c_s
-    c_b, c_s = c_b or 0.0, c_s or 0.0
-    return {"answered": {"base": round(a_b, 4), "student": round(a_s, 4)},
-            "accuracy_given_answer": {"base": round(c_b, 4), "student": round(c_s, 4)},
-            "truncated": {"base": base.get("truncated_frac"), "student": student.get("truncated_frac")},
-            "from_format": round((a_s - a_b) * (c_b + c_s) / 2, 4),
+    (a_b, n_b, c_b), (a_s, n_s, c_s) = parts(base), parts(student)
+    gain = {"answered": {"base": round(a_b, 4), "student": round(a_s, 4)},
+            "answers": {"base": n_b, "student": n_s},
+            "accuracy_given_answer": {"base": None if c_b is None else round(c_b, 4),
+                                      "student": None if c_s is None else round(c_s, 4)},
+            "truncated": {"base": base.get("truncated_frac"), "student": student.get("truncated_frac")}}
+    if c_b is None or c_s is None:
+        difference = student["pass@1"]["value"] - base["pass@1"]["value"]
+        return {**gain, "split": False, "from_format": round(difference, 4), "from_accuracy": None}
+    return {**gain, "split": True, "from_format": round((a_s - a_b) * (c_b + c_s) / 2, 4),
             "from_accuracy": round((c_s - c_b) * (a_b + a_s) / 2, 4)}
 
 
 def describe_gain(gain: dict) -> str:
-    a, c = gain["answered"], gain["accuracy_given_answer"]
-    return (f"  answered       base {a['base']:.2f}  student {a['student']:.2f}   (samples with an extractable answer)\n"
-            f"  right|answered base {c['base']:.2f}  student {c['student']:.2f}\n"
-            f"  the difference is {gain['from_format']:+.3f} from answering more (format) and "
-            f"{gain['from_accuracy']:+.3f} from being right more often when answering")
+    """The split in lines that fit 80 columns."""
+    a, n, c = gain["answered"], gain["answers"], gain["accuracy_given_answer"]
+
+    def answers(label: str) -> str:
+        return f"{n[label]} answer" + ("s" if n[label] != 1 else "")
+
+    def cell(label: str) -> str:
+        return f"{a[label]:.2f} ({answers(label)})".ljust(22)
+
+    def right(label: str) -> str:
+        return (f"{c[label]:.2f}" if c[label] is not None else "n/a").ljust(22)
+
+    lines = [f"  answered        base {cell('base')}student {cell('student')}",
+             f"  right|answered  base {right('base')}student {right('student')}"]
+    if gain["split"]:
+        lines += [f"  the difference is {gain['from_format']:+.3f} from answering more (format)",
+                  f"  and {gain['from_accuracy']:+.3f} from being right more often when answering"]
+    else:
+        few = "base" if c["base"] is None else "student"
+        lines += [f"  the {few} gave {answers(few)} (< {MIN_ANSWERS_TO_SPLIT}): too few to say how often it",
+                  f"  is right when it answers, so the difference ({gain['from_format']:+.3f}) is not split:",
+                  "  it is answering at all (format) first"]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def run_offline(recipe: Recipe, progress: bool):

@@ -21,13 +21,26 @@ TQDM_BAR = re.compile(r"\d+%\|")                     # tqdm's "100%|████
 LIBRARY_INFO = re.compile(r"^(\(EngineCore[^)]*\) )?INFO\b", re.MULTILINE)  # vLLM's log lines
 
 
-def distill(*args: str, cwd: Path) -> str:
-    """Run a command to the end; stdout and stderr together, in order, as a user sees them."""
+def start(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
+    """A command with stdout and stderr together, in order, as a user sees them (into a file, not a pipe, so
+    a long log never blocks a command that runs beside another)."""
     env = {k: v for k, v in os.environ.items() if k not in ("VLLM_LOGGING_LEVEL", "TRANSFORMERS_VERBOSITY")}
-    done = subprocess.run(CLI + list(args), cwd=cwd, env={**env, "COLUMNS": "100"}, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=1200, check=False)
-    assert done.returncode == 0, done.stdout[-3000:]
-    return done.stdout
+    with open(log, "w") as output:
+        return subprocess.Popen(CLI + list(args), cwd=cwd, env={**env, "COLUMNS": "100"}, stdout=output,
+                                stderr=subprocess.STDOUT)
+
+
+def finish(proc: subprocess.Popen, log: Path) -> str:
+    proc.wait(timeout=1200)
+    output = log.read_text()
+    assert proc.returncode == 0, output[-3000:]
+    return output
+
+
+def distill(*args: str, cwd: Path) -> str:
+    """Run a command to the end; its whole output."""
+    log = cwd / "distill.log"
+    return finish(start(*args, cwd=cwd, log=log), log)
 
 
 def sft(tmp_path: Path, name: str, *flags: str) -> str:
@@ -59,12 +72,14 @@ def test_generate_on_vllm_hides_the_engine_log_unless_verbose(tmp_path, smollm2)
     args = ["generate", "--model", "bundled:smollm2-135m-instruct", "--problems", str(ROOT / "data/demo/train.jsonl"),
             "--limit", "2", "-n", "1", "--max-tokens", "8", "vllm.kv_cache_gib=1", "vllm.max_model_len=512",
             "vllm.enforce_eager=true"]
-    quiet = distill(*args, "-o", str(tmp_path / "quiet.jsonl"), cwd=tmp_path)
+    # Side by side: a fresh engine's ~50 s start is mostly one core's Python, and the machine has two.
+    logs = {name: tmp_path / f"{name}.log" for name in ("quiet", "loud")}
+    quiet_run = start(*args, "-o", str(tmp_path / "quiet.jsonl"), cwd=tmp_path, log=logs["quiet"])
+    loud_run = start("--verbose", *args, "-o", str(tmp_path / "loud.jsonl"), cwd=tmp_path, log=logs["loud"])
+    quiet, loud = finish(quiet_run, logs["quiet"]), finish(loud_run, logs["loud"])
     assert not LIBRARY_INFO.search(quiet), quiet[:3000]
     assert "FutureWarning" not in quiet and "Loading safetensors" not in quiet
     assert "wrote" in quiet and "2 new" in quiet
-
-    loud = distill("--verbose", *args, "-o", str(tmp_path / "loud.jsonl"), cwd=tmp_path)
     assert LIBRARY_INFO.search(loud)  # vLLM's engine log, from the engine's own process
 
 
