@@ -127,7 +127,7 @@ def templated_model(model_path: str, spec: str, extra_tokens: list[str] | tuple[
 
     from transformers import AutoTokenizer
 
-    from distill.models import build_once, cache_dir
+    from distill.models import build_once, cache_dir, remember_source, shown_model
 
     source = Path(model_path)
     if not source.is_dir():
@@ -150,4 +150,6 @@ def templated_model(model_path: str, spec: str, extra_tokens: list[str] | tuple[
             if file.is_file() and not (tmp / file.name).exists():
                 (tmp / file.name).symlink_to(file.resolve())
 
-    return str(build_once(target, build))
+    built = build_once(target, build)
+    remember_source(built, f"{shown_model(model_path)} + chat template {spec}")
+    return str(built)

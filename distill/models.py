@@ -16,7 +16,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from distill.errors import DistillError
-from distill.files import file_digest
+from distill.files import atomic_write_text, file_digest
 
 BUNDLED_PREFIX = "bundled:"
 
@@ -155,19 +155,37 @@ def build_tiny_model(target: Path | None = None) -> Path:
     return build_once(target, build)
 
 
+SOURCE_FILE = "distill-source.txt"  # in a folder distill built in its cache: what it was made from
+
+
+def remember_source(folder: Path, source: str) -> None:
+    """Note in a cached model folder what it was made from, so cards and reports can name it (shown_model)."""
+    marker = Path(folder) / SOURCE_FILE
+    if not marker.is_file() or marker.read_text() != source:
+        atomic_write_text(marker, source)
+
+
+def shown_model(spec_or_path: str) -> str:
+    """How cards and reports name a model: a folder from distill's cache by what it was made from
+    (`bundled:gemma3-270m`, `bundled:gemma3-270m + chat template gemma`), not by this machine's cache path;
+    anything else as given."""
+    marker = Path(str(spec_or_path)).expanduser() / SOURCE_FILE
+    return marker.read_text().strip() if marker.is_file() else str(spec_or_path)
+
+
 def resolve_model(spec: str) -> str:
     """A model spec -> something `from_pretrained` and vLLM load (a folder path, or a hub id)."""
     spec = str(spec)
     if spec.startswith(BUNDLED_PREFIX):
         name = spec[len(BUNDLED_PREFIX):]
-        if name == "smollm2-135m-instruct":
-            return str(convert_gguf(smollm2_gguf_path()))
-        if name == "gemma3-270m":
-            return str(convert_gguf(gemma3_gguf_path()))
-        if name == "tiny":
-            return str(build_tiny_model())
-        raise DistillError(f"unknown bundled model '{spec}'; known: "
-                           + ", ".join(BUNDLED_PREFIX + n for n in BUNDLED))
+        builders = {"smollm2-135m-instruct": lambda: convert_gguf(smollm2_gguf_path()),
+                    "gemma3-270m": lambda: convert_gguf(gemma3_gguf_path()), "tiny": build_tiny_model}
+        if name not in builders:
+            raise DistillError(f"unknown bundled model '{spec}'; known: "
+                               + ", ".join(BUNDLED_PREFIX + n for n in BUNDLED))
+        folder = builders[name]()
+        remember_source(folder, spec)
+        return str(folder)
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         return str(convert_gguf(path))

@@ -70,6 +70,17 @@ def test_concurrent_conversion_converts_once(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".converted")]  # no temp dirs left
 
 
+def test_cards_and_reports_name_a_cached_model_by_its_source_not_this_machines_cache(tiny_model, tmp_path):
+    from distill.chat_templates import templated_model
+    from distill.models import shown_model
+
+    assert shown_model(tiny_model) == "bundled:tiny" and "/" in tiny_model
+    templated = templated_model(tiny_model, "chatml")  # SmolLM2's vocabulary has ChatML's turn tokens
+    assert shown_model(templated) == "bundled:tiny + chat template chatml"
+    assert shown_model("Qwen/Qwen2.5-Math-1.5B") == "Qwen/Qwen2.5-Math-1.5B"
+    assert shown_model(str(tmp_path)) == str(tmp_path)  # a folder distill did not build: as given
+
+
 def test_unknown_model_specs_fail_clearly(tmp_path):
     from distill.errors import DistillError
 

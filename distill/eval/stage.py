@@ -32,6 +32,7 @@ from distill.eval.scoring import score_benchmark
 from distill.eval.table import scores_table
 from distill.files import atomic_write_json, file_digest, read_json
 from distill.generation import generate
+from distill.models import shown_model
 from distill.records import Problem
 from distill.verify.code import isolation_report
 
@@ -134,7 +135,7 @@ def _score_model(ref, config: EvalConfig, out: Path, problem_sets: dict[str, dic
     folder = out / slug(ref.label)
     folder.mkdir(parents=True, exist_ok=True)
     path = prepare_model(ref, folder, config.backend)
-    models_meta[ref.label] = {"model": ref.spec, "path": path}
+    models_meta[ref.label] = {"model": shown_model(ref.spec), "path": path}
     for bench in config.benchmarks:
         traces = folder / f"{bench.name}.traces.jsonl"
         verdicts = folder / f"{bench.name}.verdicts.jsonl"

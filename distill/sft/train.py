@@ -33,7 +33,7 @@ from distill.config import PromptConfig, SFTConfig, config_hash
 from distill.errors import DistillError
 from distill.files import atomic_write_json, file_digest, publish_dir, read_json
 from distill.jsonl import count_lines
-from distill.models import resolve_model
+from distill.models import resolve_model, shown_model
 from distill.sft.callbacks import JsonlLogCallback, RichProgressCallback, plot_log, rewind_log
 from distill.sft.check import check, first_trace, refuse
 from distill.sft.data import build_dataset, default_num_proc, load_tokenizer
@@ -305,7 +305,7 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
             ensure_stop_token(target, data.stop_id)
     padded = max(tokens.padded, 1)
     return {
-        "config_hash": config_hash(config), "method": config.method, "precision": precision, "model": model_path,
+        "config_hash": config_hash(config), "method": config.method, "precision": precision, "model": shown_model(model_path),
         "steps": output.global_step, "resumed_from_step": int(last.name.split("-")[-1]) if last else 0,
         "train_loss": output.training_loss, "eval_loss": final_eval.get("eval_loss"),
         "train_seconds": round(train_seconds, 2), "tokens": tokens.real, "loss_tokens": tokens.supervised,
