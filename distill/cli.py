@@ -278,7 +278,7 @@ def run(args: Args = None):
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="the 5-minute version: SmolLM2 distilled into itself")] = False,
     run_dir: Annotated[Path | None, typer.Option(help="where the demo writes")] = None,
-    rl: Annotated[bool, typer.Option("--rl", help="then GRPO on the student: base vs SFT vs SFT+RL")] = False,
+    rl: Annotated[bool, typer.Option("--rl", help="GRPO after the self-distillation demo (SmolLM2): base vs SFT vs SFT+RL")] = False,
 ):
     """The whole loop on 2 CPU cores: SmolLM2 teaches Gemma 3 270M base; base vs distilled student, with intervals."""
     if rl:

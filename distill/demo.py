@@ -20,10 +20,12 @@ from distill.files import atomic_write_json
 from distill.resources import package_root
 
 
-def demo_recipe(*, quick: bool = False, run_dir: Path | None = None, overrides: list[str] | None = None) -> Recipe:
-    """The demo recipe with its data paths made absolute, so the demo runs from any directory."""
+def demo_recipe(*, quick: bool = False, run_dir: Path | None = None, overrides: list[str] | None = None,
+                name: str | None = None) -> Recipe:
+    """A demo recipe (`name`: demo, demo-quick or demo-self; by default the one `quick` picks) with its data
+    paths made absolute, so the demo runs from any directory."""
     root = package_root()  # the recipe's data/demo/... paths are relative to it
-    name = "demo-quick.yaml" if quick else "demo.yaml"
+    name = f"{name or ('demo-quick' if quick else 'demo')}.yaml"
     base = load_recipe(root / "recipes" / name)
     fixed = [f"generate.problems={_absolute(root, base.generate.problems)}",
              f"filter.problems={_absolute(root, base.generate.problems)}",

@@ -357,6 +357,23 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
     }
 
 
+def describe_training(training: dict[str, Any]) -> str:
+    """SFT's result in a sentence (every field is in the student's result.json)."""
+    t = training
+    parts = [f"{t.get('method', '?')} {t.get('precision', '')}".strip() + f" on {t.get('model', '?')}"]
+    if t.get("steps") is not None:
+        parts.append(f"{t['steps']} steps")
+    if t.get("tokens") and t.get("tokens_per_s"):
+        parts.append(f"{t['tokens']:,} tokens at {t['tokens_per_s']:.0f} tok/s")
+    if t.get("train_loss") is not None:
+        parts.append(f"train loss {t['train_loss']:.3f}")
+    if t.get("eval_loss") is not None:
+        parts.append(f"eval loss {t['eval_loss']:.3f}")
+    if t.get("peak_rss_gib"):
+        parts.append(f"peak {t['peak_rss_gib']:.1f} GiB")
+    return "training: " + ", ".join(parts)
+
+
 def print_summary(summary: RunSummary, console) -> None:
     stages = Table(title=f"run {summary.run_dir} ({summary.wall_s:.0f} s this invocation)")
     for column in ("stage", "status", "seconds", "key"):
@@ -372,9 +389,7 @@ def print_summary(summary: RunSummary, console) -> None:
             funnel.add_row(row["stage"], str(row.get("removed", "")), str(row["remaining"]))
         console.print(funnel)
     if summary.training:
-        shown = {k: v for k, v in summary.training.items() if isinstance(v, (int, float, str))}
-        console.print("training: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                               for k, v in shown.items()))
+        console.print(describe_training(summary.training), highlight=False)
     if summary.scores:
         console.print(scores_table(summary.scores))
     for label, path in (("dataset card", summary.dataset_card), ("model card", summary.model_card),

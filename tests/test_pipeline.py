@@ -15,10 +15,12 @@ from pathlib import Path
 import processes
 import pytest
 import torch
+from rich.console import Console
 from safetensors.torch import load_file
 
 from distill.config import Recipe, dump_yaml
-from distill.pipeline import read_manifest, run, stage_keys
+from distill.models import cache_dir
+from distill.pipeline import print_summary, read_manifest, run, stage_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 8  # per training problem; 6 problems
@@ -89,6 +91,13 @@ def test_uninterrupted_run_writes_every_stage_cards_and_report(reference):
     html = (run_dir / "report.html").read_text()
     assert "data:image/png;base64," in html and "Filter funnel" in html and "Evaluation" in html
     assert (run_dir / "dataset" / "train.parquet").exists()
+    # Models by name, not by this machine's cache folder; the printout in sentences, within 80 columns.
+    assert "<td>base</td><td>bundled:tiny</td>" in html and str(cache_dir()) not in html
+    console = Console(record=True, width=80)
+    print_summary(summary, console)
+    printed = console.export_text()
+    assert "training: lora fp32 on bundled:tiny, 8 steps" in printed, printed
+    assert max(map(len, printed.splitlines())) <= 80
 
 
 def test_rerun_skips_everything_and_a_changed_stage_reruns_from_there(reference, data, tmp_path):

@@ -78,15 +78,17 @@ def test_rl_bad_field_is_one_clear_paragraph(tmp_path):
     assert "rl.loss_type" in result.output and "Traceback" not in result.output
 
 
-def test_demo_arm_recipe_is_the_demo_plus_rl_on_its_student(tmp_path):
+def test_demo_arm_recipe_is_the_self_distillation_demo_plus_rl_on_its_student(tmp_path):
     from distill.demo import demo_recipe
     from distill.pipeline import model_aliases, stage_keys
     from distill.rl.demo import QUICK_STEPS, rl_demo_recipe
 
     recipe = rl_demo_recipe(run_dir=tmp_path)
-    plain = demo_recipe(run_dir=tmp_path)
+    plain = demo_recipe(name="demo-self", run_dir=tmp_path)
+    assert recipe.sft.model == recipe.generate.model == "bundled:smollm2-135m-instruct"
     assert rl_follows_sft(recipe) and recipe.rl.model == str(tmp_path / "student" / "merged")
     keys, plain_keys = stage_keys(recipe), stage_keys(plain)
     assert all(keys[s] == plain_keys[s] for s in ("generate", "filter", "sft"))  # a finished demo is reused
     assert list(model_aliases(recipe)) == ["base", "student", "policy"]
-    assert rl_demo_recipe(quick=True, run_dir=tmp_path).rl.max_steps == QUICK_STEPS
+    quick = rl_demo_recipe(quick=True, run_dir=tmp_path)
+    assert quick.rl.max_steps == QUICK_STEPS and quick.name == "demo-quick"

@@ -65,7 +65,7 @@ def scores_table(document: dict[str, Any]) -> Table:
         header, body = header[1:], [row[1:] for row in body]
     on = f"'{benches[0]}', " if len(benches) == 1 else ""
     sampling = document["sampling"]
-    table = Table(title=f"evaluation: {on}k={document.get('k')} samples a problem, T={sampling['temperature']}, "
+    table = Table(title=f"evaluation: {on}k={document.get('k')}, T={sampling['temperature']}, "
                         f"top-p={sampling['top_p']}; value [95% CI]", box=box.SIMPLE_HEAD, pad_edge=False)
     for name in header:
         table.add_column(name, overflow="fold")
