@@ -104,6 +104,14 @@ def test_hf_same_seed_same_traces(tmp_path, problems):
     assert len({t.completion for t in first}) == len(first)
 
 
+def test_a_rerun_with_nothing_left_to_do_draws_no_bar(tmp_path, problems, capfd):
+    config = hf_config(tmp_path, "bar", problems)
+    generate(config, progress=True)
+    assert "generate" in capfd.readouterr().err  # the bar, on stderr
+    again = generate(config, progress=True)
+    assert again.written == 0 and "generate" not in capfd.readouterr().err  # not an empty "0/0" bar
+
+
 def test_shards_merge_into_the_unsharded_run(tmp_path, tiny_model):
     problems = write_problems(tmp_path / "problems.jsonl", 5)  # shard_of puts 4 in shard 1/2, 1 in 0/2
     # batch_size 1 keeps every forward pass the same shape, so sharded and whole runs match byte for byte.

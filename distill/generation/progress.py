@@ -24,7 +24,7 @@ class GenerateProgress:
 
     def start(self, total_samples: int | None) -> None:
         self.started = time.perf_counter()
-        if not self.enabled:
+        if not self.enabled or total_samples == 0:  # all written earlier (a resumed eval): no "0/0" bar
             return
         self._progress = stage_progress("generate", "samples", "{task.fields[problems]} problems",
                                         "{task.fields[tps]:.0f} tok/s")
