@@ -34,7 +34,7 @@ browser:
 
 # The full suite: what CI runs (.ci/run).
 test: setup browser
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=15
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=30
 
 # The inner loop (under 5 minutes on 2 cores): no vLLM engine, no end-to-end run.
 test-fast: setup
