@@ -162,7 +162,10 @@ def remember_source(folder: Path, source: str) -> None:
     """Note in a cached model folder what it was made from, so cards and reports can name it (shown_model)."""
     marker = Path(folder) / SOURCE_FILE
     if not marker.is_file() or marker.read_text() != source:
-        atomic_write_text(marker, source)
+        try:
+            atomic_write_text(marker, source)
+        except OSError:  # a read-only shared cache: the model still loads, cards name it by its path
+            pass
 
 
 def shown_model(spec_or_path: str) -> str:
