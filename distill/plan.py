@@ -56,9 +56,21 @@ DEFAULT_KEEP_RATE = 0.5
 WORLD_SIZES = [2 ** i for i in range(10)]
 
 
+# R1's distilled models keep the architecture of the model each was fine-tuned from (DeepSeek-AI 2025,
+# section 2.4), so the shipped config of that base counts their parameters offline.
+FINE_TUNED_FROM = {
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B": "Qwen/Qwen2.5-Math-1.5B",
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": "Qwen/Qwen2.5-Math-7B",
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B": "Qwen/Qwen2.5-14B",
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B": "Qwen/Qwen2.5-32B",
+    "deepseek-ai/DeepSeek-R1-Distill-Llama-8B": "meta-llama/Llama-3.1-8B",
+    "deepseek-ai/DeepSeek-R1-Distill-Llama-70B": "meta-llama/Llama-3.3-70B-Instruct",
+}
+
+
 def model_source(model: str) -> str:
     """A folder or hub id whose config.json describes `model`: the shipped snapshot first (works offline)."""
-    shipped = CONFIGS / model.replace("/", "--")
+    shipped = CONFIGS / FINE_TUNED_FROM.get(model, model).replace("/", "--")
     if (shipped / "config.json").exists():
         return str(shipped)
     from distill.models import resolve_model

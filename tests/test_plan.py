@@ -74,6 +74,15 @@ def test_cli_plan_prints_json(tmp_path):
     assert data["gpu"] == "h200" and data["generation"]["gpus_per_replica"] == 8
 
 
+def test_a_student_recipe_plans_offline_with_its_own_teacher():
+    """The recipes' teacher, R1-Distill-Qwen-32B, is counted from the shipped config of Qwen2.5-32B, the model
+    it was fine-tuned from: no download, no --teacher."""
+    recipe = load_recipe(ROOT / "recipes/students/qwen2.5-math-7b-full.yaml")
+    assert recipe.generate.model == "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B"
+    generation = plan(recipe, traces=800_000, mean_tokens=8000.0, keep_rate=0.6)["generation"]
+    assert generation["teacher_params_b"] == pytest.approx(32.76, abs=0.05)
+
+
 def test_plan_prints_no_bitsandbytes_kernel_notice():
     """bitsandbytes announces at import that its optional CPU inference kernel is missing; distill never uses
     that kernel, so the notice is dropped at its logger (distill.sft) and the plan's output is the plan."""
