@@ -238,8 +238,12 @@ def run(recipe: Recipe, *, progress: bool = True, stages: list[str] | None = Non
     console = console or Console(stderr=True)
     started = time.monotonic()
     run_dir = Path(recipe.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "recipe.yaml", _recipe_yaml(recipe))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "recipe.yaml", _recipe_yaml(recipe))
+    except OSError as exc:
+        raise DistillError(f"run_dir {run_dir}: cannot write there ({exc.strerror}); pick a folder you can write "
+                           "to (run_dir=... or --run-dir)") from None
     from distill.context_window import check_context_window
     check_context_window(recipe.sft.model, recipe.sft.max_length)  # before any stage loads weights
     keys = stage_keys(recipe)

@@ -67,3 +67,11 @@ def test_every_listed_recipe_is_whole_and_launchable_as_its_header_says():
             assert recipe.rl.model and recipe.rl.problems, name  # R1-Zero style: rl runs first
         else:
             assert recipe.generate.problems is not None or recipe.import_traces is not None, name
+
+
+def test_a_run_dir_that_cannot_be_written_is_one_paragraph(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    done = cli("demo", "--quick", "--run-dir", str(blocked / "run"))
+    assert done.returncode == 2 and "cannot write there" in done.stderr and str(blocked) in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
