@@ -35,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("DISTILL_BENCH_RESULTS") or ROOT / "bench" / "results")  # the suite's smoke runs write elsewhere
 BASELINE_REV = "8adc847"  # the last commit with the one-interpreter-per-run sandbox (34 tests/s in the README)
 MATH_PROMPT = "{}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 
@@ -109,23 +109,23 @@ def run_filter(problem_file: Path, trace_file: Path, out: Path, workers: int) ->
     return elapsed, cpu, result.stats, verdicts
 
 
-def humaneval_items() -> list:
+def humaneval_items(limit: int | None = None) -> list:
     from distill.records import Problem
 
     with gzip.open(DATA / "humaneval" / "HumanEval.jsonl.gz", "rt") as handle:
-        rows = [json.loads(line) for line in handle]
+        rows = [json.loads(line) for line in handle][:limit]
     return [(Problem(id=r["task_id"], problem=r["prompt"], domain="code", entry_point=r["entry_point"],
                      tests=f"{r['test']}\ncheck({r['entry_point']})\n"),
              f"```python\n{r['prompt']}{r['canonical_solution']}```") for r in rows]
 
 
-def code_bench(workers: int, repeat: int = 1) -> dict:
+def code_bench(workers: int, repeat: int = 1, programs: int | None = None) -> dict:
     """HumanEval's canonical solutions (`repeat` times over) through `verify_many` and one at a time, after a
     warm-up that starts the worker forkserver (paid once per process, as in the math rows)."""
     from distill.config import SandboxConfig
     from distill.verify import verify, verify_many
 
-    items = humaneval_items() * repeat
+    items = humaneval_items(programs) * repeat
     sandbox = SandboxConfig(timeout_s=30)
     start = time.perf_counter()
     list(verify_many(items[:8], sandbox=sandbox, workers=workers))
@@ -209,6 +209,7 @@ def main() -> None:
     parser.add_argument("--wait-s", type=float, default=1800, help="longest wait for --max-load")
     parser.add_argument("--code-only", action="store_true", help="only the sandbox part (HumanEval)")
     parser.add_argument("--repeat", type=int, default=3, help="--code-only: run the 164 programs this many times")
+    parser.add_argument("--programs", type=int, default=None, help="the first N HumanEval programs (default: all 164)")
     parser.add_argument("--baseline-rev", default=BASELINE_REV,
                         help="git revision whose sandbox is measured in the same run for comparison ('' to skip)")
     args = parser.parse_args()
@@ -251,7 +252,7 @@ def main() -> None:
         "filter_timings_s": stats["timings_s"], "kept": stats["kept"], "funnel": stats["funnel"],
     }
     print("code: HumanEval canonical solutions", flush=True)
-    code = code_bench(workers)
+    code = code_bench(workers, programs=args.programs)
     save("filter", {"machine": machine(workers, load_before), "sandbox_isolation": list(default_layers()),
                     "math": math, "code": code}, markdown)
 

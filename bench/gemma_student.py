@@ -92,27 +92,32 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--skip-vllm", action="store_true")
+    parser.add_argument("--student", default="bundled:gemma3-270m", help="the student measured")
+    parser.add_argument("--template", default="gemma", help="its chat template ('none': the model's own)")
+    parser.add_argument("--reference", default="bundled:smollm2-135m-instruct", help="the model it is compared with")
     options = parser.parse_args()
     load_before = os.getloadavg()
     results: dict = {"load_before": [round(x, 1) for x in load_before], "cores": os.cpu_count()}
     from distill.models import resolve_model
 
     started = time.perf_counter()
-    resolve_model("bundled:gemma3-270m")
+    resolve_model(options.student)
+    template = None if options.template == "none" else options.template
     results["resolve_seconds"] = round(time.perf_counter() - started, 1)
     with tempfile.TemporaryDirectory() as tmp:
-        results["sft_gemma"] = sft("bundled:gemma3-270m", "gemma", options.steps, options.max_length, Path(tmp) / "gemma")
+        results["sft_gemma"] = sft(options.student, template, options.steps, options.max_length, Path(tmp) / "gemma")
         print(json.dumps(results["sft_gemma"]), flush=True)
         if not options.skip_vllm:
             results["vllm_gemma"] = vllm_run(results["sft_gemma"]["merged"], options.max_tokens)
             print(json.dumps(results["vllm_gemma"]), flush=True)
-        results["sft_smollm2"] = sft("bundled:smollm2-135m-instruct", None, options.steps, options.max_length,
+        results["sft_smollm2"] = sft(options.reference, None, options.steps, options.max_length,
                                      Path(tmp) / "smol")
         print(json.dumps(results["sft_smollm2"]), flush=True)
         results["step_ratio_gemma_over_smollm2"] = round(
             results["sft_gemma"]["seconds_per_step"] / results["sft_smollm2"]["seconds_per_step"], 2)
     results["load_after"] = [round(x, 1) for x in os.getloadavg()]
-    out = ROOT / "bench" / "results"
+    out = Path(os.environ.get("DISTILL_BENCH_RESULTS") or ROOT / "bench" / "results")
+    out.mkdir(parents=True, exist_ok=True)
     (out / "gemma_student.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 

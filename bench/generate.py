@@ -35,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("DISTILL_BENCH_RESULTS") or ROOT / "bench" / "results")  # the suite's smoke runs write elsewhere
 sys.path.insert(0, str(ROOT / "bench"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from cpu import cpu_peak_flops
 
 DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("DISTILL_BENCH_RESULTS") or ROOT / "bench" / "results")  # the suite's smoke runs write elsewhere
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -103,12 +103,12 @@ def worker_trl(args) -> dict:
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from distill.models import resolve_model
-    from distill.sft.data import assistant_content
+    from distill.chat_format import assistant_turn
 
     path = resolve_model(args.model)
     train_rows, held = split(Path(args.data), args.held_out)
     messages = [{"messages": [*r["prompt"], {"role": "assistant",
-                                              "content": assistant_content(r["reasoning"], r["answer"])}]}
+                                              "content": assistant_turn(r["reasoning"], r["answer"])}]}
                 for r in train_rows]
     tokenizer = AutoTokenizer.from_pretrained(path)
 
