@@ -29,8 +29,9 @@ RESULTS = Path(os.environ.get("DISTILL_BENCH_RESULTS") or ROOT / "bench" / "resu
 TARGET_S = {"full": 20 * 60, "quick": 5 * 60}
 
 
-def run_demo(quick: bool, run_dir: Path) -> dict:
-    command = [sys.executable, "-m", "distill.cli", "demo", "--run-dir", str(run_dir)] + (["--quick"] if quick else [])
+def run_demo(quick: bool, run_dir: Path, overrides: list[str] = ()) -> dict:
+    command = ([sys.executable, "-m", "distill.cli", "demo", "--run-dir", str(run_dir)] + (["--quick"] if quick else [])
+               + list(overrides))
     load_before = os.getloadavg()
     started = time.monotonic()
     with open(run_dir.parent / "demo.log", "wb") as log:
@@ -85,11 +86,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it (default: a temp dir)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="recipe overrides passed to `distill demo` (the suite's smoke run shrinks the demo)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-demo-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
     try:
-        entry = run_demo(args.quick, work / "run")
+        entry = run_demo(args.quick, work / "run", args.overrides)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
