@@ -8,8 +8,12 @@ become Problems with the answer normalisation the benchmark needs:
   - GPQA-Diamond's four options are shuffled with a fixed seed per question (its correct answer is always
     the first column), the gold answer being the letter the correct option lands on;
   - LiveCodeBench keeps its public test cases (a JSON list of {input, output, testtype}) in
-    `meta["public_test_cases"]` and the private ones as published (`meta["private_test_cases"]`, compressed)
-    for the code-test verifier to run.
+    `meta["public_test_cases"]`; public and private cases (the private ones base64 + zlib + pickle, as
+    published) become structured tests, run under LiveCodeBench's own import preamble and compared as
+    its grader compares (`distill.verify.code_tests`). Its official hub id is a loading-script dataset that
+    `datasets` 4+ refuses, so it is read from a local clone of the repository, else from its parquet
+    conversion on the hub (lighteval/code_generation_lite), else from a datasets cache that already holds
+    the official one; with none of them, one paragraph says what to download.
 The R1 protocol (k samples a problem, temperature 0.6, top-p 0.95, 32k tokens) is EvalConfig's default;
 `R1_K` is the k R1 reports for each (pass@1 as the mean over k).
 """
@@ -44,6 +48,7 @@ class Benchmark:
     domain: str
     shared: str | None = None                 # offline copy, relative to the shared data folder
     k: int = 4                                # R1's k for pass@1 on this benchmark
+    rows: Callable[[str | Path | None], Iterator[tuple[str, dict]]] | None = None  # a reader of its own
 
 
 def shared_data_dir() -> Path:
@@ -155,6 +160,60 @@ def livecodebench(row: dict, where: str) -> Problem:
                              "tests": tests, "meta": meta}, where)
 
 
+# ------------------------------------------------------------------------------------ LiveCodeBench
+LCB_RELEASE = "release_v5"
+# The official repository's files, one per release increment: release_v5 is the first five.
+LCB_FILES = ("test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl", "test5.jsonl")
+LCB_LOCAL = "livecodebench/code_generation_lite"   # a clone, under the shared data folder
+LCB_HUB = (f"lighteval/code_generation_lite:{LCB_RELEASE}/test",        # the parquet conversion
+           f"livecodebench/code_generation_lite:{LCB_RELEASE}/test")    # the official id, from a cache
+
+
+def livecodebench_missing() -> str:
+    local = shared_data_dir() / LCB_LOCAL
+    return (f"benchmark 'livecodebench': no copy of LiveCodeBench {LCB_RELEASE} was found. The official dataset "
+            "(livecodebench/code_generation_lite) is a loading-script dataset that the installed `datasets` "
+            "no longer runs, so distill reads either a clone of its repository (git clone "
+            f"https://huggingface.co/datasets/livecodebench/code_generation_lite {local}, which holds "
+            f"{', '.join(LCB_FILES)}; or pass the folder or one of its files as --bench livecodebench=PATH), "
+            "or its parquet conversion from the Hugging Face datasets cache (fetch it once with network access: "
+            "python -c \"import datasets; datasets.load_dataset('lighteval/code_generation_lite', "
+            f"'{LCB_RELEASE}', split='test')\", then copy the cache over if this machine is offline).")
+
+
+def livecodebench_rows(source: str | Path | None) -> Iterator[tuple[str, dict]]:
+    """A given copy, else the local clone, else the first hub copy the datasets cache (or the hub) has."""
+    if source is not None:
+        yield from _lcb_copy(Path(source) if Path(str(source)).exists() else source)
+        return
+    local = shared_data_dir() / LCB_LOCAL
+    if local.exists():
+        yield from _lcb_copy(local)
+        return
+    for spec in LCB_HUB:
+        rows = iter_rows(spec)
+        try:
+            first = next(rows)
+        except StopIteration:
+            continue
+        except (SourceError, RuntimeError, ConnectionError, OSError, ValueError):
+            continue  # not cached here, or a loading script: try the next copy
+        yield first
+        yield from rows
+        return
+    raise SourceError(livecodebench_missing())
+
+
+def _lcb_copy(source: str | Path) -> Iterator[tuple[str, dict]]:
+    """A clone of the official repository (its release files in order) or any dataset spec of its rows."""
+    if isinstance(source, Path) and source.is_dir() and (source / LCB_FILES[0]).exists():
+        for name in LCB_FILES:
+            if (source / name).exists():
+                yield from iter_rows(source / name)
+        return
+    yield from iter_rows(source)
+
+
 REGISTRY: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("aime24", "HuggingFaceH4/aime_2024:default/train", aime("aime24"), "math", k=64),
     Benchmark("aime25", "yentinglin/aime_2025:default/train", aime("aime25"), "math", k=64),
@@ -164,7 +223,7 @@ REGISTRY: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("gsm8k", "openai/gsm8k:main/test", gsm8k, "math", "gsm8k/test.jsonl", k=4),
     Benchmark("humaneval", "openai/openai_humaneval:openai_humaneval/test", humaneval, "code",
               "humaneval/HumanEval.jsonl.gz", k=4),
-    Benchmark("livecodebench", "livecodebench/code_generation_lite:release_v5/test", livecodebench, "code", k=16),
+    Benchmark("livecodebench", LCB_HUB[0], livecodebench, "code", LCB_LOCAL, k=16, rows=livecodebench_rows),
 )}
 R1_K = {name: b.k for name, b in REGISTRY.items()}
 
@@ -179,7 +238,8 @@ def source_of(bench: Benchmark) -> str:
 def iter_benchmark(name: str, source: str | Path | None = None) -> Iterator[Problem]:
     bench = REGISTRY[name]
     seen: set[str] = set()
-    for where, row in iter_rows(source or source_of(bench)):
+    rows = bench.rows(source) if bench.rows is not None else iter_rows(source or source_of(bench))
+    for where, row in rows:
         problem = bench.to_problem(row, f"benchmark '{name}': {where}")
         if problem.id in seen:
             raise SourceError(f"benchmark '{name}': {where}: problem id '{problem.id}' appears twice")

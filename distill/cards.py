@@ -219,6 +219,7 @@ def write_model_card(student_dir: Path, sft: SFTConfig, *, scores: dict[str, Any
                      kept: int | None = None, run_dir: Path | None = None) -> Path:
     """README.md in the student folder: what it was trained from, on what, how, and how it scores (file
     paths relative to `run_dir`; the recipe block is the exact configuration, as run)."""
+    from distill.eval.provenance import reproduce_markdown
     from distill.eval.table import markdown_table
 
     student_dir = Path(student_dir)
@@ -266,7 +267,7 @@ def write_model_card(student_dir: Path, sft: SFTConfig, *, scores: dict[str, Any
                   f"{sampling['top_p']}, at most {sampling['max_tokens']} tokens); pass@1 is the mean over the "
                   "k samples, cons@k the majority vote; [95% CI] bootstrap over problems (Wilson for 0/1 "
                   "scores); the last column is the paired difference against the base.\n"),
-                 markdown_table(scores)]
+                 markdown_table(scores), *reproduce_markdown(scores)]
     else:
         body.append("Not evaluated yet: run `distill eval --models base=BASE,student=THIS_FOLDER --bench NAME=FILE`.\n")
     if recipe is not None:
@@ -299,6 +300,7 @@ def write_policy_card(policy_dir: Path, rl: RLConfig, *, training: dict[str, Any
                       scores: dict[str, Any] | None = None, log_path: Path | None = None,
                       recipe: Recipe | None = None, student_card: Path | None = None) -> Path:
     """README.md in the RL output folder: the GRPO stage (and the SFT card it continues), rewards, scores."""
+    from distill.eval.provenance import reproduce_markdown
     from distill.eval.table import markdown_table
 
     policy_dir = Path(policy_dir)
@@ -330,7 +332,7 @@ def write_policy_card(policy_dir: Path, rl: RLConfig, *, training: dict[str, Any
         scalars = {k: v for k, v in training.items() if isinstance(v, (int, float, str)) and k != "model"}
         body += ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in scalars.items()], ""]
     body.append("## Evaluation\n")
-    body.append(markdown_table(scores) if scores else "Not evaluated yet.\n")
+    body += [markdown_table(scores), *reproduce_markdown(scores)] if scores else ["Not evaluated yet.\n"]
     if recipe is not None:
         body += ["## Recipe\n", "```yaml", dump_yaml(recipe).strip(), "```\n"]
     path = policy_dir / "README.md"

@@ -122,6 +122,8 @@ MCQ = Problem(id="q", problem="Which is prime?", domain="mcq", answer="C", choic
     ("I first thought (A), but the answer is (B).", "B", False),
     ("\\boxed{E}", None, False),  # not one of the four choices
     ("No idea.", None, False),
+    ("\\boxed{C} and again \\boxed{C}", "C", True),
+    ("\\boxed{B} or \\boxed{C}", None, False),  # a hedge between two letters is no choice
 ])
 def test_mcq_letters(answer: str, letter: str | None, passed: bool):
     assert extract_letter(MCQ, answer) == letter

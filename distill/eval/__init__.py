@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from distill.eval.metrics import pass_at_k
+from distill.eval.rescore import RescoreResult, rescore
 from distill.eval.stage import EvalResult, evaluate
 
-__all__ = ["EvalResult", "evaluate", "pass_at_k"]
+__all__ = ["EvalResult", "RescoreResult", "evaluate", "pass_at_k", "rescore"]

@@ -6,8 +6,10 @@ For each model (outer loop, so one engine serves all its benchmarks) and each be
   2. verify every sample with the filter's verifiers into OUT/<model>/<bench>.verdicts.jsonl (resumes
      too: code tests run in the sandbox and are worth not repeating);
   3. write one line per problem to OUT/<model>/<bench>.results.jsonl (n, correct, pass@j, the vote).
-Then OUT/scores.json holds every model x benchmark score with its 95% interval, and the paired
-difference of each model against the first one (the base).
+Then OUT/scores.json holds every model x benchmark score with its 95% interval, the paired
+difference of each model against the first one (the base), and what reproduces the numbers
+(`reproduce`: benchmark digests, templates, sampling, seeds, verifier and library versions;
+distill.eval.provenance). `distill.eval.rescore` judges the stored samples again without generating.
 
 A model is a bundled name, hub id, folder, .gguf, or a LoRA adapter folder (merged once into
 OUT/<model>/merged so every backend can serve it). `label=spec` names a model in the table; `base` and
@@ -28,6 +30,7 @@ from distill.errors import DistillError
 from distill.eval import metrics
 from distill.eval.judge import judge_pool, judge_traces
 from distill.eval.models import model_identity, parse_models, prepare_model, slug
+from distill.eval.provenance import reproduce_record
 from distill.eval.scoring import score_benchmark
 from distill.eval.table import scores_table
 from distill.files import atomic_write_json, file_digest, read_json
@@ -106,13 +109,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, aliases: dict[str, st
         for ref in refs:
             _score_model(ref, config, out, problem_sets, pool, progress, scores, pass1, models_meta, results)
 
-    # Each model against the first (the base): paired over the same problems, so the interval is tight.
-    deltas: dict[str, dict[str, Any]] = {}
-    first = refs[0].label
-    for ref in refs[1:]:
-        for bench in config.benchmarks:
-            diff = metrics.paired_difference(pass1[ref.label][bench.name], pass1[first][bench.name], seed=seed)
-            deltas.setdefault(ref.label, {})[bench.name] = {"pass@1": diff.to_json(), "against": first}
+    deltas = paired_deltas([ref.label for ref in refs], [b.name for b in config.benchmarks], pass1, seed)
 
     document = {
         "k": config.k, "sampling": config.sampling.model_dump(mode="json"), "backend": config.backend,
@@ -121,12 +118,24 @@ def evaluate(config: EvalConfig, *, progress: bool = True, aliases: dict[str, st
                        for b in config.benchmarks},
         "scores": scores, "deltas": deltas,
         "sandbox": {name: report for name, report in sandbox.items() if report is not None},
+        "reproduce": reproduce_record(config, problem_sets, models_meta),
     }
     scores_path = out / "scores.json"
     atomic_write_json(scores_path, document)
     if progress:
         (console or Console(stderr=True)).print(scores_table(document))
     return EvalResult(out, scores_path, document, results)
+
+
+def paired_deltas(labels: list[str], benches: list[str], pass1: dict[str, dict[str, list[float]]],
+                  seed: int) -> dict[str, dict[str, Any]]:
+    """Each model against the first (the base): paired over the same problems, so the interval is tight."""
+    deltas: dict[str, dict[str, Any]] = {}
+    for label in labels[1:]:
+        for bench in benches:
+            diff = metrics.paired_difference(pass1[label][bench], pass1[labels[0]][bench], seed=seed)
+            deltas.setdefault(label, {})[bench] = {"pass@1": diff.to_json(), "against": labels[0]}
+    return deltas
 
 
 def _score_model(ref, config: EvalConfig, out: Path, problem_sets: dict[str, dict[str, Problem]], pool,

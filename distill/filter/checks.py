@@ -121,9 +121,21 @@ def lang_mix(trace: Trace, problem: Problem | None, q: QualityConfig) -> CheckRe
     return CheckResult(True, "", round(share, 4))
 
 
+# Scripts written without spaces between words (Han, kana, Thai, Lao, Khmer, Myanmar): each character
+# counts as a word, so a loop in Chinese or Japanese is as visible as one in English.
+_UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf"
+             "\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f")
+_WORD = re.compile(f"[{_UNSPACED}]|[^\\s{_UNSPACED}]+")
+
+
+def words_of(text: str) -> list[str]:
+    """Whitespace-separated words; in unspaced scripts, characters."""
+    return _WORD.findall(text)
+
+
 def repetition(trace: Trace, problem: Problem | None, q: QualityConfig) -> CheckResult:
     """Share of word n-grams that repeat an earlier one: a model stuck in a loop scores near 1."""
-    words = (trace.reasoning + "\n" + trace.answer).split()
+    words = words_of(trace.reasoning + "\n" + trace.answer)
     n = q.repeat_ngram
     total = len(words) - n + 1
     if total < 2:

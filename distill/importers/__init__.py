@@ -3,10 +3,12 @@
 Trace formats (one module each; detected from the columns, most specific first):
   openr1        OpenR1-Math-220k: problem, answer, generations[], correctness_math_verify[], finish_reasons[]
   s1k           s1K / s1K-1.1: question, thinking_trajectories[] + attempt, or deepseek_/gemini_ pairs
-  openthoughts  OpenThoughts-114k / Bespoke-Stratos-17k: conversations with <|begin_of_thought|>…
+  openthoughts  OpenThoughts-114k / Bespoke-Stratos-17k: conversations with <|begin_of_thought|>…;
+                OpenThoughts2-1M / OpenThoughts3-1.2M: conversations with <think>…</think>
   messages      chat messages with <think>…</think> (Mixture-of-Thoughts, most R1 distillation sets)
-Problem formats: gsm8k, math, humaneval (the benchmark files' own shapes, see distill.benchmarks) and
-`problems` (any source with a field map; see distill.problems).
+Problem formats: gsm8k, math, humaneval (the benchmark files' own shapes, see distill.benchmarks), apps,
+taco, codeforces (code sets with their tests, see distill.importers.code_sets) and `problems` (any source
+with a field map; see distill.problems).
 
 `import_traces` writes OUT/problems.jsonl and OUT/traces.jsonl, which `distill filter` and `distill sft` take
 as they are. Both files are appended by key, so an interrupted import resumes where it stopped.
@@ -19,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 from distill import benchmarks
-from distill.importers import messages, openr1, openthoughts, s1k
+from distill.importers import code_sets, messages, openr1, openthoughts, s1k
 from distill.importers.common import Context
 from distill.jsonl import JsonlWriter
 from distill.problems import iter_problems
@@ -27,7 +29,8 @@ from distill.records import Problem, trace_key
 from distill.sources import SourceError, iter_rows, parse_spec
 
 TRACE_FORMATS: dict[str, ModuleType] = {m.NAME: m for m in (openr1, s1k, openthoughts, messages)}
-PROBLEM_FORMATS = {"gsm8k": benchmarks.gsm8k, "math": benchmarks.math500, "humaneval": benchmarks.humaneval}
+PROBLEM_FORMATS = {"gsm8k": benchmarks.gsm8k, "math": benchmarks.math500, "humaneval": benchmarks.humaneval,
+                   "apps": code_sets.apps, "taco": code_sets.taco, "codeforces": code_sets.codeforces}
 FORMATS = ["auto", *TRACE_FORMATS, *PROBLEM_FORMATS, "problems"]
 
 

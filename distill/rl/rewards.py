@@ -1,7 +1,9 @@
 """Rule-based rewards for GRPO, from the same verifiers and checks as the filter and evaluation.
 
     accuracy   1 when `distill.verify` accepts the answer (math-verify, the code sandbox, the mcq letter)
-    format     1 for one closed, non-empty think block followed by an answer (R1-Zero template: in <answer>)
+    format     1 for one closed, non-empty think block followed by an answer (R1-Zero template: the whole
+               answer in <answer></answer>); the block must open the completion: with `<think>` first
+               (nothing but whitespace before it) unless the prompt prefilled it, as open-r1 and TRL score
     language   share of the chain of thought's letters in the prompt's scripts (R1's consistency reward)
     overlong   DAPO's soft overlong penalty: 0, ramping to -1 over the last `overlong_buffer` tokens
     length     Kimi k1.5's length reward, per group: shorter than the group's mean length earns up to +0.5
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Self
 
+from distill.chat_format import THINK_CLOSE, THINK_OPEN
 from distill.config import QualityConfig, SandboxConfig
 from distill.filter import checks
 from distill.filter.registry import check_timeout_s
@@ -41,6 +44,8 @@ GROUP_REWARDS = ("length",)  # need the whole group: computed in the parent afte
 PRELOAD = ["distill.verify", "distill.verify._warm", "distill.rl.rewards"]
 DEFAULT_REWARD_TIMEOUT_S = 30.0
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+# R1-Zero: everything after </think> is one <answer> block (whitespace around it allowed).
+_WHOLE_ANSWER_TAG = re.compile(r"\s*<answer>(?:(?!</?answer>).)*?</answer>\s*", re.DOTALL)
 
 REWARDS = Registry("reward")
 
@@ -57,6 +62,7 @@ class Completion:
     tokens: int
     truncated: bool
     answer_tagged: bool = False  # the answer came wrapped in <answer> tags
+    prefilled_think: bool = False  # the prompt opened the think block: the text starts inside it
 
     def as_trace(self) -> Trace:
         """The filter's Trace view, so its checks apply unchanged."""
@@ -72,7 +78,7 @@ def make_completion(problem: Problem, prompt: str, text: str, tokens: int, trunc
     answer, tagged = split.answer, False
     if (match := _ANSWER_TAG.search(answer)) is not None:
         answer, tagged = match.group(1).strip(), True
-    return Completion(problem, prompt, text, split.reasoning, answer, tokens, truncated, tagged)
+    return Completion(problem, prompt, text, split.reasoning, answer, tokens, truncated, tagged, prefilled_think)
 
 
 # ------------------------------------------------------------------------------------- registry
@@ -112,7 +118,17 @@ def accuracy(c: Completion, s: Settings) -> float:
 def format_(c: Completion, s: Settings) -> float:
     if not checks.think_format(c.as_trace(), c.problem, QualityConfig()).passed:
         return 0.0
-    return float(c.answer_tagged or not s.answer_tag)
+    # The splitter is lenient (a lone </think> or text before <think> still splits), the reward is not:
+    # without a prefill the completion must open the block itself, and with one it must not open another.
+    opens = c.text.count(THINK_OPEN)
+    if c.prefilled_think and opens:
+        return 0.0
+    if not c.prefilled_think and (opens != 1 or not c.text.lstrip().startswith(THINK_OPEN)):
+        return 0.0
+    if not s.answer_tag:
+        return 1.0
+    after = c.text[c.text.index(THINK_CLOSE) + len(THINK_CLOSE):]
+    return float(_WHOLE_ANSWER_TAG.fullmatch(after) is not None)
 
 
 def language(c: Completion, s: Settings) -> float:

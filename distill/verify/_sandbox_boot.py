@@ -367,7 +367,9 @@ def run_program(spec: dict, ruleset: int) -> None:
     namespace = {"__name__": "__main__", "__file__": os.path.abspath("main.py"), "__builtins__": __builtins__}
     code = 0
     try:
-        exec(compile(source, "main.py", "exec"), namespace)  # noqa: S102 - this is the sandbox
+        # dont_inherit: the program gets no __future__ flag of this file (annotations stay evaluated, as
+        # under the origin's grader: `List[int]` without an import fails there too)
+        exec(compile(source, "main.py", "exec", dont_inherit=True), namespace)  # noqa: S102 - the sandbox
         if calls is not None:
             fn = _callable(namespace, spec["fn_name"])
             for line in calls:
@@ -428,11 +430,11 @@ def run_proxied(spec: dict) -> None:
     try:
         namespace = {"__name__": "__main__", "__builtins__": __builtins__}
         try:
-            exec(compile(sealed["prelude"], "prompt.py", "exec"), namespace)  # noqa: S102 - the problem's own helpers
+            exec(compile(sealed["prelude"], "prompt.py", "exec", dont_inherit=True), namespace)  # noqa: S102 - helpers
         except Exception:  # noqa: BLE001, S110 - a prompt that is prose, not code: the tests may not need it
             pass
         namespace[spec["fn_name"]] = candidate
-        exec(compile(sealed["tests"], "tests.py", "exec"), namespace)  # noqa: S102 - the problem's tests
+        exec(compile(sealed["tests"], "tests.py", "exec", dont_inherit=True), namespace)  # noqa: S102 - the tests
         os.write(3, f"{sealed['nonce']}\n".encode())
     except BaseException:  # noqa: BLE001 - a failing test is the verdict
         traceback.print_exc(limit=3)
@@ -449,7 +451,7 @@ def serve_calls(spec: dict, requests_fd: int, replies_fd: int) -> None:
     code = 0
     try:
         with open("main.py", encoding="utf-8") as handle:
-            exec(compile(handle.read(), "main.py", "exec"), namespace)  # noqa: S102 - this is the sandbox
+            exec(compile(handle.read(), "main.py", "exec", dont_inherit=True), namespace)  # noqa: S102 - the sandbox
         fn = _callable(namespace, spec["fn_name"])
         with os.fdopen(requests_fd, "r", encoding="utf-8") as requests:
             for line in requests:

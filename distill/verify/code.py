@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from distill.config import SandboxConfig
 from distill.records import CodeTests, Problem
-from distill.verify.code_tests import call_matches, from_humaneval, stdout_matches
+from distill.verify.code_tests import call_matches, from_humaneval, preamble, stdout_matches
 from distill.verify.sandbox import SandboxResult, check_isolation, run_sandboxed
 
 CHECK = "code_tests"
@@ -99,9 +99,16 @@ def check_code(problem: Problem, answer_text: str, sandbox: SandboxConfig) -> Co
         detail = f"all tests passed in {result.duration_s:.2f} s (asserts ran in-process)" if result.passed \
             else result.reason
         return CodeVerdict(result.passed, detail, code, IN_PROCESS, result.isolation)
+    program = with_preamble(program, tests.origin)
     if tests.calls:
         return _check_calls(program, tests, sandbox, code)
     return _check_stdio(program, tests, sandbox, code)
+
+
+def with_preamble(program: str, origin: str) -> str:
+    """The program as the tests' origin runs it: after its grader's import block, if it has one."""
+    block = preamble(origin)
+    return f"{block}\n{program}" if block else program
 
 
 def _check_calls(program: str, tests: CodeTests, sandbox: SandboxConfig, code: str) -> CodeVerdict:
@@ -129,7 +136,7 @@ def _check_stdio(program: str, tests: CodeTests, sandbox: SandboxConfig, code: s
         total += result.duration_s
         isolation = result.isolation
         failure = _run_failure(result)
-        if not failure and not stdout_matches(result.stdout, case.output, tests.float_tol):
+        if not failure and not stdout_matches(result.stdout, case.output, tests.float_tol, tests.origin):
             failure = f"wrong output: printed {result.stdout.strip()[:80]!r}"
         if failure:
             return CodeVerdict(False, f"test {i + 1} of {len(tests.stdio)}: {failure}", code, STRUCTURED, isolation)

@@ -21,20 +21,76 @@ import json
 import math
 import pickle
 import zlib
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from distill.records import CallCase, CodeTests, StdioCase
 
 # ---------------------------------------------------------------------------------- comparisons
+# What each origin's own grader puts before a solution, so a solution that uses `deque`, `Counter` or
+# `List` without importing them passes here as it passes there. LiveCodeBench (lcb_runner's
+# testing_util) star-imports these modules, then imports them by name and raises the recursion limit.
+_LCB_MODULES = ("string", "re", "datetime", "collections", "heapq", "bisect", "copy", "math", "random",
+                "statistics", "itertools", "functools", "operator", "io", "sys", "json")
+LCB_PREAMBLE = "".join(f"from {m} import *\n" for m in (*_LCB_MODULES, "builtins", "typing")) + \
+    "".join(f"import {m}\n" for m in _LCB_MODULES) + "sys.setrecursionlimit(50000)\n"
+# APPS and TACO (their testing_util) import these; their `import numpy as np` is left out: the sandbox
+# has the standard library only.
+APPS_PREAMBLE = (
+    "import sys\nimport time\nimport itertools\n"
+    "from itertools import accumulate, product, permutations, combinations\nimport collections\n"
+    "from collections import Counter, OrderedDict, deque, defaultdict, ChainMap\n"
+    "from functools import lru_cache\nimport math\n"
+    "from math import sqrt, sin, cos, tan, ceil, fabs, floor, gcd, exp, log, log2\n"
+    "import fractions\nfrom typing import List, Tuple\nimport random\nimport heapq\nfrom heapq import *\n")
+PREAMBLES = {"livecodebench": LCB_PREAMBLE, "apps": APPS_PREAMBLE, "taco": APPS_PREAMBLE}
+# numpy.allclose's defaults, which APPS and TACO compare numeric outputs with
+APPS_RTOL, APPS_ATOL = 1e-5, 1e-8
 
 
-def stdout_matches(actual: str, expected: str, float_tol: float | None = None) -> bool:
-    """Token by token, whitespace-tolerant (line breaks and trailing spaces do not matter), as the
-    LiveCodeBench and Codeforces default checkers do; numbers may differ by `float_tol`."""
+def preamble(origin: str) -> str:
+    """The import block the origin's grader runs before a solution ("" for Codeforces, HumanEval, ours)."""
+    return PREAMBLES.get(origin, "")
+
+
+def stdout_matches(actual: str, expected: str, float_tol: float | None = None, origin: str = "") -> bool:
+    """Does a program's stdout match, compared as the tests' origin compares it?
+
+    livecodebench: line by line (outer blank lines and each line's edge spaces ignored, the line count must
+    agree), each line equal as text or as a row of decimals ("0.5" == "0.50", "1e3" == "1000").
+    apps / taco: token by token, numbers within numpy.allclose's tolerance.
+    anything else (Codeforces without a checker, our own): token by token, as testlib's default
+    checker; numbers may differ by `float_tol` when it is set."""
+    if origin == "livecodebench":
+        return _lcb_lines_match(actual, expected)
+    if origin in ("apps", "taco"):
+        got, want = actual.split(), expected.split()
+        return len(got) == len(want) and all(a == b or _close_apps(a, b) for a, b in zip(got, want))
     got, want = actual.split(), expected.split()
     if len(got) != len(want):
         return False
     return all(a == b or (float_tol is not None and _close_tokens(a, b, float_tol)) for a, b in zip(got, want))
+
+
+def _lcb_lines_match(actual: str, expected: str) -> bool:
+    got = [line.strip() for line in actual.strip().split("\n")]
+    want = [line.strip() for line in expected.strip().split("\n")]
+    return len(got) == len(want) and all(a == b or _same_decimals(a, b) for a, b in zip(got, want))
+
+
+def _same_decimals(a: str, b: str) -> bool:
+    try:
+        return [Decimal(x) for x in a.split()] == [Decimal(y) for y in b.split()]
+    except (InvalidOperation, ValueError):
+        return False
+
+
+def _close_apps(a: str, b: str) -> bool:
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return False
+    return abs(x - y) <= APPS_ATOL + APPS_RTOL * abs(y)
 
 
 def _close_tokens(a: str, b: str, tol: float) -> bool:
@@ -60,7 +116,9 @@ def call_matches(result: str, case: CallCase, tests: CodeTests) -> tuple[bool, s
     ok, value = parse_literal(result)
     if not ok:
         return False, f"returned a value that is not a plain literal: {result[:80]}"
-    if tests.json_values:
+    if tests.origin == "livecodebench":
+        value = list(value) if isinstance(value, tuple) else value  # LCB converts the returned tuple only
+    elif tests.json_values:
         value = _lists(value)
     if case.compare == "truthy":
         return bool(value), f"returned {result[:80]}, expected a true value"

@@ -5,7 +5,7 @@ import re
 import string
 
 from distill.records import Problem
-from distill.verify.math import last_boxed
+from distill.verify.math import final_boxed
 
 CHECK = "mcq_letter"
 
@@ -35,8 +35,9 @@ def _as_letter(text: str, problem: Problem) -> str | None:
 
 
 def extract_letter(problem: Problem, answer_text: str) -> str | None:
-    """The chosen letter: the last \\boxed{}, else the last 'answer is (X)', else the last '(X)'."""
-    boxed = last_boxed(answer_text)
+    """The chosen letter: the final boxes (as math reads them: two letters boxed as a hedge are no choice),
+    else the last 'answer is (X)', else the last '(X)'."""
+    boxed = final_boxed(answer_text)
     if boxed is not None:
         return _as_letter(boxed, problem)
     valid = letters(problem)
