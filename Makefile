@@ -6,7 +6,7 @@ EXTRAS ?= cpu,dev,ray,deepspeed,gemma
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser demo demo-quick test test-fast lint bench clean
+.PHONY: setup browser demo demo-quick test test-fast lint bench gpu-check-rehearse clean
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ lint: setup
 
 bench: setup
 	$(PY) bench/generate.py && $(PY) bench/filter.py && $(PY) bench/sft.py
+
+# bench/gpu/check.py (the GPU check) on this CPU with a 2-layer model: every part runs, nothing is measured.
+gpu-check-rehearse: setup
+	$(PY) bench/gpu/check.py --rehearse
 
 clean:
 	rm -rf runs .pytest_cache

@@ -162,9 +162,28 @@ def _run_filter(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
             {"kept": result.kept, "rejected": result.rejected, "funnel": result.stats.get("funnel", [])})
 
 
+def release_engine_for_training(on_gpu: bool | None = None) -> bool:
+    """Stop the teacher's engine before a training stage where it would hold the device the trainer needs.
+
+    On a GPU the engine keeps vllm.gpu_memory_utilization of the card (0.9 by default) for its weights and KV
+    cache, so the student would not fit beside it; eval starts its own engine after training. On a CPU the
+    engine's share is the KV cache (vllm.kv_cache_gib of RAM), and keeping it saves eval a restart when eval
+    serves the teacher's model (the demo's base), so it stays. Returns whether an engine was asked to stop."""
+    import torch
+
+    from distill.generation.engine import shutdown_llm
+
+    if torch.cuda.is_available() if on_gpu is None else on_gpu:
+        shutdown_llm()
+        return True
+    return False
+
+
 def _run_sft(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
     from distill.sft import train
 
+    release_engine_for_training()
+    # train() returns the device memory its trainer held (sft.train.free_device_memory) before eval's engine starts.
     result = train(recipe.sft, progress=progress, eval_prompts=recipe.eval.prompts)
     student = result.merged_dir or result.adapter_dir or result.output_dir
     outputs = {"student": str(student), "output_dir": str(result.output_dir)}

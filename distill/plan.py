@@ -9,8 +9,9 @@ H800's 989 TFLOP/s; an open-source vLLM deployment is assumed to reach 0.10.
 
 SFT: FLOPs = k x trained parameters' model size x tokens x epochs, with k = 6 for a full fine-tune (2
 forward + 4 backward) and 4 for LoRA/QLoRA (no weight gradients for the frozen base), plus 2 when gradient
-checkpointing recomputes the forward; at 40% model FLOPs utilisation (what well-tuned FSDP/ZeRO-3 runs
-of 7-70B models report). Memory per device for DDP, FSDP and ZeRO-3 comes from `distill.sft.memory` with
+checkpointing recomputes the forward; at the model FLOP utilisation the GPU check measured on that GPU
+(bench/gpu/check.py, `distill.gpus.measured_sft_utilisation`), else 40% (what well-tuned FSDP/ZeRO-3 runs of
+7-70B models report). The GPU's peak comes from `distill.gpus`, each with its datasheet. Memory per device for DDP, FSDP and ZeRO-3 comes from `distill.sft.memory` with
 the GPU loss path; the GPUs needed are the fewest (a power of two, up to 512) whose per-device memory fits
 90% of the card.
 
@@ -21,30 +22,17 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from distill.config import Recipe
 from distill.errors import DistillError
+from distill.gpus import GPUS, measured_sft_utilisation
 from distill.jsonl import count_lines
 from distill.sft.memory import GIB, STRATEGIES, ModelShape, estimate
 
 CONFIGS = Path(__file__).parent / "data" / "configs"  # public config.json of the R1 students, for offline plans
 
-
-@dataclass(frozen=True)
-class GPU:
-    name: str
-    bf16_tflops: float  # dense, no sparsity
-    memory_gib: float
-    usd_per_hour: float  # on-demand cloud price, a rough 2025 figure; pass --usd-per-hour for yours
-
-
-GPUS = {g.name: g for g in (
-    GPU("h100", 989.0, 79.6, 2.50), GPU("h200", 989.0, 139.8, 3.50),
-    GPU("a100", 312.0, 79.6, 1.50), GPU("l40s", 181.0, 44.5, 1.00),
-)}
 
 # Teachers too large to count here (and not shipped): total and active (per token) parameters.
 TEACHERS = {"deepseek-ai/DeepSeek-R1": (671e9, 37e9), "deepseek-ai/DeepSeek-R1-0528": (671e9, 37e9),
@@ -120,6 +108,11 @@ def plan(recipe: Recipe, *, gpu: str = "h100", traces: int | None = None, keep_r
     price = usd_per_hour if usd_per_hour is not None else card.usd_per_hour
     gen, sft = recipe.generate, recipe.sft
     assumed: list[str] = []
+    measured = measured_sft_utilisation(card.name)
+    assumption = "assumed: what well-tuned FSDP/ZeRO-3 runs of 7-70B models report"
+    sft_utilisation, utilisation_source = measured or (SFT_UTILISATION, assumption)
+    if measured is None:
+        assumed.append(f"SFT at {SFT_UTILISATION:.0%} model FLOP utilisation (not measured on {card.name})")
 
     train_file = Path(sft.train_file) if sft.train_file else None
     if traces is None and train_file is not None and train_file.exists():
@@ -157,7 +150,7 @@ def plan(recipe: Recipe, *, gpu: str = "h100", traces: int | None = None, keep_r
     sft_tokens = traces * mean_tokens * epochs
     k = (6 if sft.method == "full" else 4) + (2 if sft.gradient_checkpointing else 0)
     flops = k * base_params * sft_tokens
-    sft_hours = flops / (SFT_UTILISATION * card.bf16_tflops * 1e12) / 3600
+    sft_hours = flops / (sft_utilisation * card.bf16_tflops * 1e12) / 3600
     precision = "bf16" if sft.precision in ("auto", "bf16") else sft.precision
     shape = ModelShape.from_config(model_config)
     per_device = {world: estimate(shape, counts, method=sft.method, precision=precision, max_length=sft.max_length,
@@ -180,4 +173,6 @@ def plan(recipe: Recipe, *, gpu: str = "h100", traces: int | None = None, keep_r
             "traces": traces, "keep_rate": keep_rate, "mean_trace_tokens": round(mean_tokens, 1),
             "generation": generation, "sft": training,
             "total": {"gpu_hours": round(gen_hours + sft_hours, 2), "usd": round((gen_hours + sft_hours) * price, 2)},
-            "utilisation": {"decode": DECODE_UTILISATION, "sft": SFT_UTILISATION}, "assumed": assumed}
+            "gpu_peak": {"bf16_tflops": card.bf16_tflops, "source": card.source},
+            "utilisation": {"decode": DECODE_UTILISATION, "sft": sft_utilisation, "sft_source": utilisation_source},
+            "assumed": assumed}

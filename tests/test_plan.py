@@ -108,3 +108,31 @@ def test_the_kernel_notice_filter_lets_every_other_record_through(caplog):
         logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s.", "No module named 'kernels'")
         logger.warning("a real bitsandbytes problem")
     assert [r.getMessage() for r in caplog.records] == ["a real bitsandbytes problem"]
+
+
+def test_the_gpu_peak_comes_from_the_table_with_its_source(plans):
+    from distill.gpus import GPUS
+
+    result = plans["qwen2.5-math-7b-full"]
+    assert result["gpu_peak"]["bf16_tflops"] == GPUS["h100"].bf16_tflops
+    assert "datasheet" in result["gpu_peak"]["source"]
+    assert all(g.bf16_tflops > 0 and g.source for g in GPUS.values())
+    assert {"h100", "h200", "a100", "l40s"} <= set(GPUS)
+
+
+def test_sft_utilisation_is_the_gpu_checks_where_it_measured_one(tmp_path):
+    from distill.gpus import gpu_for_device, measured_sft_utilisation
+
+    assert gpu_for_device("NVIDIA H200").name == "h200"
+    assert gpu_for_device("NVIDIA H100 80GB HBM3").name == "h100"
+    assert gpu_for_device("NVIDIA H100 PCIe").name == "h100-pcie"
+    assert gpu_for_device("Tesla T4") is None
+    results = tmp_path / "gpu.json"
+    results.write_text(json.dumps({"runs": [
+        {"rehearse": False, "started": "then", "parts": {"peak": {"device": "NVIDIA H200"}},
+         "verdict": {"sft_full_mfu": 0.31}},
+        {"rehearse": True, "parts": {"peak": {"device": "NVIDIA H200"}}, "verdict": {"sft_full_mfu": 0.9}}]}))
+    value, source = measured_sft_utilisation("h200", results)
+    assert value == 0.31 and "NVIDIA H200" in source  # the rehearsal (a CPU) never counts
+    assert measured_sft_utilisation("h100", results) is None
+    assert measured_sft_utilisation("h200", tmp_path / "missing.json") is None

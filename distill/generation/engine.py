@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import atexit
 import gc
+import json
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from distill.config import VLLMConfig
@@ -77,7 +80,113 @@ def start_llm(model_path: str, vllm: VLLMConfig, seed: int):
     except ImportError as exc:
         raise DistillError("the vllm backend needs vLLM: `pip install 'distill[cpu]'` (CPU) or "
                            "`pip install 'distill[gpu]'`; or use backend=hf") from exc
-    return LLM(**engine_kwargs(model_path, vllm, seed))
+    reap_orphaned_engines()
+    before = _child_pids()
+    llm = LLM(**engine_kwargs(model_path, vllm, seed))
+    record_engine_processes(before)
+    return llm
+
+
+# ------------------------------------------------------------------------------------------ orphans
+# vLLM's engine core is a child process that waits on its socket for the parent's requests. A parent killed
+# with SIGKILL (the OOM killer, `kill -9`, a preempted job) runs no exit hook, so the core lives on, holding its
+# KV cache and, on a GPU, most of the card: the rerun that resumes the stage then cannot start its own engine.
+# So every engine's processes are written down (pid and start time, in a file named by the parent's pid) and
+# each new engine first kills those whose parent is gone. The start time guards against a reused pid.
+def registry_dir() -> Path:
+    return Path(tempfile.gettempdir()) / f"distill-engines-{os.getuid()}"
+
+
+def _child_pids() -> set[int]:
+    import psutil
+
+    return {c.pid for c in psutil.Process().children(recursive=True)}
+
+
+def record_engine_processes(before: set[int], registry: Path | None = None) -> list[int]:
+    """Write down this process's children that appeared since `before` (an engine's core and workers)."""
+    import psutil
+
+    registry = registry or registry_dir()
+    me = psutil.Process()
+    entries = []
+    for child in me.children(recursive=True):
+        if child.pid in before:
+            continue
+        try:
+            entries.append({"pid": child.pid, "started": child.create_time()})
+        except psutil.NoSuchProcess:
+            continue
+    if not entries:
+        return []
+    registry.mkdir(parents=True, exist_ok=True)
+    path = registry / f"{me.pid}.json"
+    known = json.loads(path.read_text()).get("processes", []) if path.exists() else []
+    path.write_text(json.dumps({"parent": me.pid, "parent_started": me.create_time(), "processes": known + entries}))
+    return [e["pid"] for e in entries]
+
+
+def _alive(pid: int, started: float) -> bool:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return abs(process.create_time() - started) < 1.0 and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def reap_orphaned_engines(registry: Path | None = None) -> list[int]:
+    """Kill the engine processes of distill processes that died without stopping them; returns their pids."""
+    import psutil
+
+    registry = registry or registry_dir()
+    killed: list[int] = []
+    for path in sorted(registry.glob("*.json")) if registry.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if _alive(int(data["parent"]), float(data["parent_started"])):
+            continue  # a live distill process owns these engines (another run on this machine)
+        for entry in data.get("processes", []):
+            if _alive(int(entry["pid"]), float(entry["started"])):
+                try:
+                    psutil.Process(int(entry["pid"])).kill()
+                    killed.append(int(entry["pid"]))
+                except psutil.NoSuchProcess:
+                    pass
+        path.unlink(missing_ok=True)
+    if killed:
+        psutil.wait_procs([p for p in map(_process_or_none, killed) if p is not None], timeout=10)
+    return killed
+
+
+def _process_or_none(pid: int):
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _forget_stopped(registry: Path | None = None) -> None:
+    """After a clean stop: keep only this process's engine processes that are still running."""
+    path = (registry or registry_dir()) / f"{os.getpid()}.json"
+    if not path.exists():
+        return
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        path.unlink(missing_ok=True)
+        return
+    live = [e for e in data.get("processes", []) if _alive(int(e["pid"]), float(e["started"]))]
+    if live:
+        path.write_text(json.dumps({**data, "processes": live}))
+    else:
+        path.unlink(missing_ok=True)
 
 
 # vLLM's own stop gives the engine core 5 s to leave after SIGTERM, and the core spends them waiting for its
@@ -93,6 +202,7 @@ def stop_llm(engine) -> None:
     finally:
         del engine
         gc.collect()
+        _forget_stopped()
 
 
 def shutdown_llm() -> None:

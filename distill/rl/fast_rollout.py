@@ -1,4 +1,4 @@
-"""Faster transformers rollouts on CPUs: generate with a plain bf16 copy of the policy.
+"""Faster transformers rollouts: generate with a plain bf16 copy of the policy (CPUs, and GPUs without vLLM).
 
 Measured on this CPU (SmolLM2-135M, 8 sequences x 32 tokens, bench/rl.py): a peft-wrapped fp32 policy
 decodes several times slower than the same weights as plain bf16 linear layers (each LoRA layer adds two
@@ -48,10 +48,11 @@ def policy_weights(policy, *, adapted_only: bool = False) -> Iterator[tuple[str,
 
 
 class RolloutCopy:
-    def __init__(self, model_path: str, dtype: torch.dtype = torch.bfloat16):
+    def __init__(self, model_path: str, dtype: torch.dtype = torch.bfloat16, device: str | None = None):
         from transformers import AutoModelForCausalLM
 
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+        # Loaded straight onto the policy's device: a copy on the CPU beside a GPU policy would decode on the CPU.
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, device_map=device)
         self.model.config.use_cache = True
         self.model.eval().requires_grad_(False)
         self.params = dict(self.model.named_parameters())

@@ -17,6 +17,7 @@ Output folder (like `sft`'s):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from contextlib import ExitStack
@@ -37,8 +38,8 @@ from distill.rl.rollout import choose_rollout
 from distill.sft.callbacks import rewind_log
 from distill.sft.memory import ModelShape, estimate
 from distill.sft.merge import ensure_stop_token, finished_folders, merge_adapter, publish_dir
-from distill.sft.modeling import count_parameters, load_model, lora_config, resolve_precision
-from distill.sft.train import TrainResult, last_complete_checkpoint
+from distill.sft.modeling import DTYPES, count_parameters, load_model, lora_config, resolve_precision
+from distill.sft.train import TrainResult, last_complete_checkpoint, refuse_data_parallel
 
 
 @dataclass
@@ -122,7 +123,18 @@ def policy_path(config: RLConfig, out: Path) -> str:
     return str(merged)
 
 
-def grpo_args(config: RLConfig, precision: str, checkpoints: Path, use_vllm: bool):
+def colocated_max_model_len(config: RLConfig, longest_prompt: int | None) -> int | None:
+    """The colocated engine's context: the longest prompt plus the completion budget, rounded up to 256.
+
+    Unset, vLLM takes the model's own window (131k tokens for Llama 3.1) and sizes its KV cache and its
+    CUDA-graph capture for it inside the 0.3 of the GPU it is given; a rollout never needs more than this."""
+    if config.vllm.max_model_len is not None or longest_prompt is None:
+        return config.vllm.max_model_len
+    return -(-(longest_prompt + config.max_completion_length) // 256) * 256
+
+
+def grpo_args(config: RLConfig, precision: str, checkpoints: Path, use_vllm: bool,
+              longest_prompt: int | None = None):
     from trl import GRPOConfig
 
     completions = config.prompts_per_step * config.num_generations
@@ -145,7 +157,8 @@ def grpo_args(config: RLConfig, precision: str, checkpoints: Path, use_vllm: boo
         # Training loads the policy with use_cache off (sft.modeling); generation needs the KV cache.
         generation_kwargs={"use_cache": True},
         use_vllm=use_vllm, vllm_mode="colocate", vllm_gpu_memory_utilization=config.vllm.gpu_memory_utilization,
-        vllm_max_model_length=config.vllm.max_model_len, vllm_tensor_parallel_size=config.vllm.tensor_parallel_size,
+        vllm_max_model_length=colocated_max_model_len(config, longest_prompt),
+        vllm_tensor_parallel_size=config.vllm.tensor_parallel_size,
         logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=config.save_total_limit, seed=config.seed, data_seed=config.seed,
         report_to="none", disable_tqdm=True, log_level="warning", log_completions=False,
@@ -201,9 +214,12 @@ def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) 
             engines.callback(vllm_rollout.close)
         trainer = _trainer_class()(
             model=load_model(model_path, config, precision),
-            rollout_copy=RolloutCopy(model_path) if rollout.bf16_copy else None, vllm_rollout=vllm_rollout,
+            rollout_copy=RolloutCopy(model_path, DTYPES[precision], "cuda" if torch.cuda.is_available() else None)
+            if rollout.bf16_copy else None, vllm_rollout=vllm_rollout,
             reward_funcs=RewardColumns(config, prompts, scorer).functions(),
-            args=grpo_args(config, precision, out / "checkpoints", rollout.use_vllm),
+            args=grpo_args(config, precision, out / "checkpoints", rollout.use_vllm,
+                           max((len(tokenizer(r["prompt"], add_special_tokens=False).input_ids) for r in prompts.rows),
+                               default=None) if rollout.use_vllm else None),
             train_dataset=Dataset.from_list(prompts.rows), processing_class=tokenizer,
             peft_config=lora_config(config) if config.method != "full" else None,
             callbacks=[RLLogCallback(log_path, resumed_row, console if progress else None)],
@@ -250,6 +266,8 @@ def train(config: RLConfig, *, progress: bool = True, console=None) -> RLResult:
         if previous.get("metrics", {}).get("config_hash") == digest:
             return RLResult.from_json(previous)
     _resume_point(out, digest)  # refuse another config's checkpoints before writing anything
+    refuse_data_parallel(torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                         int(os.environ.get("WORLD_SIZE", "1")))  # before any weight loads
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "rl_config.json", {"config_hash": digest, "config": config.model_dump(mode="json")})
     model_path = policy_path(config, out)

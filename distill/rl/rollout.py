@@ -33,13 +33,29 @@ class Rollout:
         return self.backend == "vllm"
 
 
-def choose_rollout(config: RLConfig, precision: str) -> Rollout:
-    has_vllm = importlib.util.find_spec("vllm") is not None
-    on_gpu = torch.cuda.is_available()
+def choose_rollout(config: RLConfig, precision: str, *, on_gpu: bool | None = None,
+                   has_vllm: bool | None = None) -> Rollout:
+    """The rollout engine for this machine; `on_gpu`/`has_vllm` default to this machine's facts (tests pass them).
+
+    QLoRA never goes to TRL's colocated vLLM: TRL merges the adapters into the policy's 4-bit base before
+    each weight sync and vLLM's loader takes no bitsandbytes-packed tensors (known TRL issues with QLoRA and
+    vllm_mode=colocate), so it generates with transformers. On GPUs without vLLM a LoRA or full policy also
+    generates from a bf16 copy: peft's unmerged adapters add two small matmuls per layer and token, and a
+    full fine-tune's fp32 master weights would decode in fp32."""
+    has_vllm = importlib.util.find_spec("vllm") is not None if has_vllm is None else has_vllm
+    on_gpu = torch.cuda.is_available() if on_gpu is None else on_gpu
     if config.rollout == "vllm" and not has_vllm:
         from distill.errors import DistillError
 
         raise DistillError("rl.rollout=vllm but vLLM is not installed; use rollout=auto or transformers")
+    if config.rollout == "vllm" and config.method == "qlora":
+        from distill.errors import DistillError
+
+        raise DistillError("rl.rollout=vllm with method=qlora: vLLM cannot load a policy whose adapters are merged "
+                           "into 4-bit weights; use rollout=auto (transformers rollouts) or method=lora")
+    if on_gpu and has_vllm and config.rollout == "auto" and config.method == "qlora":
+        return Rollout("transformers", "QLoRA: vLLM cannot load adapters merged into a 4-bit base "
+                                       "(TRL's colocated sync), so the 4-bit policy generates itself")
     if on_gpu and has_vllm and config.rollout in ("auto", "vllm"):
         return Rollout("vllm", "GPU with vLLM: TRL's colocated engine, weights synced every step")
     if not on_gpu and has_vllm and config.rollout in ("auto", "vllm") and config.method != "qlora":
@@ -48,7 +64,7 @@ def choose_rollout(config: RLConfig, precision: str) -> Rollout:
     why = "rl.rollout=transformers" if config.rollout == "transformers" else \
         "GPU without vLLM installed" if on_gpu else \
         "QLoRA (its 4-bit base is not merged for an engine)" if has_vllm else "CPU without vLLM installed"
-    if not on_gpu and precision == "bf16" and config.method != "qlora":
-        return Rollout("transformers", why + "; generating on a bf16 copy of the policy (measured faster than "
-                                             "the peft/fp32 policy itself)", bf16_copy=True)
+    if precision in ("bf16", "fp16") and config.method != "qlora":
+        return Rollout("transformers", why + f"; generating on a {precision} copy of the policy (measured faster "
+                                             "than the peft/fp32 policy itself)", bf16_copy=True)
     return Rollout("transformers", why)

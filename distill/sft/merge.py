@@ -27,6 +27,47 @@ def ensure_stop_token(model_dir: Path, stop_id: int) -> None:
         generation.save_pretrained(model_dir)
 
 
+def save_in_precision(model_dir: Path, precision: str) -> int:
+    """Rewrite a full fine-tune's fp32 weight files in the training precision; returns the tensors cast.
+
+    A full fine-tune keeps fp32 master weights, so the Trainer saves fp32: twice the disk and load time of
+    the bf16 student, and vLLM's dtype=auto would then serve it in fp32. Casting after training loses
+    nothing the bf16 forward passes used. Shard by shard, so the RAM needed is one shard.
+    """
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        return 0
+    model_dir = Path(model_dir)
+    cast = 0
+    total = 0
+    for path in sorted(model_dir.glob("*.safetensors")):
+        tensors = load_file(path)
+        for name, tensor in tensors.items():
+            if tensor.dtype == torch.float32:
+                tensors[name] = tensor.to(dtype)
+                cast += 1
+            total += tensors[name].numel() * tensors[name].element_size()
+        save_file(tensors, str(path.with_suffix(".tmp")), metadata={"format": "pt"})
+        path.with_suffix(".tmp").replace(path)
+    index = model_dir / "model.safetensors.index.json"
+    if index.exists():
+        data = json.loads(index.read_text())
+        data.setdefault("metadata", {})["total_size"] = total
+        index.write_text(json.dumps(data, indent=2))
+    config_path = model_dir / "config.json"
+    if config_path.exists():
+        config = json.loads(config_path.read_text())
+        config["dtype"] = str(dtype).removeprefix("torch.")
+        config.pop("torch_dtype", None)
+        config_path.write_text(json.dumps(config, indent=2))
+    return cast
+
+
 def merge_adapter(adapter_dir: Path, merged_dir: Path, *, base_path: str | None = None,
                   stop_id: int | None = None) -> Path:
     """Load the base in its own dtype, apply the adapter, fold it in, save model + tokenizer atomically.

@@ -84,20 +84,10 @@ def fit_embeddings(model, vocabulary: int) -> list[int]:
     return list(range(rows, vocabulary))
 
 
-def load_model(model_path: str, config: SFTConfig, precision: str, attn_implementation: str = "sdpa",
-               fsdp_size: int = 1):
-    """`fsdp_size` > 1: transformers' own FSDP2 shards the student at load time, each rank reading its
-    shard (distill.sft.strategy.shards_at_load says when)."""
-    from transformers import AutoModelForCausalLM
-
+def load_kwargs(config: SFTConfig, precision: str, attn_implementation: str = "sdpa", *, on_gpu: bool,
+                strategy: str = "single", local_rank: int = 0) -> dict:
+    """from_pretrained's arguments for this method, device and launch (`strategy.requested_strategy()`)."""
     kwargs: dict = {"attn_implementation": attn_implementation}
-    if fsdp_size > 1:
-        from transformers.distributed import DistributedConfig
-
-        kwargs["distributed_config"] = DistributedConfig(fsdp_size=fsdp_size)
-        # Each rank reads its own shard here. fsdp.yaml's rank-0 loading (for accelerate, which broadcasts
-        # rank 0's weights when it wraps the model) would otherwise leave the other ranks' shards empty.
-        os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "false"
     if config.method == "full":
         kwargs["dtype"] = torch.float32
     elif config.method == "lora":
@@ -105,11 +95,33 @@ def load_model(model_path: str, config: SFTConfig, precision: str, attn_implemen
     else:
         kwargs["dtype"] = DTYPES[config.quant.compute_dtype]
         kwargs["quantization_config"] = quantization_config(config)
-        if torch.cuda.is_available():
-            from accelerate import PartialState
+        # A 4-bit model cannot be moved after loading: place it on this process's GPU up front. Not under
+        # ZeRO-3, where transformers refuses a device_map (DeepSpeed places the partitions itself; the NF4
+        # storage dtype is the compute dtype so the partitions flatten alike, quantization_config above).
+        if on_gpu and strategy != "deepspeed":
+            kwargs["device_map"] = {"": local_rank}
+    return kwargs
 
-            # A 4-bit model cannot be moved after loading: place it on this process's GPU up front.
-            kwargs["device_map"] = {"": PartialState().local_process_index}
+
+def load_model(model_path: str, config: SFTConfig, precision: str, attn_implementation: str = "sdpa",
+               fsdp_size: int = 1):
+    """`fsdp_size` > 1: transformers' own FSDP2 shards the student at load time, each rank reading its
+    shard (distill.sft.strategy.shards_at_load says when)."""
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM
+
+    from distill.sft.strategy import requested_strategy
+
+    on_gpu = torch.cuda.is_available()
+    kwargs = load_kwargs(config, precision, attn_implementation, on_gpu=on_gpu, strategy=requested_strategy(),
+                         local_rank=PartialState().local_process_index if on_gpu else 0)
+    if fsdp_size > 1:
+        from transformers.distributed import DistributedConfig
+
+        kwargs["distributed_config"] = DistributedConfig(fsdp_size=fsdp_size)
+        # Each rank reads its own shard here. fsdp.yaml's rank-0 loading (for accelerate, which broadcasts
+        # rank 0's weights when it wraps the model) would otherwise leave the other ranks' shards empty.
+        os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "false"
     try:
         model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     except OSError as exc:

@@ -9,8 +9,14 @@ padding-free flattening of the whole batch into one row, because on sdpa/eager t
 and its cost grows with the square of the row length.
 
 This only holds when the model is called without a KV cache (with one, transformers skips packed-sequence
-detection and the examples silently see each other): `check_packing` runs the model once on a packed and
-an unpacked copy of the same two sequences before training and refuses to train if they differ.
+detection and the examples silently see each other), and, for flash attention, only at a batch of one row:
+transformers' flash path reads position resets as boundaries only when the batch has one row
+(`_is_packed_sequence`), so at per_device_batch_size 2 it would run plain causal attention over each row and
+its packed examples would see each other. For varlen kernels the collator therefore flattens the batch into
+one row (TRL's padding-free layout, no padding at all), which is also what those kernels are fast at.
+`check_packing` runs the model on a batch of two packed rows made by the trainer's own collator, on each
+example alone, and on the same rows with positions that never restart (contamination), and refuses to train if the packed examples
+sit closer to the contaminated run than to the alone one.
 """
 from __future__ import annotations
 
@@ -65,11 +71,21 @@ def position_ids_for(seq_lengths: list[int], width: int) -> torch.Tensor:
 
 @dataclass
 class PackedCollator:
-    """Pads rows to the longest in the batch; labels of padding and of each example's first token are -100."""
+    """Pads rows to the longest in the batch; labels of padding and of each example's first token are -100.
+
+    `flatten` (varlen attention kernels): the whole batch becomes one row, examples kept apart by position
+    resets alone; see the module docstring for why a batch of several rows would not keep them apart there.
+    The token counts are plain ints computed here on the CPU, so the trainer counts tokens without a device sync.
+    """
 
     pad_token_id: int
+    flatten: bool = False
 
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.flatten and len(rows) > 1:
+            rows = [{"input_ids": [t for r in rows for t in r["input_ids"]],
+                     "labels": [t for r in rows for t in r["labels"]],
+                     "seq_lengths": [int(n) for r in rows for n in r["seq_lengths"]]}]
         width = max(len(r["input_ids"]) for r in rows)
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
@@ -85,7 +101,13 @@ class PackedCollator:
         labels[position_ids == 0] = IGNORE
         real = sum(int(sum(r["seq_lengths"])) for r in rows)
         return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
-                "num_real_tokens": torch.tensor(real), "num_padded_tokens": torch.tensor(input_ids.numel())}
+                "num_real_tokens": real, "num_padded_tokens": input_ids.numel(),
+                "num_supervised_tokens": int((labels[:, 1:] != IGNORE).sum())}
+
+
+def collator_for(pad_token_id: int, attn_implementation: str) -> PackedCollator:
+    """The collator the trainer uses: one flattened row for varlen kernels, padded rows otherwise."""
+    return PackedCollator(pad_token_id, flatten=attn_implementation in VARLEN_ATTENTION)
 
 
 def padding_fraction(seq_lengths_column, per_device_batch_size: int) -> float:
@@ -99,34 +121,54 @@ def padding_fraction(seq_lengths_column, per_device_batch_size: int) -> float:
 
 
 @torch.no_grad()
-def check_packing(model, device: torch.device | str | None = None) -> dict[str, float]:
-    """Run two sequences packed in one row, alone, and packed under a plain causal mask; raise on a leak.
+def check_packing(model, collator: PackedCollator | None = None,
+                  device: torch.device | str | None = None) -> dict[str, float]:
+    """Run a batch of two packed rows (two examples each) made by `collator`, each example alone, and the
+    same rows with running positions (plain causal attention over each row); raise on a leak.
 
-    The plain-causal run is what contamination looks like for this model and precision, so the verdict is
-    scale-free: a packed run must sit far closer to the alone run than the contaminated one does.
+    Two rows, because the flash-attention path separates packed examples only in a batch of one row: a check
+    on one row would pass where training at per_device_batch_size 2 contaminates. The plain-causal run is
+    what contamination looks like for this model and precision, so the verdict is scale-free: the packed
+    run must sit far closer to the alone run than the contaminated one does.
     """
+    collator = collator or PackedCollator(pad_token_id=0)
     was_training = model.training
     model.eval()
     device = device or next(p.device for p in model.parameters())
     generator = torch.Generator().manual_seed(0)
     vocab = model.config.get_text_config().vocab_size
-    first = torch.randint(3, vocab, (11,), generator=generator)
-    second = torch.randint(3, vocab, (7,), generator=generator)
-    packed_ids = torch.cat([first, second])[None].to(device)
-    positions = position_ids_for([11, 7], 18)[None].to(device)
+    lengths = [[11, 7], [9, 6]]  # unequal rows: the second is padded unless the collator flattens
+    examples = [[torch.randint(3, vocab, (n,), generator=generator) for n in row] for row in lengths]
+    rows = [{"input_ids": torch.cat(row).tolist(), "labels": torch.cat(row).tolist(), "seq_lengths": list(ns)}
+            for row, ns in zip(examples, lengths)]
+    batch = collator(rows)
+    ids, positions = batch["input_ids"].to(device), batch["position_ids"].to(device)
+    # Where each example sits in the collated batch: (row, start) in order.
+    spans, row_of, start = [], 0, 0
+    for row_lengths in lengths:
+        if not collator.flatten:
+            start = 0
+        for n in row_lengths:
+            spans.append((row_of, start, n))
+            start += n
+        if not collator.flatten:
+            row_of += 1
+    flat = [e for row in examples for e in row]
     try:
-        packed = model(input_ids=packed_ids, position_ids=positions, use_cache=False).logits[0, 11:].float()
-        alone = model(input_ids=second[None].to(device), use_cache=False).logits[0].float()
-        # An explicit 2-D mask turns packed-sequence detection off: the second sequence sees the first.
-        leaky = model(input_ids=packed_ids, position_ids=positions, attention_mask=torch.ones_like(packed_ids),
-                      use_cache=False).logits[0, 11:].float()
+        packed = model(input_ids=ids, position_ids=positions, use_cache=False).logits.float()
+        # Positions that never restart: no kernel sees a boundary, so later examples see earlier ones.
+        running = torch.arange(ids.shape[1], device=device).expand_as(ids)
+        leaky = model(input_ids=ids, position_ids=running, use_cache=False).logits.float()
+        gap = leak = 0.0
+        for (r, s, n), example in zip(spans, flat):
+            alone = model(input_ids=example[None].to(device), use_cache=False).logits[0].float()
+            gap = max(gap, (packed[r, s:s + n] - alone).abs().max().item())
+            leak = max(leak, (leaky[r, s:s + n] - alone).abs().max().item())
     finally:
         model.train(was_training)
-    gap = (packed - alone).abs().max().item()
-    leak = (leaky - alone).abs().max().item()
     if gap > 0.1 * leak:
         raise DistillError(
             f"packed examples attend to each other with attn_implementation="
-            f"'{model.config._attn_implementation}' (logit gap {gap:.3g}, a leak gives {leak:.3g}); "
-            "set sft.packing=false")
-    return {"packed_vs_alone": gap, "contaminated_vs_alone": leak}
+            f"'{model.config._attn_implementation}' at a batch of {ids.shape[0]} row(s) (logit gap {gap:.3g}, "
+            f"a leak gives {leak:.3g}); set sft.packing=false")
+    return {"packed_vs_alone": gap, "contaminated_vs_alone": leak, "rows": int(ids.shape[0])}

@@ -91,8 +91,9 @@ def check_strategy(accelerator, model) -> str:
 class PackingCheckAtStart(TrainerCallback):
     """Run the packing check on the wrapped model, on every rank, just before the first step."""
 
-    def __init__(self) -> None:
+    def __init__(self, collator=None) -> None:
+        self.collator = collator
         self.result: dict[str, Any] | None = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.result = check_packing(model)
+        self.result = check_packing(model, self.collator)

@@ -16,6 +16,8 @@ Output folder:
 """
 from __future__ import annotations
 
+import gc
+import os
 import resource
 import shutil
 import time
@@ -37,9 +39,9 @@ from distill.models import resolve_model, shown_model
 from distill.sft.callbacks import JsonlLogCallback, RichProgressCallback, plot_log, rewind_log
 from distill.sft.check import check, first_trace, refuse
 from distill.sft.data import build_dataset, default_num_proc, load_tokenizer
-from distill.sft.loss import loss_path
+from distill.sft.loss import loss_path, tiled_head
 from distill.sft.memory import ModelShape, estimate
-from distill.sft.merge import ensure_stop_token, finished_folders
+from distill.sft.merge import ensure_stop_token, finished_folders, save_in_precision
 from distill.sft.modeling import (
     attention_implementation,
     checkpoint_bytes,
@@ -49,7 +51,7 @@ from distill.sft.modeling import (
     lora_config,
     resolve_precision,
 )
-from distill.sft.packing import PackedCollator, check_packing, pack, row_length
+from distill.sft.packing import check_packing, collator_for, pack, row_length
 from distill.sft.strategy import (
     SHARDED,
     PackingCheckAtStart,
@@ -110,10 +112,10 @@ class DistillTrainer(SFTTrainer):
     """SFTTrainer on pre-tokenized, pre-packed rows; counts the real tokens each micro-batch carries.
 
     The loss path is chosen once in `distill.sft.loss` (and recorded as metrics.loss_path): on GPUs
-    Liger's fused linear cross-entropy (`sft.liger`) or TRL's fused LM head (log-probs in tiles, never the
-    full logits: the memory that matters at 32k tokens x 150k vocabulary); without Triton that head is a
-    Python loop, measured 1.4-2x slower a step here, so on CPUs the model's own cross-entropy runs
-    (transformers' `Trainer.compute_loss`, the same token-weighted mean over the accumulated batch).
+    TRL's fused LM head (log-probs in tiles, never the full logits: the memory that matters at 32k tokens
+    x 150k vocabulary), with or without Liger's layer kernels; without Triton that head is a Python loop,
+    measured 1.4-2x slower a step here, so on CPUs the model's own cross-entropy runs (transformers'
+    `Trainer.compute_loss`, the same token-weighted mean over the accumulated batch).
     """
 
     def __init__(self, *args, token_counter: TokenCounter, fused_loss: bool, **kwargs):
@@ -122,10 +124,14 @@ class DistillTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # Counted by the collator on the CPU: reading them off the device would sync the host every micro-batch.
         real = inputs.pop("num_real_tokens", None)
         padded = inputs.pop("num_padded_tokens", None)
+        supervised = inputs.pop("num_supervised_tokens", None)
         if model.training and real is not None:
-            self.tokens.add(int(real), int(padded), int((inputs["labels"][:, 1:] != IGNORE).sum()))
+            if supervised is None:  # a collator of another kind: count on the device (one sync)
+                supervised = (inputs["labels"][:, 1:] != IGNORE).sum()
+            self.tokens.add(int(real), int(padded), int(supervised))
         if self.fused_loss:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
@@ -184,6 +190,51 @@ def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval
     return TRLConfig(**typed, **config.trainer_args)
 
 
+# What transformers' `enable_full_determinism` writes into the process environment. CUDA_LAUNCH_BLOCKING=1 left
+# behind would make every later kernel launch in this process synchronous, eval's vLLM engine included (its
+# workers inherit the environment), so it is put back as it was once training ends.
+DETERMINISM_ENV = ("CUDA_LAUNCH_BLOCKING", "CUBLAS_WORKSPACE_CONFIG", "ASCEND_LAUNCH_BLOCKING",
+                   "HCCL_DETERMINISTIC", "FLASH_ATTENTION_DETERMINISTIC")
+
+
+def determinism_state() -> dict[str, Any]:
+    return {"algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
+            "env": {name: os.environ.get(name) for name in DETERMINISM_ENV}}
+
+
+def restore_determinism(state: dict[str, Any]) -> None:
+    torch.use_deterministic_algorithms(state["algorithms"])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = state["cudnn"]
+    for name, value in state["env"].items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def refuse_data_parallel(visible_gpus: int, world_size: int) -> None:
+    """Several GPUs visible to one process without a launcher: refuse before any weight is read.
+
+    transformers' Trainer would wrap the student in nn.DataParallel, which TRL refuses, but only after the
+    model has loaded (minutes for a 70B QLoRA student)."""
+    if visible_gpus > 1 and world_size == 1:
+        raise DistillError(
+            f"{visible_gpus} GPUs are visible to this one process, and distill trains on one GPU per process: "
+            "on one process transformers would fall back to nn.DataParallel, which TRL refuses after the "
+            "student has loaded. Either train on one GPU (CUDA_VISIBLE_DEVICES=0 distill sft ...; what a LoRA or "
+            "QLoRA student that fits one card needs), or use them all with one process each: `accelerate "
+            "launch --config_file recipes/accelerate/ddp.yaml --num_processes "
+            f"{visible_gpus} -m distill.sft ...` (zero3.yaml or fsdp.yaml for a student that does not fit one card).")
+
+
+def free_device_memory() -> None:
+    """Return what a finished stage's tensors held to the device, for the next stage's engine."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # ru_maxrss is KiB on Linux
 
@@ -235,7 +286,7 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     last = _resume_point(out, config_hash(config))
     template = (config.chat_template, tuple(config.chat_template_tokens))
     tokenizer = load_tokenizer(model_path, *template)
-    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    deterministic_before = determinism_state()
     num_proc = default_num_proc()
     attention = config.attn_implementation or attention_implementation()
     # Rank 0 tokenizes and packs into the Arrow cache; the other ranks then read the same cache.
@@ -257,7 +308,8 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     if progress:
         hooks.append(RichProgressCallback(tokens))
     # Sharded strategies: the model runs a forward pass only once wrapped, so the check waits for step 0.
-    late_check = PackingCheckAtStart() if config.packing and requested_strategy() in SHARDED else None
+    collator = collator_for(tokenizer.pad_token_id, attention)
+    late_check = PackingCheckAtStart(collator) if config.packing and requested_strategy() in SHARDED else None
     # The arguments before the model: under ZeRO-3 they register the DeepSpeed config that makes
     # from_pretrained load each rank's partition (zero3_init_flag) instead of the whole student.
     sharded_at_load = shards_at_load(config.method)
@@ -272,20 +324,20 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     trainer = DistillTrainer(
         model=model, args=args,
         train_dataset=train_rows, eval_dataset=eval_rows, processing_class=tokenizer,
-        data_collator=PackedCollator(pad_token_id=tokenizer.pad_token_id),
+        data_collator=collator,
         peft_config=lora_config(config, new_tokens) if config.method != "full" else None,
         callbacks=hooks + callbacks + ([late_check] if late_check else []), token_counter=tokens,
-        fused_loss=loss == "trl_chunked",
+        fused_loss=tiled_head(loss),
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; log.jsonl and the progress bar have them
     strategy = check_strategy(trainer.accelerator, trainer.model)
-    packing_check = check_packing(trainer.model) if config.packing and late_check is None else None
+    packing_check = check_packing(trainer.model, collator) if config.packing and late_check is None else None
 
     tokens_before, started = tokens.real, time.perf_counter()
     try:
         output = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
-    finally:  # full_determinism switches torch to deterministic kernels process-wide; give the caller theirs back
-        torch.use_deterministic_algorithms(deterministic_before)
+    finally:  # full_determinism switches torch and the environment process-wide; give the caller theirs back
+        restore_determinism(deterministic_before)
     train_seconds = time.perf_counter() - started
     packing_check = late_check.result if late_check is not None else packing_check
     final_eval = trainer.evaluate() if eval_rows is not None else {}
@@ -303,6 +355,8 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
         publish_dir(staging, target)
         if config.method == "full":
             ensure_stop_token(target, data.stop_id)
+            if torch.cuda.is_available():  # CPU runs keep exact fp32 weights (the strategies are compared to 1e-5)
+                save_in_precision(target, precision)
     padded = max(tokens.padded, 1)
     return {
         "config_hash": config_hash(config), "method": config.method, "precision": precision, "model": shown_model(model_path),
@@ -348,6 +402,8 @@ def train(config: SFTConfig, *, progress: bool = True, callbacks: list[TrainerCa
         if _same_run(previous.get("metrics", {}), digest, data_digest):
             return TrainResult.from_json(previous)
     # cpu= must match what the Trainer asks for, or a CPU process group is never joined (every rank main).
+    refuse_data_parallel(torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                         int(os.environ.get("WORLD_SIZE", "1")))
     state = PartialState(cpu=not torch.cuda.is_available())
     main = state.is_main_process
     _resume_point(out, digest)  # refuse another config's checkpoints before writing anything
@@ -366,6 +422,7 @@ def train(config: SFTConfig, *, progress: bool = True, callbacks: list[TrainerCa
         refuse(check(config, first_trace(Path(config.train_file)), eval_prompts, model_path))
         metrics = {**_fit(config, state, model_path, resolve_precision(config.precision), progress,
                           list(callbacks or [])), "train_file_digest": data_digest}
+        free_device_memory()  # the trainer, model and optimizer are gone with _fit's frame
         if main:
             atomic_write_json(trained_marker, metrics)
     state.wait_for_everyone()
@@ -379,7 +436,9 @@ def train(config: SFTConfig, *, progress: bool = True, callbacks: list[TrainerCa
         atomic_write_json(out / "data_report.json", metrics["data"])
         atomic_write_json(out / "metrics.json", metrics)
         atomic_write_json(done, result.to_json())
-    state.wait_for_everyone()
+    # No barrier after the merge: rank 0 alone merges (minutes for a 32B adapter, on the CPU), and the other
+    # ranks waiting for it at a barrier would run into the collective timeout (NCCL's 10 minutes); they have
+    # nothing left to do, and `accelerate launch` returns when rank 0 does.
     return result
 
 

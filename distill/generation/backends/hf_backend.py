@@ -68,7 +68,8 @@ class HFBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = _DTYPES.get(config.hf.dtype, "auto")
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        # Read straight onto the device: loading on the CPU first would hold the whole teacher in RAM, then copy it.
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=self.device).eval()
         eos = self.model.generation_config.eos_token_id
         if eos is None:
             eos = self.tokenizer.eos_token_id
