@@ -17,8 +17,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from distill.errors import DistillError
+from distill.files import output_dir
 from distill.resources import find_recipe, shipped_recipes
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -27,8 +29,13 @@ recipes_app = typer.Typer(no_args_is_help=True, help="List, show and copy the sh
 app.add_typer(recipes_app, name="recipes")
 console = Console(stderr=True)
 
-Args = Annotated[list[str] | None, typer.Argument(
-    help="[RECIPE.yaml] then KEY=VALUE overrides, e.g. recipes/demo.yaml sampling.n=8", show_default=False)]
+
+
+def recipe_args(example: str):
+    """The `[RECIPE.yaml] [KEY=VALUE ...]` argument, with an example that works as written for this command
+    (in a recipe the keys are relative to the command's own section)."""
+    return Annotated[list[str] | None, typer.Argument(
+        help=f"[RECIPE.yaml or shipped name] then KEY=VALUE overrides, e.g. {example}", show_default=False)]
 
 
 @app.callback()
@@ -42,6 +49,11 @@ def main_options(
     logs.configure(verbose)
 
 
+def print_error(message: str) -> None:
+    """The message as plain text: paths and specs such as ORG/NAME[:CONFIG] are not rich markup."""
+    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
+
+
 def friendly_errors(fn):
     """User errors become one short red paragraph and exit code 2; no traceback."""
 
@@ -50,7 +62,16 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except DistillError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            print_error(str(exc))
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            # A path the checks up front could not foresee (it changed during the run), a model or dataset a
+            # library could not open: still one sentence, never a traceback.
+            print_error(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc) or type(exc).__name__)
+            raise typer.Exit(2) from None
+        except UnicodeError as exc:
+            print_error(f"text that is not valid UTF-8 ({exc.reason} at offset {exc.start}); re-encode the input as "
+                        "UTF-8" if isinstance(exc, (UnicodeDecodeError, UnicodeEncodeError)) else str(exc))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: everything written so far is kept; rerun the same "
@@ -87,7 +108,7 @@ def flag_overrides(**flags) -> list[str]:
 @app.command()
 @friendly_errors
 def generate(
-    args: Args = None,
+    args: recipe_args("demo sampling.n=8") = None,
     model: Annotated[str | None, typer.Option(help="teacher: hub id, folder, .gguf or bundled:NAME")] = None,
     problems: Annotated[Path | None, typer.Option(help="Problem JSONL")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Trace JSONL to write (appends, resumes)")] = None,
@@ -117,34 +138,37 @@ def merge(
     shards: Annotated[list[Path], typer.Argument(help="shard Trace JSONL files")],
     out: Annotated[Path, typer.Option("--out", "-o", help="merged Trace JSONL")],
     problems: Annotated[Path | None, typer.Option(help="Problem JSONL, to report gaps")] = None,
-    n: Annotated[int | None, typer.Option("-n", help="samples per problem expected")] = None,
+    n: Annotated[int | None, typer.Option("-n", min=1, help="samples per problem expected")] = None,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="accept a shard with no valid trace (else an "
+                                                                    "error: the output is not replaced)")] = False,
 ):
     """Join generation shards: report gaps and duplicates."""
     shards_mod = stage_module("distill.generation.shards")
     expected = None
     if problems is not None:
-        from distill.jsonl import read_jsonl
-        from distill.records import trace_key
-
-        expected = [trace_key(p["id"], s) for p in read_jsonl(problems) for s in range(n or 1)]
-    report = shards_mod.merge_shards(list(shards), out, expected)
+        expected = list(shards_mod.expected_keys(problems, n or 1))
+        if not expected:
+            raise DistillError(f"--problems {problems}: holds no problems, so every trace would be unexpected")
+    report = shards_mod.merge_shards(list(shards), out, expected, allow_empty=allow_empty)
     console.print_json(data=report)
 
 
 @app.command("filter")
 @friendly_errors
 def filter_(
-    args: Args = None,
+    args: recipe_args("demo select.k=1") = None,
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Trace JSONL")] = None,
     problems: Annotated[Path | None, typer.Option(help="Problem JSONL with gold answers and tests")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="where kept/rejected/stats go")] = None,
+    allow_empty: Annotated[bool | None, typer.Option("--allow-empty", help="accept an input with no traces and "
+                                                                           "write empty outputs")] = None,
 ):
     """Rejection sampling: keep verified, clean, deduplicated, decontaminated traces."""
     from distill.config import load_stage
 
     recipe, overrides = split_args(args)
     overrides += flag_overrides(input=input and str(input), problems=problems and str(problems),
-                                output_dir=out_dir and str(out_dir))
+                                output_dir=out_dir and str(out_dir), allow_empty=allow_empty or None)
     config = load_stage("filter", recipe, overrides)
     if config.input is None:
         raise DistillError("no traces given: pass --input TRACES.jsonl or set filter.input in the recipe")
@@ -157,13 +181,13 @@ def filter_(
 @app.command()
 @friendly_errors
 def sft(
-    args: Args = None,
+    args: recipe_args("demo epochs=1") = None,
     model: Annotated[str | None, typer.Option(help="student: hub id, folder, .gguf or bundled:NAME")] = None,
     train_file: Annotated[Path | None, typer.Option(help="kept traces JSONL")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="student output folder")] = None,
     method: Annotated[str | None, typer.Option(help="full | lora | qlora")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print config, trainable params, memory estimate")] = False,
-    world_size: Annotated[int, typer.Option(help="devices, for the --dry-run memory estimate")] = 1,
+    world_size: Annotated[int, typer.Option(min=1, help="devices, for the --dry-run memory estimate")] = 1,
     check: Annotated[bool, typer.Option("--check", help="only check the student's chat template, EOS, generation "
                                                          "config and eval prompt on a kept trace (runs before "
                                                          "every training too)")] = False,
@@ -177,12 +201,15 @@ def sft(
     config = load_stage("sft", recipe, overrides)
     # The prompts eval will send: the recipe's (eval inherits generate's), else the defaults.
     eval_prompts = load_stage("eval", recipe).prompts if recipe is not None and is_recipe(recipe) else None
-    module = stage_module("distill.sft")
-    if dry_run:
-        console.print_json(data=module.dry_run(config, world_size=world_size))
-        return
     if config.train_file is None:
         raise DistillError("no training data: pass --train-file KEPT.jsonl or set sft.train_file")
+    from distill.sft.data import check_train_file
+
+    records = check_train_file(config.train_file)  # before the model is looked at: bad data is the cheap error
+    module = stage_module("distill.sft")
+    if dry_run:
+        console.print_json(data={**module.dry_run(config, world_size=world_size), "train_records": records})
+        return
     if check:
         from distill.sft.check import check as check_student
         from distill.sft.check import first_trace, refuse
@@ -192,6 +219,7 @@ def sft(
                       "ends on a trained end-of-turn token the saved generation config stops on, and eval's "
                       "prompt is the start of the training sequence")
         return
+    output_dir(config.output_dir, "the student")
     result = module.train(config, eval_prompts=eval_prompts)
     console.print(f"[green]student[/] {result.merged_dir or result.adapter_dir or result.output_dir}")
 
@@ -199,14 +227,14 @@ def sft(
 @app.command()
 @friendly_errors
 def rl(
-    args: Args = None,
+    args: recipe_args("rl/r1-zero-qwen2.5-math-1.5b problems=data/demo/train.jsonl max_steps=20") = None,
     model: Annotated[str | None, typer.Option(help="policy: base model, merged student, adapter folder or bundled:NAME")] = None,
     problems: Annotated[Path | None, typer.Option(help="Problem JSONL to train on")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="policy output folder")] = None,
     method: Annotated[str | None, typer.Option(help="full | lora | qlora")] = None,
     max_steps: Annotated[int | None, typer.Option(help="GRPO steps")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print config, trainable params, memory estimate")] = False,
-    world_size: Annotated[int, typer.Option(help="devices, for the --dry-run memory estimate")] = 1,
+    world_size: Annotated[int, typer.Option(min=1, help="devices, for the --dry-run memory estimate")] = 1,
 ):
     """GRPO with rule-based rewards (accuracy, format, language, ...): R1-Zero, or RL after distillation."""
     from distill.config import load_stage
@@ -215,12 +243,16 @@ def rl(
     overrides += flag_overrides(model=model, problems=problems and str(problems),
                                 output_dir=out_dir and str(out_dir), method=method, max_steps=max_steps)
     config = load_stage("rl", recipe, overrides)
+    from distill.rl.data import check_problems
+
+    problems_count = check_problems(config)  # before the model is looked at: bad data is the cheap error
     module = stage_module("distill.rl")
     if dry_run:
-        console.print_json(data=module.dry_run(config, world_size=world_size))
+        console.print_json(data={**module.dry_run(config, world_size=world_size), "problems": problems_count})
         return
     if config.output_dir is None:
         config.output_dir = Path("runs") / "policy"
+    output_dir(config.output_dir, "the policy")
     result = module.train(config, console=console)
     console.print(f"[green]policy[/] {result.policy}  (log {result.log_path}, curve {result.plot_path})")
 
@@ -228,12 +260,12 @@ def rl(
 @app.command("eval")
 @friendly_errors
 def eval_(
-    args: Args = None,
+    args: recipe_args("demo k=2") = None,
     models: Annotated[str | None, typer.Option(help="comma-separated models, e.g. base,runs/x/student/merged")] = None,
     bench: Annotated[list[str] | None, typer.Option(help="NAME (aime24, math500, ...: `distill benchmarks`) or "
                                                          "NAME=PROBLEMS (file, folder or hub id), repeatable")] = None,
-    k: Annotated[int | None, typer.Option("-k", help="samples per problem")] = None,
-    limit: Annotated[int | None, typer.Option(help="only the first N problems of each --bench")] = None,
+    k: Annotated[int | None, typer.Option("-k", min=1, help="samples per problem")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N problems of each --bench")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="where scores go")] = None,
     backend: Annotated[str | None, typer.Option(help="vllm | openai | hf")] = None,
 ):
@@ -241,15 +273,13 @@ def eval_(
     from distill.config import is_recipe, load_recipe, load_stage
 
     recipe, overrides = split_args(args)
-    if models:
-        overrides.append("models=" + json.dumps([m.strip() for m in models.split(",") if m.strip()]))
+    if models is not None:
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        if not names:
+            raise DistillError(f"--models '{models}': expected comma-separated models, e.g. base,runs/x/student/merged")
+        overrides.append("models=" + json.dumps(names))
     if bench:
-        specs = []
-        for item in bench:
-            name, _, path = item.partition("=")
-            spec = {"name": name, "path": path} if path else {"name": name}  # bare NAME: the registry
-            specs.append({**spec, "limit": limit})
-        overrides.append("benchmarks=" + json.dumps(specs))
+        overrides.append("benchmarks=" + json.dumps([bench_spec(item, limit) for item in bench]))
     overrides += flag_overrides(k=k, output_dir=out_dir and str(out_dir), backend=backend)
     config = load_stage("eval", recipe, overrides)
     aliases = None
@@ -257,12 +287,36 @@ def eval_(
         aliases = stage_module("distill.pipeline").model_aliases(load_recipe(recipe))
     if not (config.models or aliases) or not config.benchmarks:
         raise DistillError("eval needs --models and at least one --bench NAME=FILE (or eval.models/benchmarks)")
+    output_dir(config.output_dir, "the scores")
     stage_module("distill.eval").evaluate(config, aliases=aliases)
+
+
+def bench_spec(item: str, limit: int | None) -> dict:
+    """`--bench NAME` (the registry) or `--bench NAME=PROBLEMS`; a local path is checked now, not after the
+    models have loaded."""
+    from distill.sources import parse_spec
+
+    name, sep, path = item.partition("=")
+    if not name.strip() or (sep and not path.strip()):
+        raise DistillError(f"--bench '{item}': expected NAME or NAME=PROBLEMS (a file, folder or hub id), "
+                           "e.g. --bench math500 or --bench heldout=data/demo/eval.jsonl")
+    if not sep:
+        from distill.benchmarks import REGISTRY
+
+        if name not in REGISTRY:
+            raise DistillError(f"--bench '{name}': not a benchmark distill knows ({', '.join(REGISTRY)}; "
+                               "`distill benchmarks`); give a file as NAME=PROBLEMS")
+        return {"name": name, "limit": limit}
+    if parse_spec(path).kind in ("jsonl", "file"):  # local and cheap: read it now (a hub set is read by eval)
+        from distill.problems import load_problems
+
+        load_problems(path, limit=limit, label=f"--bench {name}")
+    return {"name": name, "path": path, "limit": limit}
 
 
 @app.command()
 @friendly_errors
-def run(args: Args = None):
+def run(args: recipe_args("demo sft.epochs=1") = None):
     """Run a whole recipe: generate -> filter -> sft -> eval, skipping stages already done."""
     from distill.config import load_recipe
 
@@ -294,10 +348,12 @@ def export(
     out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="writes OUT_DIR/hf and OUT_DIR/train.parquet")],
     push_to_hub: Annotated[str | None, typer.Option(help="also upload to this Hub dataset repo, e.g. me/traces")] = None,
     public: Annotated[bool, typer.Option("--public", help="make the pushed repo public (default private)")] = False,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="export a file with no traces as an empty "
+                                                                    "dataset (else an error)")] = False,
 ):
     """Kept traces as a Hugging Face dataset whose `messages` are exactly what `distill sft` trains on."""
     result = stage_module("distill.export").export_dataset(kept, out_dir, push_to_hub=push_to_hub,
-                                                          private=not public)
+                                                          private=not public, allow_empty=allow_empty)
     console.print(f"[green]wrote[/] {result.rows} rows: {result.dataset_dir} (load_from_disk), "
                   f"{result.parquet_path}" + (f"; pushed to {result.hub_url}" if result.hub_url else ""))
 
@@ -306,13 +362,16 @@ def export(
 @friendly_errors
 def view(
     run_dir: Annotated[Path, typer.Argument(help="a run directory (of `distill run` or `distill demo`)")],
-    port: Annotated[int, typer.Option(help="port to listen on (0: any free one)")] = 0,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on (0: any free one)")] = 0,
     host: Annotated[str, typer.Option(help="address to listen on; 127.0.0.1 keeps the page on this machine")]
         = "127.0.0.1",
     no_browser: Annotated[bool, typer.Option("--no-browser", help="print the address, do not open a browser")] = False,
 ):
     """A local web page over a run: problems, every sample (kept, rejected and why), eval side by side, plots."""
+    from distill.files import input_dir
     from distill.view import serve
+
+    input_dir(run_dir, "a run directory (of `distill run` or `distill demo`)")
 
     def announce(url: str) -> None:
         console.print(f"[green]serving[/] {run_dir} at [bold]{url}[/] (Ctrl-C stops)", highlight=False)
@@ -358,12 +417,16 @@ def recipes_show(name: str, resolved: Annotated[bool, typer.Option(help="print e
 @friendly_errors
 def recipes_cp(name: str, dest: Path):
     """Copy a shipped recipe to edit it."""
+    from distill.files import output_file
+
     path = find_recipe(name)
     if dest.is_dir():
         dest = dest / path.name
     if dest.exists():
         raise DistillError(f"{dest} exists; not overwriting it")
-    shutil.copyfile(path, dest)
+    if not dest.parent.is_dir():
+        raise DistillError(f"{dest}: the folder {dest.parent} does not exist; create it first")
+    shutil.copyfile(path, output_file(dest, "the copied recipe"))
     console.print(f"copied {name} -> {dest}")
 
 
@@ -380,17 +443,22 @@ def recipes_schema():
 def plan(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML (a shipped name or a path)")],
     gpu: Annotated[str, typer.Option(help="h100 | h200 | a100 | l40s")] = "h100",
-    traces: Annotated[int | None, typer.Option(help="SFT traces wanted (default: the kept file, else 800k)")] = None,
-    keep_rate: Annotated[float | None, typer.Option(help="share of generated traces the filter keeps")] = None,
-    mean_tokens: Annotated[float | None, typer.Option(help="mean trace length (default: measured, else max/3)")] = None,
+    traces: Annotated[int | None, typer.Option(min=1, help="SFT traces wanted (default: the kept file, else 800k)")
+                      ] = None,
+    keep_rate: Annotated[float | None, typer.Option(help="share of generated traces the filter keeps, in (0, 1]")
+                         ] = None,
+    mean_tokens: Annotated[float | None, typer.Option(min=1, help="mean trace length (default: measured, else max/3)")
+                           ] = None,
     teacher: Annotated[str | None, typer.Option(help="teacher model (default: generate.model)")] = None,
-    usd_per_hour: Annotated[float | None, typer.Option(help="price of one GPU-hour")] = None,
+    usd_per_hour: Annotated[float | None, typer.Option(min=0, help="price of one GPU-hour")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
 ):
-    """GPU-hours, cost, memory per device and GPUs needed for a recipe's generation and SFT (issue 16)."""
+    """GPU-hours, cost, memory per device and GPUs needed for a recipe's generation and SFT."""
     from distill.config import load_recipe
     from distill.plan import plan as make_plan
 
+    if keep_rate is not None and not 0 < keep_rate <= 1:
+        raise DistillError(f"--keep-rate {keep_rate:g}: expected a share of the traces in (0, 1], e.g. 0.3")
     path = recipe if recipe.exists() else find_recipe(str(recipe))
     result = make_plan(load_recipe(path), gpu=gpu, traces=traces, keep_rate=keep_rate, mean_tokens=mean_tokens,
                        teacher=teacher, usd_per_hour=usd_per_hour)
@@ -448,11 +516,12 @@ def import_(
     field: Annotated[list[str] | None, typer.Option(help="PROBLEM_FIELD=COLUMN, repeatable (problem sets)")] = None,
     domain: Annotated[str | None, typer.Option(help="math | code | mcq | text, for rows without one")] = None,
     teacher: Annotated[str | None, typer.Option(help="teacher name on imported traces")] = None,
-    limit: Annotated[int | None, typer.Option(help="only the first N rows")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N rows")] = None,
 ):
     """Import a public trace set (OpenR1-Math, Mixture-of-Thoughts, OpenThoughts, Bespoke-Stratos, s1K) as
     Problems + Traces ready for `distill filter`, or a problem set / benchmark as Problem JSONL."""
     from distill import benchmarks, importers
+    from distill.files import output_file, unchanged_on_error
 
     named = source is not None or what in importers.FORMATS[1:] or what in benchmarks.REGISTRY
     kind, spec = (what, source) if named else (format, what)
@@ -462,27 +531,57 @@ def import_(
         if not sep or not key or not column:
             raise DistillError(f"--field '{item}': expected PROBLEM_FIELD=COLUMN, e.g. problem=question")
         field_map[key] = column
+    from typing import get_args
+
+    from distill.records import Domain
+
+    if domain is not None and domain not in get_args(Domain):
+        raise DistillError(f"--domain '{domain}': expected one of {', '.join(get_args(Domain))}")
+    kinds = ("auto", *importers.FORMATS[1:], "jsonl", *benchmarks.REGISTRY)
+    if kind not in kinds and kind not in importers.TRACE_FORMATS:
+        raise DistillError(f"--format '{kind}': expected one of {', '.join(dict.fromkeys(kinds))}")
     if kind == "auto" and spec is not None:
         kind = importers.sniff(spec)
     if kind in importers.TRACE_FORMATS:
-        result = importers.import_traces(spec, out, format=kind, domain=domain or "math", teacher=teacher, limit=limit)
+        output_dir(out, "the imported problems.jsonl and traces.jsonl")
+        written_to = [output_file(out / name, "imported records") for name in ("problems.jsonl", "traces.jsonl")]
+        with unchanged_on_error(*written_to):
+            result = importers.import_traces(spec, out, format=kind, domain=domain or "math", teacher=teacher,
+                                             limit=limit)
         console.print(f"[green]imported[/] {result.format}: {result.problems} problems, {result.traces} traces "
                       f"(new) -> {result.problems_path}, {result.traces_path}")
         return
-    target = out if out.suffix == ".jsonl" else out / "problems.jsonl"
-    written = importers.import_problems(kind, spec, target, field_map, domain, limit)
+    if out.suffix != ".jsonl":
+        output_dir(out, "the imported problems.jsonl")
+    target = output_file(out if out.suffix == ".jsonl" else out / "problems.jsonl", "the imported problems")
+    with unchanged_on_error(target):
+        written = importers.import_problems(kind, spec, target, field_map, domain, limit)
     console.print(f"[green]wrote[/] {written} problems to {target}")
+
+
+# How each benchmark's gold answers are normalised before the verifier compares (distill.benchmarks' converters).
+ANSWERS = {
+    "aime24": "integer ('025' = 25)", "aime25": "integer ('025' = 25)", "math500": "LaTeX, math-verify",
+    "gpqa-diamond": "letter (options shuffled)", "amc23": "number (142.0 = 142)", "gsm8k": "number after ####",
+    "humaneval": "sandboxed tests", "livecodebench": "sandboxed tests",
+}
 
 
 @app.command("benchmarks")
 def benchmarks_():
-    """The benchmarks `distill eval --bench NAME` knows, where each comes from, and R1's k for it."""
+    """The benchmarks `distill eval --bench NAME` knows: domain, answer normalisation, R1's k and the source."""
     from distill.benchmarks import REGISTRY, source_of
+    from distill.config import EvalConfig
 
-    table = Table("name", "domain", "R1 k", "source (offline copy when present)", box=None)
+    table = Table("name", "domain", "answers", "R1 k", "source (offline copy when present)", box=None)
     for bench in REGISTRY.values():
-        table.add_row(bench.name, bench.domain, str(bench.k), source_of(bench))
+        table.add_row(bench.name, bench.domain, ANSWERS.get(bench.name, "-"), str(bench.k), source_of(bench))
     Console().print(table)
+    sampling = EvalConfig().sampling
+    Console().print(f"R1's protocol (eval's defaults): pass@1 = mean over k samples a problem (-k, R1's k above), "
+                    f"cons@k by majority vote, temperature {sampling.temperature}, top-p {sampling.top_p}, "
+                    f"{sampling.max_tokens:,} tokens, no system prompt; 95% intervals by bootstrap.",
+                    highlight=False)
 
 
 def main() -> None:

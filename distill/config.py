@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -16,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distill.errors import DistillError
+from distill.files import InputError, read_text
 
 DEFAULT_MODEL = "bundled:smollm2-135m-instruct"
 
@@ -33,7 +35,7 @@ MCQ_PROMPT = (
 class Config(BaseModel):
     """Base for every config: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
     # Fields that do not change a stage's output (paths, concurrency): left out of its config hash.
     unhashed: ClassVar[frozenset[str]] = frozenset()
     # Fields added after runs were made: hashed only when set away from their default, so runs written
@@ -70,7 +72,7 @@ class SamplingConfig(Config):
     seed: int = Field(0, description="base seed; each (problem, sample) derives its own from it")
     hashed_if_set: ClassVar[frozenset[str]] = frozenset(
         {"sampler", "stop", "top_k", "min_p", "repetition_penalty", "presence_penalty"})
-    # Sampling controls (issue 16): every backend honours them; 0 / 1.0 / [] mean "off".
+    # Sampling controls: every backend honours them; 0 / 1.0 / [] mean "off".
     sampler: Literal["auto", "native", "seeded"] = Field(
         "auto", description="vllm: native = vLLM's per-request seeds (CUDA builds), seeded = distill's logits "
                             "processor (reproducible on every build); auto picks native where it works")
@@ -93,13 +95,13 @@ class PromptConfig(Config):
 
 
 class VLLMConfig(Config):
-    tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
+    tensor_parallel_size: int = Field(1, ge=1)
+    data_parallel_size: int = Field(1, ge=1)
     dtype: str = "auto"
-    max_model_len: int | None = None
-    gpu_memory_utilization: float = 0.9
-    kv_cache_gib: int = Field(4, description="VLLM_CPU_KVCACHE_SPACE on CPU builds")
-    max_num_seqs: int = 256
+    max_model_len: int | None = Field(None, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="share of each GPU's memory vLLM may take")
+    kv_cache_gib: int = Field(4, ge=1, description="VLLM_CPU_KVCACHE_SPACE on CPU builds")
+    max_num_seqs: int = Field(256, ge=1)
     enforce_eager: bool = False
     extra: dict[str, Any] = Field(default_factory=dict, description="passed to vllm.LLM as is")
 
@@ -108,21 +110,21 @@ class OpenAIConfig(Config):
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the key")
     served_model: str | None = Field(None, description="model name on the server (default: model)")
-    concurrency: int = 32
-    max_retries: int = 6
-    timeout_s: float = 600.0
+    concurrency: int = Field(32, ge=1)
+    max_retries: int = Field(6, ge=0)
+    timeout_s: float = Field(600.0, gt=0)
     token_limit_param: Literal["auto", "max_tokens", "max_completion_tokens"] = Field(
         "auto", description="how the token limit is sent; auto: max_tokens, switching to max_completion_tokens "
                             "when the server asks for it (OpenAI's reasoning models)")
 
 
 class HFConfig(Config):
-    batch_size: int = 16
+    batch_size: int = Field(16, ge=1)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
 class RayConfig(Config):
-    """A Ray cluster for `executor: ray` (issue 16): engine replicas as actors, verification as tasks."""
+    """A Ray cluster for `executor: ray`: engine replicas as actors, verification as tasks."""
 
     address: str | None = Field(None, description="ray://HOST:10001 or HOST:6379 of a running cluster; "
                                                   "None: join RAY_ADDRESS, else start a local one")
@@ -163,15 +165,25 @@ class GenerateConfig(EngineConfig):
     batch_size: int = Field(256, ge=1, description="problems in flight at once (bounds memory)")
     limit: int | None = Field(None, ge=1, description="only the first N problems")
 
+    @field_validator("shard")
+    @classmethod
+    def _shard_in_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            k, n = (int(part) for part in value.split("/"))
+            if n < 1 or k >= n:
+                raise ValueError("K must be in 0..N-1 (shards are numbered from 0: 0/4 is the first of four)")
+        return value
+
 
 # --------------------------------------------------------------------------------------------- filter
 class SandboxConfig(Config):
-    timeout_s: float = 10.0
-    memory_mb: int = 1024
-    max_processes: int = 64
-    max_file_mb: int = 16
-    max_output_kb: int = 256
-    max_disk_mb: int = 64  # all files a program writes, together (its directory is a tmpfs this size)
+    timeout_s: float = Field(10.0, gt=0, description="seconds a program may run")
+    memory_mb: int = Field(1024, ge=1)
+    max_processes: int = Field(64, ge=1)
+    max_file_mb: int = Field(16, ge=1)
+    max_output_kb: int = Field(256, ge=1)
+    max_disk_mb: int = Field(64, ge=1, description="all files a program writes, together (its directory is a "
+                                                   "tmpfs this size)")
     allow_weak: bool = Field(False, description="run code verification even where the host allows neither "
                              "namespaces nor Landlock (only rlimits and an audit hook left)")
 
@@ -180,11 +192,11 @@ class QualityConfig(Config):
     require_think: bool = True
     drop_truncated: bool = True
     max_lang_mix: float = Field(0.05, ge=0, le=1, description="share of letters in foreign scripts")
-    repeat_ngram: int = 20
+    repeat_ngram: int = Field(20, ge=1)
     max_repeat_frac: float = Field(0.3, ge=0, le=1, description="share of repeated word n-grams")
-    min_tokens: int = 0
-    max_tokens: int | None = None
-    max_paragraph_chars: int = 3000
+    min_tokens: int = Field(0, ge=0)
+    max_tokens: int | None = Field(None, ge=1)
+    max_paragraph_chars: int = Field(3000, ge=1)
     allow_code_in_reasoning: bool = False
 
 
@@ -192,13 +204,13 @@ class DedupConfig(Config):
     exact: bool = True
     near: bool = True
     threshold: float = Field(0.9, gt=0, le=1, description="MinHash Jaccard above which two traces are near-duplicates")
-    num_perm: int = 128
-    shingle: int = 5
+    num_perm: int = Field(128, ge=1)
+    shingle: int = Field(5, ge=1)
 
 
 class DecontamConfig(Config):
     against: list[Path] = Field(default_factory=list, description="Problem JSONL of every evaluation set")
-    ngram: int = 8
+    ngram: int = Field(8, ge=1)
 
 
 class SelectConfig(Config):
@@ -208,13 +220,14 @@ class SelectConfig(Config):
 
 
 class FilterConfig(Config):
-    unhashed: ClassVar[frozenset[str]] = frozenset({"input", "problems", "output_dir", "workers", "executor", "ray"})
+    unhashed: ClassVar[frozenset[str]] = frozenset(
+        {"input", "problems", "output_dir", "workers", "executor", "ray", "allow_empty"})
 
     input: Path | None = Field(None, description="Trace JSONL; default RUN_DIR/traces.jsonl")
     problems: Path | None = Field(None, description="Problem JSONL with gold answers / tests")
     output_dir: Path | None = Field(None, description="default RUN_DIR/filter")
     verify: bool = True
-    math_timeout_s: float = 5.0
+    math_timeout_s: float = Field(5.0, gt=0, description="seconds math-verify may take on one trace")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
@@ -225,12 +238,14 @@ class FilterConfig(Config):
     workers: int = Field(0, ge=0, description="processes; 0 = all cores")
     executor: Literal["local", "ray"] = Field("local", description="ray: verification spread over a Ray cluster")
     ray: RayConfig = Field(default_factory=RayConfig)
+    allow_empty: bool = Field(False, description="accept an input with no traces (or a filter that keeps none of "
+                                                 "them) and write empty outputs; otherwise that is an error")
 
 
 # ------------------------------------------------------------------------------------------------ sft
 class LoraConfig(Config):
     r: int = Field(16, ge=1)
-    alpha: int = 32
+    alpha: int = Field(32, ge=1)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
@@ -258,28 +273,28 @@ class SFTConfig(Config):
     method: Literal["full", "lora", "qlora"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
     quant: QuantConfig = Field(default_factory=QuantConfig)
-    max_length: int = 4096
+    max_length: int = Field(4096, ge=1, description="tokens a training sequence may hold")
     overlong: Literal["drop", "truncate"] = Field("drop", description="what to do with examples over max_length")
     packing: bool = True
-    epochs: float = 3.0
-    max_steps: int = Field(-1, description="overrides epochs when > 0")
-    learning_rate: float = 1e-4
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, ge=-1, description="overrides epochs when > 0")
+    learning_rate: float = Field(1e-4, gt=0)
     lr_scheduler: str = "cosine"
     lr_scheduler_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="passed to the scheduler, e.g. {min_lr_rate: 0.1} for cosine_with_min_lr")
     optim: str = Field("adamw_torch_fused", description="transformers optimizer name, e.g. adamw_8bit, paged_adamw_8bit")
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    per_device_batch_size: int = 1
-    gradient_accumulation_steps: int = 8
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="share of the steps spent warming up")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping; 0 = off")
+    per_device_batch_size: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(8, ge=1)
     gradient_checkpointing: bool = True
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     eval_fraction: float = Field(0.05, ge=0, lt=1)
-    logging_steps: int = 1
-    save_steps: int = 50
-    eval_steps: int | None = Field(None, description="default: save_steps")
-    save_total_limit: int | None = Field(2, description="checkpoints kept on disk (None: all)")
+    logging_steps: int = Field(1, ge=1)
+    save_steps: int = Field(50, ge=1)
+    eval_steps: int | None = Field(None, ge=1, description="default: save_steps")
+    save_total_limit: int | None = Field(2, ge=1, description="checkpoints kept on disk (None: all)")
     attn_implementation: str | None = Field(
         None, description="sdpa, eager, flash_attention_2, ...; default flash_attention_2 on GPUs with flash-attn, else sdpa")
     seed: int = 42
@@ -316,7 +331,7 @@ class SFTConfig(Config):
 class BenchmarkConfig(Config):
     name: str
     path: Path | None = Field(None, description="Problem JSONL, dataset file or folder, or hub id; default: the benchmark NAME from the registry (distill.benchmarks)")
-    limit: int | None = None
+    limit: int | None = Field(None, ge=1, description="only the first N problems")
 
 
 class EvalConfig(EngineConfig):
@@ -335,7 +350,7 @@ class EvalConfig(EngineConfig):
     sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=32768))
     prompts: PromptConfig = Field(default_factory=PromptConfig)
     output_dir: Path | None = Field(None, description="default RUN_DIR/eval")
-    math_timeout_s: float = 5.0
+    math_timeout_s: float = Field(5.0, gt=0, description="seconds math-verify may take on one sample")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
 
@@ -364,6 +379,24 @@ class RewardConfig(Config):
     name: str = Field(description="accuracy | format | language | length | overlong, a @reward name, "
                                   "module:function, or an entry point of the distill.checks group")
     weight: float = 1.0
+
+    @field_validator("name")
+    @classmethod
+    def _known_reward(cls, name: str) -> str:
+        """A misspelt reward must fail when the recipe is read, not after the model has loaded. `module:function`
+        names are imported when training starts (the module may only exist on the training machine)."""
+        if ":" in name:
+            return name
+        from distill.rl.rewards import BUILTIN, get_reward  # only when used: rewards load the verifiers
+
+        if name not in BUILTIN:
+            try:
+                get_reward(name)
+            except DistillError:
+                raise ValueError(f"unknown reward '{name}'; the built-in rewards are {', '.join(BUILTIN)}, or give "
+                                 "a @reward name, module:function, or an entry point of the distill.checks group"
+                                 ) from None
+        return name
 
 
 class PromptSelectionConfig(Config):
@@ -404,7 +437,7 @@ class RLConfig(Config):
     top_p: float = Field(1.0, gt=0, le=1)
     beta: float = Field(0.001, ge=0, description="KL coefficient (R1: 0.001); 0 loads no reference model")
     epsilon: float = Field(0.2, gt=0, description="clip range (DeepSeekMath / PPO 0.2)")
-    epsilon_high: float | None = Field(None, description="DAPO clip-higher, e.g. 0.28")
+    epsilon_high: float | None = Field(None, gt=0, description="DAPO clip-higher, e.g. 0.28")
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "grpo"
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Dr. GRPO: none")
     num_iterations: int = Field(1, ge=1, description="optimizer passes per generation batch (mu)")
@@ -414,9 +447,9 @@ class RLConfig(Config):
     max_steps: int = Field(100, ge=1)
     learning_rate: float = Field(3e-6, gt=0, description="R1: 3e-6 (full); LoRA recipes use ~1e-5..1e-4")
     lr_scheduler: str = "constant_with_warmup"
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of the steps spent warming up")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping; 0 = off")
     optim: str = "adamw_torch"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     gradient_checkpointing: bool = False
@@ -425,12 +458,12 @@ class RLConfig(Config):
                             "reloading the weights each step), transformers without vLLM or for QLoRA on CPUs")
     vllm: VLLMConfig = Field(default_factory=lambda: VLLMConfig(gpu_memory_utilization=0.3))
     selection: PromptSelectionConfig = Field(default_factory=PromptSelectionConfig)
-    math_timeout_s: float = 5.0
+    math_timeout_s: float = Field(5.0, gt=0, description="seconds math-verify may take on one completion")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     reward_workers: int = Field(0, ge=0, description="reward processes; 0 = all cores")
-    logging_steps: int = 1
-    save_steps: int = 10
-    save_total_limit: int | None = 2
+    logging_steps: int = Field(1, ge=1)
+    save_steps: int = Field(10, ge=1)
+    save_total_limit: int | None = Field(2, ge=1)
     seed: int = 42
     merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
 
@@ -438,11 +471,11 @@ class RLConfig(Config):
     def _batch_fits_groups(self) -> RLConfig:
         completions = self.prompts_per_step * self.num_generations
         if completions % self.gradient_accumulation_steps:
-            raise ValueError(f"prompts_per_step x num_generations = {completions} completions a step must divide "
-                             f"evenly by gradient_accumulation_steps = {self.gradient_accumulation_steps}")
+            raise ValueError(f"gradient_accumulation_steps={self.gradient_accumulation_steps}: prompts_per_step x "
+                             f"num_generations = {completions} completions a step must divide evenly by it")
         low, high = self.selection.band
         if not 0 <= low <= high <= 1:
-            raise ValueError(f"selection.band {self.selection.band}: expected 0 <= low <= high <= 1")
+            raise ValueError(f"selection.band={list(self.selection.band)}: expected 0 <= low <= high <= 1")
         return self
 
 
@@ -523,9 +556,17 @@ class ConfigError(DistillError):
     pass
 
 
+# A check across fields (a model validator) names the field it blames as "FIELD=VALUE: why".
+_CROSS_FIELD = re.compile(r"^Value error, ([A-Za-z_][\w.]*)=(.*?): (.*)$", re.DOTALL)
+
+
 def _describe(error: dict[str, Any], source: str) -> str:
     field = ".".join(str(p) for p in error["loc"]) or "<top level>"
     kind = error["type"]
+    blamed = _CROSS_FIELD.match(error["msg"]) if isinstance(error.get("input"), dict) else None
+    if blamed is not None:
+        path = ".".join(p for p in (".".join(str(p) for p in error["loc"]), blamed[1]) if p)
+        return f"{source}: field '{path}' has the bad value {blamed[2]}: {blamed[3]}."
     if kind == "extra_forbidden":
         return f"{source}: unknown field '{field}'. Remove it or check its spelling " \
                f"(`distill recipes schema` lists every field)."
@@ -533,7 +574,8 @@ def _describe(error: dict[str, Any], source: str) -> str:
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    return f"{source}: field '{field}' has the bad value {shown}: {error['msg'][0].lower()}{error['msg'][1:]}."
+    msg = error["msg"].removeprefix("Value error, ")
+    return f"{source}: field '{field}' has the bad value {shown}: {msg[0].lower()}{msg[1:]}."
 
 
 def validate_config(cls: type[Config], data: dict[str, Any], source: str) -> Config:
@@ -578,7 +620,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"{path}: no such recipe file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = read_text(path, "a recipe YAML file")
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

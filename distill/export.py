@@ -17,7 +17,9 @@ from typing import Any
 
 from distill.chat_format import sft_messages
 from distill.errors import DistillError
+from distill.files import input_file, output_dir
 from distill.jsonl import read_jsonl
+from distill.records import read_traces
 
 TRACE_FIELDS = ("problem_id", "sample", "teacher", "completion", "reasoning", "answer", "finish_reason",
                 "prompt_tokens", "completion_tokens", "config_hash")
@@ -56,34 +58,67 @@ def _rows(path: str) -> Iterator[dict[str, Any]]:
         yield out
 
 
+def check_traces(kept: Path) -> int:
+    """Every row of `kept` is a trace the SFT example can be built from, read before anything is written; the
+    count of rows. A Problem file, or a row without `completion`, would give SFT rows without a user turn."""
+    rows = 0
+    for lineno, trace in read_traces(kept, "export takes traces (kept.jsonl from `distill filter`, or the traces "
+                                           "of `distill generate` / `distill import`)"):
+        for i, turn in enumerate(trace.prompt):
+            if not {"role", "content"} <= set(turn):
+                raise DistillError(f"{kept}:{lineno}: field 'prompt.{i}': expected a message with 'role' and "
+                                   f"'content', got the keys {sorted(turn)}")
+        if not any(turn.get("role") == "user" for turn in trace.prompt):
+            raise DistillError(f"{kept}:{lineno}: field 'prompt': no user turn; the SFT example needs the question")
+        rows += 1
+    return rows
+
+
 def export_dataset(kept: Path, out_dir: Path, *, push_to_hub: str | None = None, private: bool = True,
-                   token: str | None = None) -> ExportResult:
-    """OUT_DIR/hf (save_to_disk) and OUT_DIR/train.parquet from a kept.jsonl; push when a repo id is given."""
+                   token: str | None = None, allow_empty: bool = False) -> ExportResult:
+    """OUT_DIR/hf (save_to_disk) and OUT_DIR/train.parquet from a kept.jsonl; push when a repo id is given.
+
+    The input is read and checked whole first, and the output folder checked, so bad input leaves an earlier
+    export as it was; an input with no traces is an error unless `allow_empty`."""
     import datasets
 
     kept, out_dir = Path(kept), Path(out_dir)
-    if not kept.exists():
-        raise DistillError(f"export: {kept}: no such file (run the filter first)")
+    input_file(kept, "kept traces (run the filter first)")
+    output_dir(out_dir, "the exported dataset")
+    rows = check_traces(kept)
+    if rows == 0 and not allow_empty:
+        raise DistillError(f"{kept}: holds no traces; nothing to export ({out_dir} was left as it was). Pass "
+                           "--allow-empty to write an empty dataset")
     # Three sub-second steps would each draw a tqdm bar between the stages' own rich bars.
     quiet = not datasets.are_progress_bars_disabled()
     if quiet:
         datasets.disable_progress_bars()
     try:
-        return _export(kept, out_dir, push_to_hub, private, token)
+        return _export(kept, out_dir, push_to_hub, private, token, empty=rows == 0)
     finally:
         if quiet:
             datasets.enable_progress_bars()
 
 
-def _export(kept: Path, out_dir: Path, push_to_hub: str | None, private: bool, token: str | None) -> ExportResult:
+def _export(kept: Path, out_dir: Path, push_to_hub: str | None, private: bool, token: str | None,
+            empty: bool = False) -> ExportResult:
     from datasets import Dataset
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # The generator's Arrow cache goes beside the output, not into ~/.cache, and is removed at the end.
     cache = out_dir / ".cache"
     shutil.rmtree(cache, ignore_errors=True)  # a stale cache from a crashed export would be reused by path
-    dataset = Dataset.from_generator(_rows, features=_features(), cache_dir=str(cache),
-                                     gen_kwargs={"path": str(kept)})
+    if empty:  # asked for (--allow-empty); the generator builder refuses to make a split of no rows
+        dataset = Dataset.from_dict({name: [] for name in _features()}, features=_features())
+    else:
+        from datasets.exceptions import DatasetGenerationError
+
+        try:
+            dataset = Dataset.from_generator(_rows, features=_features(), cache_dir=str(cache),
+                                             gen_kwargs={"path": str(kept)})
+        except DatasetGenerationError as exc:  # the file changed since it was checked: our message, not the wrapper
+            cause = exc.__cause__ or exc.__context__
+            raise DistillError(f"{kept}: {cause or exc}") from None
     # Write to temporary names and swap, so an export interrupted halfway leaves the previous one whole.
     disk, disk_tmp = out_dir / "hf", out_dir / ".hf.tmp"
     shutil.rmtree(disk_tmp, ignore_errors=True)

@@ -1,5 +1,9 @@
-"""Whole files: content digests, JSON read with a plain error, and writes a reader never sees half done.
+"""Whole files: the input/output boundary, content digests, JSON read with a plain error, and writes a reader
+never sees half done.
 
+Every path a command reads or writes is checked here first (`input_file`, `output_dir`, `output_file`), so a
+missing file, a folder where a file is meant, a permission problem or bytes that are not UTF-8 text end as one
+DistillError naming the file (and the line), never as an OSError traceback halfway through a run.
 Streaming JSON Lines live in distill.jsonl; this module is for files written or read in one piece
 (configs, stats, manifests, model folders).
 """
@@ -16,6 +20,111 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from distill.errors import DistillError
+
+
+class InputError(DistillError):
+    """A file a command reads is missing, unreadable or not text; the message starts with the path."""
+
+
+class OutputError(DistillError):
+    """A path a command would write cannot be written; found before any work starts."""
+
+
+def input_file(path: str | Path, what: str = "file") -> Path:
+    """`path` as a readable regular file, or an InputError saying what is wrong with it and what was expected."""
+    path = Path(path)
+    try:
+        if not path.exists():
+            raise InputError(f"{path}: no such file (expected {what})")
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder, expected {what}")
+        if not path.is_file():
+            raise InputError(f"{path}: not a regular file, expected {what}")
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise InputError(f"{path}: permission denied: cannot read it (expected {what})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc}; expected {what})") from None
+    return path
+
+
+def input_dir(path: str | Path, what: str = "folder") -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such folder (expected {what})")
+    if not path.is_dir():
+        raise InputError(f"{path}: is a file, expected {what}")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise InputError(f"{path}: permission denied: cannot read the folder (expected {what})")
+    return path
+
+
+def text_problem(raw: bytes, what: str = "UTF-8 text") -> str | None:
+    """Why one line of bytes is not text (binary data, another encoding), or None when it decodes."""
+    if b"\0" in raw:
+        return f"binary data (NUL bytes), expected {what}"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); expected {what}. "
+                "Re-encode the file as UTF-8")
+    return None
+
+
+def decode_line(raw: bytes, path: str | Path, lineno: int, what: str = "UTF-8 text") -> str:
+    """One line of a text file as str; binary bytes or another encoding name the file and the line."""
+    why = text_problem(raw, what)
+    if why is not None:
+        raise InputError(f"{path}:{lineno}: {why}")
+    return raw.decode("utf-8")
+
+
+def read_text(path: str | Path, what: str = "a UTF-8 text file") -> str:
+    """A whole text file through the boundary: missing, folder, permission and encoding errors name it."""
+    path = input_file(path, what)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    for lineno, raw in enumerate(data.splitlines(keepends=True), start=1):
+        decode_line(raw, path, lineno, what)  # raises naming the first bad line
+    return data.decode("utf-8")
+
+
+def _writable_dir(folder: Path, what: str, target: Path) -> None:
+    """The nearest existing ancestor of `folder` must be a writable folder (so `folder` can be made)."""
+    probe = folder
+    while not probe.exists():
+        if probe.is_symlink():
+            raise OutputError(f"{target}: {probe} is a dangling link; cannot write {what} there")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise OutputError(f"{target}: {probe} is a file, not a folder; cannot write {what} under it")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"{target}: permission denied: {probe} is not writable, so {what} cannot be written")
+
+
+def output_dir(path: str | Path, what: str = "the output folder") -> Path:
+    """Check, before any work, that `path` is (or can be made as) a writable folder. Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: is a file, expected a folder for {what}")
+    _writable_dir(path, what, path)
+    return path
+
+
+def output_file(path: str | Path, what: str = "the output file") -> Path:
+    """Check, before any work, that `path` can be written as a file (replaced atomically or appended to)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, expected a file for {what}")
+    _writable_dir(path.parent, what, path)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"{path}: permission denied: the file is not writable ({what})")
+    return path
 
 
 def file_digest(path: str | Path) -> str:
@@ -43,9 +152,10 @@ def stat_fingerprint(path: str | Path) -> str:
 
 def read_json(path: str | Path) -> Any:
     """A JSON file's content; a missing or broken file is one sentence naming it."""
+    text = read_text(path, "a JSON file")
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
+        return json.loads(text)
+    except ValueError as exc:
         raise DistillError(f"{path}: unreadable JSON ({exc})") from None
 
 
@@ -64,7 +174,7 @@ def atomic_open(path: str | Path) -> Iterator[TextIO]:
     Readers see the old content or the new, never half of it; after an error or a kill the old file is
     untouched and the temporary one is gone (or left as a dot-file beside it).
     """
-    path = Path(path)
+    path = output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -115,3 +225,34 @@ def shown_path(path: str | Path, run_dir: str | Path | None = None) -> str:
         if not given.is_absolute():
             return str(given)  # as the user wrote it: already the same on every machine
     return str(given)
+
+
+@contextmanager
+def unchanged_on_error(*paths: str | Path) -> Iterator[None]:
+    """Files a command appends to come back byte for byte as they were when the block fails on bad input.
+
+    For writers that append as they go (import, resumable stages): the bytes before the block are kept (the
+    tail that an appender may repair, up to 1 MiB, is saved), and a file the block created is removed. Only a
+    DistillError restores: after Ctrl-C or a crash what was written stays, so a rerun resumes from it.
+    """
+    saved: list[tuple[Path, int | None, bytes]] = []
+    for path in map(Path, paths):
+        if path.is_file():
+            size = path.stat().st_size
+            with open(path, "rb") as handle:
+                handle.seek(max(0, size - (1 << 20)))
+                saved.append((path, size, handle.read()))
+        elif not path.exists():
+            saved.append((path, None, b""))
+    try:
+        yield
+    except DistillError:
+        for path, size, tail in saved:
+            if size is None:
+                path.unlink(missing_ok=True)
+                continue
+            with open(path, "rb+") as handle:
+                handle.seek(size - len(tail))
+                handle.write(tail)
+                handle.truncate(size)
+        raise

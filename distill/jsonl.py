@@ -16,6 +16,7 @@ from typing import Any, Literal, Self, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from distill.errors import DistillError
+from distill.files import InputError, input_file, output_file, text_problem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,10 +25,21 @@ class JsonlError(DistillError):
     """A line that is not valid JSON or not a valid record; the message starts with `file:line`."""
 
 
-def _open_text(path: Path):
+def _open_bytes(path: Path):
+    """Lines are read as bytes and decoded one by one, so a bad byte is reported with its line number."""
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    try:
+        with _open_bytes(path) as handle:
+            yield from enumerate(handle, start=1)
+    except (gzip.BadGzipFile, EOFError) as exc:
+        raise JsonlError(f"{path}: not a gzip file or cut short ({exc}); expected gzip-compressed JSON Lines") from None
+    except OSError as exc:
+        raise JsonlError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 class JsonlReader:
@@ -59,30 +71,52 @@ class JsonlReader:
 
     def numbered(self) -> Iterator[tuple[int, Any]]:
         """(line number, record) pairs, for callers that cite the line later."""
-        if not self.path.exists():
-            raise JsonlError(f"{self.path}: no such file")
-        with _open_text(self.path) as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    self._bad(lineno, f"not valid JSON ({exc.msg} at column {exc.colno})")
-                    continue
-                if not isinstance(obj, dict):
-                    self._bad(lineno, f"expected a JSON object, got {type(obj).__name__}")
-                    continue
-                if self.model is None:
-                    yield lineno, obj
-                    continue
-                try:
-                    yield lineno, self.model.model_validate(obj)
-                except ValidationError as exc:
-                    first = exc.errors()[0]
-                    field = ".".join(str(p) for p in first["loc"]) or "<record>"
-                    self._bad(lineno, f"field '{field}': {first['msg']} "
-                                      f"(expected a valid {self.model.__name__})")
+        try:
+            input_file(self.path, "a JSON Lines file, one JSON object a line")
+        except InputError as exc:
+            raise JsonlError(str(exc)) from None
+        for lineno, raw in _raw_lines(self.path):
+            if not raw.strip():
+                continue
+            why = text_problem(raw, "UTF-8 JSON Lines")
+            if why is not None:
+                self._bad(lineno, why)
+                continue
+            line = raw.decode("utf-8")
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                self._bad(lineno, f"not valid JSON ({exc.msg} at column {exc.colno})")
+                continue
+            except RecursionError:
+                self._bad(lineno, "not valid JSON (nested too deeply)")
+                continue
+            if not isinstance(obj, dict):
+                self._bad(lineno, f"expected a JSON object, got {type(obj).__name__}")
+                continue
+            if (b"\\ud" in raw or b"\\uD" in raw) and not _encodable(obj):
+                self._bad(lineno, "a \\uD800-\\uDFFF escape that is half of a UTF-16 pair, not a character; "
+                                  "expected UTF-8 text")
+                continue
+            if self.model is None:
+                yield lineno, obj
+                continue
+            try:
+                yield lineno, self.model.model_validate(obj)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                field = ".".join(str(p) for p in first["loc"]) or "<record>"
+                self._bad(lineno, f"field '{field}': {first['msg']} "
+                                  f"(expected a valid {self.model.__name__})")
+
+
+def _encodable(obj: Any) -> bool:
+    """False when a string holds a lone surrogate (valid JSON, but no UTF-8 writer can write it back)."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_jsonl(path: str | Path, model: type[M] | None = None,
@@ -91,15 +125,18 @@ def read_jsonl(path: str | Path, model: type[M] | None = None,
 
 
 def count_lines(path: str | Path) -> int:
+    """Non-blank lines (bytes, so a file with bad bytes is counted, not an error); 0 for a missing file."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         return 0
-    with _open_text(path) as handle:
-        return sum(1 for line in handle if line.strip())
+    return sum(1 for _, raw in _raw_lines(path) if raw.strip())
 
 
 def _repair_tail(path: Path) -> int:
-    """Cut a torn last line (no newline, or not JSON) so appends start on a clean line; returns bytes cut."""
+    """Cut a torn last line (one that is not JSON) so appends start on a clean line; returns bytes cut.
+
+    A last line without a newline that parses as a whole JSON object is a record (a file written by another
+    tool, or by hand): it gets its newline instead of being cut."""
     size = path.stat().st_size
     if size == 0:
         return 0
@@ -112,10 +149,20 @@ def _repair_tail(path: Path) -> int:
             try:
                 json.loads(tail[last_start:])
                 return 0
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser
                 cut_at = size - chunk + last_start
         else:
-            cut_at = size - chunk + tail.rfind(b"\n") + 1
+            last_start = tail.rfind(b"\n") + 1
+            try:
+                if isinstance(json.loads(tail[last_start:]), dict):
+                    handle.seek(size)
+                    handle.write(b"\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    return 0
+            except (ValueError, RecursionError):
+                pass
+            cut_at = size - chunk + last_start
         handle.truncate(cut_at)
         handle.flush()
         os.fsync(handle.fileno())
@@ -131,7 +178,7 @@ class JsonlWriter:
     """
 
     def __init__(self, path: str | Path, key: Callable[[dict], str] | None = None, flush_every: int = 16):
-        self.path = Path(path)
+        self.path = output_file(path, "JSON Lines records")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.key = key
         self.flush_every = flush_every

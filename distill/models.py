@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from distill.errors import DistillError
-from distill.files import atomic_write_text, file_digest
+from distill.files import atomic_write_text, file_digest, input_file
 
 BUNDLED_PREFIX = "bundled:"
 
@@ -105,11 +106,26 @@ def build_once(target: Path, build) -> Path:
     return target
 
 
+def check_gguf_header(path: Path) -> None:
+    """The fixed GGUF header (magic, version, tensor and key counts), read before transformers loads a byte, so a
+    renamed or truncated file is one sentence instead of a reader's traceback."""
+    with open(path, "rb") as handle:
+        header = handle.read(24)
+    if header[:4] != b"GGUF":
+        raise DistillError(f"{path}: not a GGUF file (it does not start with the GGUF magic bytes); expected "
+                           "a .gguf checkpoint, e.g. one of llama.cpp's")
+    if len(header) < 24:
+        raise DistillError(f"{path}: a GGUF file cut short ({len(header)} bytes, not even a whole header)")
+    version, tensors, keys = struct.unpack("<IQQ", header[4:24])
+    if version not in (1, 2, 3) or tensors == 0 or tensors > 1 << 20 or keys > 1 << 20:
+        raise DistillError(f"{path}: not a readable GGUF checkpoint (version {version}, {tensors} tensors, {keys} "
+                           "metadata keys in its header)")
+
+
 def convert_gguf(gguf_file: Path, target: Path | None = None) -> Path:
     """Dequantize a GGUF checkpoint into a safetensors Hugging Face folder (cached by content hash)."""
-    gguf_file = Path(gguf_file).resolve()
-    if not gguf_file.exists():
-        raise DistillError(f"{gguf_file}: no such GGUF file")
+    gguf_file = input_file(Path(gguf_file).expanduser(), "a GGUF model file").resolve()
+    check_gguf_header(gguf_file)
     target = target or cache_dir() / f"{gguf_file.stem}-{file_digest(gguf_file)}"
 
     def build(tmp: Path) -> None:
@@ -127,7 +143,14 @@ def convert_gguf(gguf_file: Path, target: Path | None = None) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
-    return build_once(target, build)
+    try:
+        return build_once(target, build)
+    except DistillError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever transformers' GGUF reader raises on a file it cannot map
+        raise DistillError(f"{gguf_file}: cannot be converted ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}); expected a GGUF "
+                           "checkpoint of an architecture transformers reads (llama, qwen2, gemma3, ...)") from None
 
 
 def build_tiny_model(target: Path | None = None) -> Path:
@@ -193,6 +216,9 @@ def resolve_model(spec: str) -> str:
     if path.suffix == ".gguf":
         return str(convert_gguf(path))
     if path.exists():
+        if not path.is_dir():
+            raise DistillError(f"{path}: a file, not a model; expected a model folder (config.json), a .gguf file, "
+                               "a hub id or bundled:NAME")
         if path.is_dir() and not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
             raise DistillError(f"{path}: a folder without config.json or adapter_config.json is not a model")
         return str(path.resolve())

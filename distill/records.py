@@ -5,9 +5,13 @@ kept (`extra="allow"`) because users carry their own metadata through the pipeli
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from distill.errors import DistillError
 
 Domain = Literal["math", "code", "mcq", "text"]
 
@@ -68,15 +72,15 @@ class Problem(Record):
 
 class Trace(Record):
     problem_id: str
-    sample: int
+    sample: int = Field(ge=0, lt=1 << 31)  # an index among n; bounded so every writer (parquet int64) takes it
     teacher: str
     prompt: list[dict[str, str]]
     completion: str
     reasoning: str = ""
     answer: str = ""
     finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: int = Field(0, ge=0)
+    completion_tokens: int = Field(0, ge=0)
     config_hash: str = ""
 
     @property
@@ -92,3 +96,22 @@ class Verdict(Trace):
 
 def trace_key(problem_id: str, sample: int) -> str:
     return f"{problem_id}#{sample}"
+
+
+def read_traces(path: str | Path, used_for: str) -> Iterator[tuple[int, Trace]]:
+    """(line, Trace) for every row of a Trace JSONL, read through distill.jsonl's boundary. A row that is not a
+    Trace stops the read with `file:line`, the field and what a trace holds; a Problem record (the usual mix-up
+    of the two files) is named as such. `used_for` says what wanted traces, e.g. "sft trains on kept traces"."""
+    from distill.jsonl import JsonlReader  # jsonl knows nothing of records: no cycle
+
+    for lineno, row in JsonlReader(path).numbered():
+        where = f"{path}:{lineno}"
+        if "problem_id" not in row and "problem" in row:
+            raise DistillError(f"{where}: a Problem record, not a trace; {used_for}")
+        try:
+            yield lineno, Trace.model_validate(row)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "<record>"
+            raise DistillError(f"{where}: field '{field}': {first['msg'][0].lower()}{first['msg'][1:]} (expected a "
+                               "trace: problem_id, sample, teacher, prompt messages, completion)") from None

@@ -14,6 +14,7 @@ Hugging Face datasets cache; a dataset that is not there gets one paragraph sayi
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
+from distill.files import InputError, input_file, read_text
 from distill.jsonl import JsonlError, JsonlReader
 
-FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}
+FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}  # .json: read by _json_rows
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson")
 
 
@@ -60,7 +62,20 @@ def parse_spec(spec: str | Path) -> Spec:
     if Path(text).exists():
         raise SourceError(f"{text}: not a format distill reads; expected .jsonl(.gz), .json, .parquet, .csv, a "
                           "save_to_disk folder or a hub id such as open-r1/OpenR1-Math-220k:default/train")
+    if looks_local(text):
+        raise SourceError(f"{text}: no such file or folder (expected a dataset file such as .jsonl, .parquet, "
+                          ".csv, or a save_to_disk folder); check the path")
     return _hub_spec(text)
+
+
+def looks_local(text: str) -> bool:
+    """A path the user meant on this machine, not a hub id: it starts like one (./, /, ~) or its folder
+    exists here (`data/demo/trian`, a typo of train.jsonl, must not be looked up on the hub)."""
+    if text.startswith((".", "/", "~", "\\")) or "\\" in text:
+        return True
+    base = text.partition(":")[0]
+    parent = Path(base).parent
+    return str(parent) not in ("", ".") and parent.is_dir()
 
 
 def _hub_spec(text: str) -> Spec:
@@ -79,9 +94,10 @@ def iter_rows(spec: str | Path | Spec) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (where, row) for every row of the source, streaming."""
     spec = spec if isinstance(spec, Spec) else parse_spec(spec)
     if spec.kind == "jsonl":
-        if not Path(spec.path).exists():
-            raise SourceError(f"{spec.path}: no such file")
         yield from _jsonl_rows(Path(spec.path))
+        return
+    if spec.kind == "file" and Path(spec.path).suffix == ".json":
+        yield from _json_rows(Path(spec.path))
         return
     rows = {"file": _file_rows, "disk": _disk_rows, "hub": _hub_rows}[spec.kind](spec)
     for index, row in enumerate(rows, start=1):
@@ -96,12 +112,46 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict]]:
         raise SourceError(str(exc)) from None
 
 
+def _json_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    """A .json file read by distill, not by Arrow, so a bad one is one sentence with its line and column: a list
+    of objects, an object of equal-length columns, or JSON Lines under a .json name."""
+    try:
+        text = read_text(path, "a JSON file")
+    except InputError as exc:
+        raise SourceError(str(exc)) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # one object a line: JSON Lines named .json
+            yield from _jsonl_rows(path)
+            return
+        raise SourceError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise SourceError(f"{path}: not valid JSON (nested too deeply)") from None
+    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()) \
+            and len({len(v) for v in data.values()}) == 1:
+        data = [dict(zip(data, values)) for values in zip(*data.values())]
+    elif isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise SourceError(f"{path}: expected a list of objects (rows), got a JSON {type(data).__name__}")
+    for index, row in enumerate(data, start=1):
+        if not isinstance(row, dict):
+            raise SourceError(f"{path} row {index}: expected a JSON object, got {type(row).__name__}")
+        yield f"{path} row {index}", row
+
+
 def _file_rows(spec: Spec) -> Iterator[dict]:
-    if not Path(spec.path).exists():
-        raise SourceError(f"{spec.path}: no such file")
+    builder = FILE_BUILDERS[Path(spec.path).suffix]
+    try:
+        input_file(spec.path, f"a {builder} file")
+    except InputError as exc:
+        raise SourceError(str(exc)) from None
+    if builder == "parquet" and not _parquet_magic(Path(spec.path)):
+        # checked here: datasets would log its own error line about the file before raising
+        raise SourceError(f"{spec.path}: not a parquet file (no PAR1 magic bytes at its start and end)")
     import datasets
 
-    builder = FILE_BUILDERS[Path(spec.path).suffix]
     try:
         data = datasets.load_dataset(builder, data_files=spec.path, split="train", streaming=True)
         yield from data
@@ -109,12 +159,21 @@ def _file_rows(spec: Spec) -> Iterator[dict]:
         raise SourceError(f"{spec.path}: cannot be read as {builder} ({_short(exc)})") from None
 
 
+def _parquet_magic(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+        if path.stat().st_size < 8:
+            return False
+        handle.seek(-4, os.SEEK_END)
+        return head == b"PAR1" and handle.read(4) == b"PAR1"
+
+
 def _disk_rows(spec: Spec) -> Iterator[dict]:
     import datasets
 
     try:
         data = datasets.load_from_disk(spec.path)
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         raise SourceError(f"{spec.path}: not a folder written by datasets.save_to_disk ({_short(exc)})") from None
     if isinstance(data, datasets.DatasetDict):
         split = spec.split or ("train" if "train" in data else next(iter(data)))

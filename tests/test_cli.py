@@ -75,3 +75,17 @@ def test_a_run_dir_that_cannot_be_written_is_one_paragraph(tmp_path):
     done = cli("demo", "--quick", "--run-dir", str(blocked / "run"))
     assert done.returncode == 2 and "cannot write there" in done.stderr and str(blocked) in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_bad_input_in_a_real_process_is_one_paragraph_without_traceback(tmp_path):
+    """The in-process suite (test_bad_input.py) in a real process, where the libraries' logging is live too."""
+    (tmp_path / "bin.jsonl").write_bytes(bytes(range(256)))
+    (tmp_path / "bad.json").write_text("{ not json")
+    cases = [(["export", str(tmp_path / "bin.jsonl"), "-o", str(tmp_path / "out")], "bin.jsonl:1"),
+             (["import", str(tmp_path / "bad.json"), "-o", str(tmp_path / "p.jsonl")], "bad.json:1"),
+             (["filter", "--input", str(tmp_path / "[bold]x[/].jsonl")], "[bold]x[/].jsonl")]
+    for args, named in cases:
+        out = cli(*args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        lines = [line for line in out.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], out.stderr

@@ -73,3 +73,25 @@ def test_sigkill_mid_stream_leaves_whole_lines_and_rerun_completes(tmp_path):
     subprocess.run([sys.executable, "-c", WRITER_SCRIPT, str(path), str(total)], check=True)
     keys = [r["k"] for r in read_jsonl(path)]
     assert sorted(keys) == list(range(total)) and len(keys) == len(set(keys))
+
+
+def test_writer_keeps_a_whole_last_record_without_newline(tmp_path):
+    """Another tool's file, valid JSON to the end but no final newline: the last record is a record."""
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"k": 0}\n{"k": 1}')
+    with JsonlWriter(path, key=lambda r: r["k"]) as writer:
+        assert writer.repaired_bytes == 0 and writer.has(1)
+        writer.write({"k": 2})
+    assert [r["k"] for r in read_jsonl(path)] == [0, 1, 2]
+
+
+def test_reader_names_the_line_of_bytes_that_are_not_text(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b'{"k": 0}\n{"k": "caf\xe9"}\n\x00\x01\n{"k": "\\ud800"}\n')
+    reader = JsonlReader(path, on_error="skip")
+    assert [r["k"] for r in reader] == [0] and reader.skipped == 3
+    assert [e.split(": ", 1)[0] for e in reader.errors] == [f"{path}:2", f"{path}:3", f"{path}:4"]
+    with pytest.raises(JsonlError, match=r"mixed.jsonl:2: not UTF-8 text \(byte 0xe9"):
+        list(read_jsonl(path))
+    with pytest.raises(JsonlError, match="is a folder"):
+        list(read_jsonl(tmp_path))

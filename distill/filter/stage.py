@@ -25,7 +25,16 @@ import numpy as np
 
 from distill.config import FilterConfig
 from distill.errors import DistillError
-from distill.files import atomic_write_json, file_digest
+from distill.files import (
+    InputError,
+    atomic_write_json,
+    file_digest,
+    input_file,
+    output_dir,
+    output_file,
+    read_json_if_any,
+    stat_fingerprint,
+)
 from distill.filter import checks as quality
 from distill.filter import registry, worker
 from distill.filter.decontam import Decontaminator
@@ -34,7 +43,7 @@ from distill.filter.pools import open_pool
 from distill.filter.select import Candidate, choose
 from distill.jsonl import JsonlReader, JsonlWriter, count_lines
 from distill.problems import iter_problems
-from distill.records import Problem, Trace, Verdict, trace_key
+from distill.records import Problem, Trace, Verdict, read_traces, trace_key
 from distill.ui import progress_bar
 from distill.verify import MATH_GRACE_S
 from distill.verify.code import isolation_report
@@ -60,6 +69,10 @@ def filter_traces(config: FilterConfig, *, progress: bool = True) -> FilterResul
     started = time.monotonic()
     source, out = _paths(config)
     problems = load_problems(config.problems) if config.problems is not None else {}
+    if config.problems is not None and not problems and not config.allow_empty:
+        raise DistillError(f"filter.problems: {config.problems} holds no problems; nothing to verify against "
+                           "(set filter.allow_empty=true to filter anyway)")
+    total = _scan_traces(source, problems, config)  # all input read and checked before anything is written
     custom = [(name, registry.get_check(name)) for name in config.checks]
     steps = [(name, registry.get_step(name)) for name in config.steps]
     settings = worker.Settings(verify=config.verify, math_timeout_s=config.math_timeout_s,
@@ -68,11 +81,12 @@ def filter_traces(config: FilterConfig, *, progress: bool = True) -> FilterResul
     timings: dict[str, float] = {}
     # Refuses weak isolation before any work starts; recorded in stats.json.
     sandbox = isolation_report(config.sandbox, problems.values()) if config.verify else None
+    out.mkdir(parents=True, exist_ok=True)
     with open_pool(config, worker.run_task, initializer=worker.init, initargs=(settings,),
                    preload=[*PRELOAD, "distill.filter.worker"]) as pool:
         workers = pool.size  # processes verifying: this machine's, or the Ray cluster's
         mark = time.monotonic()
-        counts = _check_traces(config, source, out, problems, pool, progress)
+        counts = _check_traces(config, source, out, problems, pool, progress, total)
         timings["per_trace_checks"], mark = time.monotonic() - mark, time.monotonic()
         removals, modified, step_counts = _dataset_steps(config, out, problems, steps, decontam, pool, progress)
         timings["dataset_steps"], mark = time.monotonic() - mark, time.monotonic()
@@ -94,16 +108,38 @@ def _paths(config: FilterConfig) -> tuple[Path, Path]:
     if config.input is None:
         raise DistillError("filter.input is not set: give the Trace JSONL to filter (in a recipe it defaults "
                            "to RUN_DIR/traces.jsonl)")
-    if not Path(config.input).exists():
-        raise DistillError(f"filter.input: {config.input}: no such file")
+    try:
+        input_file(config.input, "the Trace JSONL to filter")
+    except InputError as exc:
+        raise DistillError(f"filter.input: {exc}") from None
     if config.output_dir is None:
         raise DistillError("filter.output_dir is not set (in a recipe it defaults to RUN_DIR/filter)")
     if config.verify and config.problems is None:
         raise DistillError("filter.problems is not set: verification needs the Problem JSONL with the gold "
                            "answers and tests (or set filter.verify=false to run the quality checks only)")
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(config.output_dir, "the filter's outputs")
+    for name in (CHECKED, KEPT, REJECTED, STATS, STATE):
+        output_file(out / name, "a filter output")
     return Path(config.input), out
+
+
+def _scan_traces(source: Path, problems: dict[str, Problem], config: FilterConfig) -> int:
+    """Read every trace once before any output is touched: a bad line, an empty input, or traces that answer
+    none of the given problems (the wrong problems file) stop here and leave earlier outputs byte-identical."""
+    total, answered, first_id = 0, 0, None
+    for _, trace in read_traces(source, "give the traces as --input and the problems as --problems"):
+        total += 1
+        answered += trace.problem_id in problems
+        first_id = first_id or trace.problem_id
+    if total == 0 and not config.allow_empty:
+        raise DistillError(f"filter.input: {source} holds no traces; the earlier outputs in {config.output_dir} "
+                           "were left as they were (pass --allow-empty to write empty outputs)")
+    if total and config.verify and not answered and not config.allow_empty:
+        some = ", ".join(f"'{i}'" for i in list(problems)[:3])
+        raise DistillError(f"filter: none of the {total} traces in {source} answers a problem in "
+                           f"{config.problems} (traces name problem_id '{first_id}', the problems have ids "
+                           f"{some}, ...): is it the problems file the traces were generated from?")
+    return total
 
 
 def load_problems(path: Path) -> dict[str, Problem]:
@@ -118,22 +154,25 @@ def _per_trace_hash(config: FilterConfig) -> str:
                       sort_keys=True, default=str)
     digest = hashlib.sha256(blob.encode())
     if config.verify and config.problems is not None:
-        with open(config.problems, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        problems = Path(config.problems)
+        if problems.is_file():
+            with open(problems, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+        else:  # a save_to_disk folder by its files, a hub id by its name (its revision is cached)
+            digest.update((stat_fingerprint(problems) if problems.is_dir() else str(problems)).encode())
     return digest.hexdigest()[:12]
 
 
 # ------------------------------------------------------------------------------------ 1. per trace
 def _check_traces(config: FilterConfig, source: Path, out: Path, problems: dict[str, Problem],
-                  pool: SupervisedPool, progress: bool) -> dict[str, int]:
+                  pool: SupervisedPool, progress: bool, total: int) -> dict[str, int]:
     checked = out / CHECKED
     # The input's digest too: traces rewritten under the same keys must be checked again, not resumed.
     state = {"per_trace_hash": _per_trace_hash(config), "input_digest": file_digest(source)}
-    if checked.exists() and (not (out / STATE).exists() or json.loads((out / STATE).read_text()) != state):
+    if checked.exists() and read_json_if_any(out / STATE) != state:  # a garbled state file counts as other
         checked.unlink()  # made with other per-trace settings: its verdicts do not apply
     atomic_write_json(out / STATE, state)
-    total = count_lines(source)
     counts = {"total": 0, "resumed": 0, "duplicate_keys": 0}
     queued: set[str] = set()
     with JsonlWriter(checked, key=lambda r: trace_key(r["problem_id"], r["sample"])) as writer, \

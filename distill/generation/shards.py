@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
-from distill.files import atomic_open, atomic_write_json
+from distill.files import atomic_open, atomic_write_json, input_file, output_file
 from distill.jsonl import JsonlReader
 from distill.records import Problem, Trace, trace_key
 
@@ -48,27 +48,33 @@ def split_shard(spec: str | None, parts: int) -> list[str]:
 
 
 def expected_keys(problems: Path | Iterable[Problem], n: int) -> Iterable[str]:
-    """Every `problem_id#sample` key a complete run over `problems` with n samples writes."""
+    """Every `problem_id#sample` key a complete run over `problems` with n samples writes; a row that is not a
+    Problem (no `id`, say) stops with its file, line and field."""
     source = JsonlReader(problems, Problem) if isinstance(problems, (str, Path)) else problems
     for problem in source:
         for sample in range(n):
             yield trace_key(problem.id, sample)
 
 
-def merge_shards(paths: list[Path], output: Path, expected: Iterable[str] | None = None) -> dict[str, Any]:
+def merge_shards(paths: list[Path], output: Path, expected: Iterable[str] | None = None, *,
+                 allow_empty: bool = True) -> dict[str, Any]:
     """Join shard trace files into `output` (first copy of each key wins) and report what is wrong.
 
     The report counts duplicates (and those whose copies differ, a sign shards ran different configs),
     lines that did not parse, config hashes seen, and, given the `expected` keys, the gaps (missing)
     and strays (unexpected). `output` appears atomically, complete or not at all; the report is also
-    written beside it as `<stem>.merge.json`.
+    written beside it as `<stem>.merge.json`. With `allow_empty=False` (`distill merge`, where a user names the
+    shards) a shard without a single valid trace is an error, raised before `output` is replaced: an empty or
+    garbled shard must not cost the traces a previous merge wrote. Data-parallel workers' shards may be empty.
     """
-    paths = [Path(p) for p in paths]
+    if not paths:
+        raise DistillError("merge: no shard files given")
     for path in paths:
-        if not path.exists():
+        if not Path(path).exists():
             raise DistillError(f"{path}: no such shard file")
-    output = Path(output)  # may be one of the inputs: it is replaced only once the merge is complete
-    output.parent.mkdir(parents=True, exist_ok=True)
+    paths = [input_file(p, "a shard Trace JSONL") for p in paths]  # folders, permissions
+    output = output_file(output, "the merged Trace JSONL")  # may be one of the inputs: replaced only at the end
+    output_file(output.with_name(output.stem + ".merge.json"), "the merge report")
 
     digests: dict[str, bytes] = {}  # key -> digest of the copy kept, to tell benign from conflicting
     duplicates: Counter[str] = Counter()
@@ -94,6 +100,11 @@ def merge_shards(paths: list[Path], output: Path, expected: Iterable[str] | None
                 out.write(line + "\n")
             per_shard.append({"path": str(path), "records": records, "bad_lines": reader.skipped,
                               "errors": reader.errors[:5]})
+            if records == 0 and not allow_empty:
+                why = f"{reader.skipped} line(s), none a valid trace; first: {reader.errors[0]}" if reader.skipped \
+                    else "it is empty"
+                raise DistillError(f"{path}: no valid trace in this shard ({why}). {output} was left as it was; "
+                                   "pass --allow-empty to merge anyway")
 
     report: dict[str, Any] = {
         "output": str(output),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from distill.config import GenerateConfig, config_hash
 from distill.errors import DistillError
-from distill.files import atomic_write_json
+from distill.files import atomic_write_json, unchanged_on_error
 from distill.generation.backends import Backend, Completion, Request, make_backend
 from distill.generation.extract import split_completion
 from distill.generation.output import GenerateResult, check_same_config, stats_path_for
@@ -53,14 +53,20 @@ def generate(config: GenerateConfig, *, problems: Iterable[Problem] | None = Non
     output = Path(config.output)
     digest = config_hash(config)
     check_same_config(output, digest)
-    writer = JsonlWriter(output, key=_trace_key)
+    with unchanged_on_error(output):  # bad problems, found by the counting pass, leave earlier traces as they were
+        writer = JsonlWriter(output, key=_trace_key)
+        try:
+            todo = _count_todo(config, problems, writer)
+        except BaseException:
+            writer.close()
+            raise
     counters = RunCounters(existing=writer.written)
     bar = GenerateProgress(enabled=progress, n=config.sampling.n)
     backend: Backend | None = None
     started = time.perf_counter()
     try:
         in_scope = _in_scope(config, problems)
-        bar.start(total_samples=_count_todo(config, problems, writer))
+        bar.start(total_samples=todo)
         requests = _requests(in_scope, config, writer, counters, bar)
         first = next(requests, None)
         if first is not None:  # work to do: only now pay for loading the teacher

@@ -12,8 +12,8 @@ from typing import Any
 
 from distill.config import R1_ZERO_TEMPLATE, RLConfig
 from distill.errors import DistillError
-from distill.filter.stage import load_problems
 from distill.generation.prompts import build_messages, render_prompt, template_opens_think, user_text
+from distill.problems import iter_problems
 from distill.records import Problem
 from distill.rl.rewards import Completion, make_completion
 
@@ -28,16 +28,21 @@ class PromptSet:
 def read_problems(path: Path | None) -> dict[str, Problem]:
     if path is None:
         raise DistillError("rl.problems is not set: give the Problem JSONL to train on (e.g. data/demo/train.jsonl)")
-    if not Path(path).exists():
-        raise DistillError(f"{path}: no such Problem JSONL (rl.problems)")
-    problems = load_problems(Path(path))
+    problems = {p.id: p for p in iter_problems(Path(path), label="rl.problems")}
     if not problems:
-        raise DistillError(f"{path}: no problems in it")
+        raise DistillError(f"{path}: holds no problems (rl.problems)")
     unverifiable = [p.id for p in problems.values() if p.domain == "math" and p.answer is None]
     if unverifiable:
         raise DistillError(f"{path}: {len(unverifiable)} math problem(s) without a gold 'answer' (first: "
                            f"'{unverifiable[0]}'); the accuracy reward needs one for every problem")
     return problems
+
+
+def check_problems(config: RLConfig) -> int:
+    """The RL data read and checked before anything else (a dry run, a model load): the Problem file exists,
+    every row is a Problem, there is at least one, each math problem has a gold answer. Returns the count.
+    The reward names were checked when the config was made (RewardConfig)."""
+    return len(read_problems(config.problems))
 
 
 def build_prompts(problems: dict[str, Problem], tokenizer: Any, config: RLConfig) -> PromptSet:

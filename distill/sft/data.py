@@ -28,7 +28,7 @@ from distill.chat_format import assistant_turn
 from distill.errors import DistillError
 from distill.files import stat_fingerprint
 from distill.jsonl import JsonlReader
-from distill.records import Trace
+from distill.records import Trace, read_traces
 
 IGNORE = -100
 SENTINEL = "\u2063DISTILL_ASSISTANT_TURN\u2063"  # invisible separators: no template rewrites this
@@ -135,6 +135,16 @@ def build_example(tokenizer, messages: list[dict[str, str]], reasoning: str, ans
     labels = [IGNORE] * start + ids[start:end + 1] + [IGNORE] * (len(ids) - end - 1)
     return {"input_ids": ids, "labels": labels, "stop_id": r.stop_id,
             "template_kept_reasoning": r.template_kept_reasoning}
+
+
+# ------------------------------------------------------------------------------------- the train file
+def check_train_file(train_file: Path | str) -> int:
+    """Read the whole train file before anything else (a dry run, a model load): every row a trace, at least
+    one row. Returns the number of traces; the error names the file, line and field."""
+    rows = sum(1 for _ in read_traces(train_file, "sft trains on kept traces (kept.jsonl from `distill filter`)"))
+    if rows == 0:
+        raise DistillError(f"{train_file}: holds no traces; nothing to train on (did the filter keep any?)")
+    return rows
 
 
 # ------------------------------------------------------------------------------------------ datasets

@@ -82,8 +82,8 @@ def _read_recipe(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError, RecursionError):
         return {}  # the viewer shows the data; a broken recipe copy should not hide it
     return data if isinstance(data, dict) else {}
 
