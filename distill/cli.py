@@ -205,10 +205,10 @@ def sft(
         raise DistillError("no training data: pass --train-file KEPT.jsonl or set sft.train_file")
     from distill.sft.data import check_train_file
 
-    records = check_train_file(config.train_file)  # before the model is looked at: bad data is the cheap error
+    check_train_file(config.train_file)  # before the model is looked at: bad data is the cheap error
     module = stage_module("distill.sft")
     if dry_run:
-        console.print_json(data={**module.dry_run(config, world_size=world_size), "train_records": records})
+        console.print_json(data=module.dry_run(config, world_size=world_size))
         return
     if check:
         from distill.sft.check import check as check_student
@@ -268,9 +268,15 @@ def eval_(
     limit: Annotated[int | None, typer.Option(min=1, help="only the first N problems of each --bench")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="where scores go")] = None,
     backend: Annotated[str | None, typer.Option(help="vllm | openai | hf")] = None,
+    rescore: Annotated[Path | None, typer.Option(help="an eval output folder: judge its stored samples again "
+                                                      "with the current verifier, without generating")] = None,
 ):
     """Score models on benchmarks: pass@1 (mean of k), pass@k, cons@k, 95% intervals, side by side."""
     from distill.config import is_recipe, load_recipe, load_stage
+
+    if rescore is not None:
+        stage_module("distill.eval").rescore(rescore)
+        return
 
     recipe, overrides = split_args(args)
     if models is not None:
@@ -333,12 +339,17 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="the 5-minute version: SmolLM2 distilled into itself")] = False,
     run_dir: Annotated[Path | None, typer.Option(help="where the demo writes")] = None,
     rl: Annotated[bool, typer.Option("--rl", help="GRPO after the self-distillation demo (SmolLM2): base vs SFT vs SFT+RL")] = False,
+    overrides: Annotated[list[str] | None, typer.Argument(
+        metavar="[KEY=VALUE]...", help="changes to the demo's recipe, e.g. generate.limit=16 eval.k=2")] = None,
 ):
     """The whole loop on 2 CPU cores: SmolLM2 teaches Gemma 3 270M base; base vs distilled student, with intervals."""
     if rl:
+        if overrides:
+            raise DistillError("distill demo --rl takes no KEY=VALUE changes: it runs the self-distillation recipe "
+                               "and data/demo/rl.yaml as shipped")
         stage_module("distill.rl.demo").main(quick=quick, run_dir=run_dir)
         return
-    stage_module("distill.demo").main(quick=quick, run_dir=run_dir)
+    stage_module("distill.demo").main(quick=quick, run_dir=run_dir, overrides=list(overrides or []))
 
 
 @app.command()
@@ -442,7 +453,8 @@ def recipes_schema():
 @friendly_errors
 def plan(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML (a shipped name or a path)")],
-    gpu: Annotated[str, typer.Option(help="h100 | h200 | a100 | l40s")] = "h100",
+    gpu: Annotated[str, typer.Option(help="h100 | h100-pcie | h200 | a100 | a100-40gb | l40s | l4 "
+                                          "(peaks and their sources: distill/gpus.py)")] = "h100",
     traces: Annotated[int | None, typer.Option(min=1, help="SFT traces wanted (default: the kept file, else 800k)")
                       ] = None,
     keep_rate: Annotated[float | None, typer.Option(help="share of generated traces the filter keeps, in (0, 1]")
@@ -478,6 +490,9 @@ def plan(
                   f"{sft_plan['gpu_hours']:,.0f}", f"{sft_plan['usd']:,.0f}")
     table.add_row("total", "", f"{result['total']['gpu_hours']:,.0f}", f"{result['total']['usd']:,.0f}")
     console.print(table)
+    console.print(f"peak {result['gpu_peak']['bf16_tflops']} TFLOP/s bf16 ({result['gpu_peak']['source']}); "
+                  f"SFT at {result['utilisation']['sft']:.0%} utilisation ({result['utilisation']['sft_source']})",
+                  highlight=False, markup=False)
     for name, row in sft_plan["memory_per_device_gib"].items():
         console.print(f"memory per device, {name.replace('_', ' ')}: "
                       + ", ".join(f"{k} {v:.1f} GiB" for k, v in row.items()))

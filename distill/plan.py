@@ -98,6 +98,13 @@ def _measured_trace_tokens(recipe: Recipe) -> float | None:
     return tokens.get("mean")
 
 
+def _imported(recipe: Recipe, generated: int, mean_tokens: float) -> dict[str, Any]:
+    """The generation row of a recipe that imports its traces: no teacher run, nothing to pay."""
+    return {"teacher": f"imported: {recipe.import_traces.source}", "teacher_params_b": 0.0, "active_params_b": 0.0,
+            "traces_generated": generated, "output_tokens": generated * mean_tokens, "tokens_per_s_per_gpu": 0.0,
+            "gpus_per_replica": 0, "gpu_hours": 0.0, "usd": 0.0}
+
+
 def plan(recipe: Recipe, *, gpu: str = "h100", traces: int | None = None, keep_rate: float | None = None,
          mean_tokens: float | None = None, teacher: str | None = None, teacher_params: float | None = None,
          usd_per_hour: float | None = None) -> dict[str, Any]:
@@ -129,19 +136,23 @@ def plan(recipe: Recipe, *, gpu: str = "h100", traces: int | None = None, keep_r
     if not 0 < keep_rate <= 1:
         raise DistillError(f"plan: keep_rate must be in (0, 1], got {keep_rate}")
 
-    # ---- generation
-    teacher = teacher or gen.model
-    total, active = _teacher_params(teacher, teacher_params)
+    # ---- generation (none when the recipe imports a public trace set: the teacher already ran)
     generated = math.ceil(traces / keep_rate)
-    output_tokens = generated * mean_tokens
-    per_gpu = DECODE_UTILISATION * card.bf16_tflops * 1e12 / (2 * active)
-    gen_hours = output_tokens / per_gpu / 3600
-    weight_bytes = total * (1 if teacher in TEACHERS else 2)  # R1 ships FP8 weights; others bf16
-    replica_gpus = 2 ** math.ceil(math.log2(max(1.0, weight_bytes * 1.25 / (card.memory_gib * GIB))))
-    generation = {"teacher": teacher, "teacher_params_b": round(total / 1e9, 3), "active_params_b": round(active / 1e9, 3),
-                  "traces_generated": generated, "output_tokens": output_tokens,
-                  "tokens_per_s_per_gpu": round(per_gpu, 1), "gpus_per_replica": replica_gpus,
-                  "gpu_hours": round(gen_hours, 2), "usd": round(gen_hours * price, 2)}
+    if recipe.import_traces is not None and teacher is None:
+        generation, gen_hours = _imported(recipe, generated, mean_tokens), 0.0
+    else:
+        teacher = teacher or gen.model
+        total, active = _teacher_params(teacher, teacher_params)
+        output_tokens = generated * mean_tokens
+        per_gpu = DECODE_UTILISATION * card.bf16_tflops * 1e12 / (2 * active)
+        gen_hours = output_tokens / per_gpu / 3600
+        weight_bytes = total * (1 if teacher in TEACHERS else 2)  # R1 ships FP8 weights; others bf16
+        replica_gpus = 2 ** math.ceil(math.log2(max(1.0, weight_bytes * 1.25 / (card.memory_gib * GIB))))
+        generation = {"teacher": teacher, "teacher_params_b": round(total / 1e9, 3),
+                      "active_params_b": round(active / 1e9, 3), "traces_generated": generated,
+                      "output_tokens": output_tokens, "tokens_per_s_per_gpu": round(per_gpu, 1),
+                      "gpus_per_replica": replica_gpus, "gpu_hours": round(gen_hours, 2),
+                      "usd": round(gen_hours * price, 2)}
 
     # ---- sft
     counts, model_config = _student_counts(model_source(sft.model), sft.method == "full", sft.lora.model_dump_json())

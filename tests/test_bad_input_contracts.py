@@ -177,7 +177,7 @@ def test_dry_runs_read_and_count_their_data(tmp_path):
     train.write_text(json.dumps({"problem_id": "p", "sample": 0, "teacher": "t", "completion": "x",
                                  "prompt": [{"role": "user", "content": "q"}]}) + "\n")
     sft = CliRunner().invoke(app, ["sft", "--dry-run", "--train-file", str(train), "model=bundled:tiny"])
-    assert sft.exit_code == 0 and json.loads(sft.stderr)["train_records"] == 1, sft.output
+    assert sft.exit_code == 0 and json.loads(sft.stderr)["train_file"]["records"] == 1, sft.output
     problems = tmp_path / "problems.jsonl"
     problems.write_text('{"id": "a", "problem": "1+1?", "answer": "2"}\n{"id": "b", "problem": "2+2?", "answer": "4"}\n')
     rl = CliRunner().invoke(app, ["rl", "--dry-run", "--problems", str(problems), "--model", "bundled:tiny"])

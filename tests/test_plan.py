@@ -136,3 +136,15 @@ def test_sft_utilisation_is_the_gpu_checks_where_it_measured_one(tmp_path):
     assert value == 0.31 and "NVIDIA H200" in source  # the rehearsal (a CPU) never counts
     assert measured_sft_utilisation("h100", results) is None
     assert measured_sft_utilisation("h200", tmp_path / "missing.json") is None
+
+
+def test_a_recipe_that_imports_traces_plans_no_teacher_run():
+    """An OpenR1 recipe starts from published traces: the teacher already ran, so generation costs nothing;
+    naming a teacher still plans one (what generating the set again would cost)."""
+    recipe = load_recipe(ROOT / "recipes/students/qwen2.5-math-1.5b-openr1-lora.yaml")
+    assert recipe.import_traces is not None
+    imported = plan(recipe, traces=2000, mean_tokens=4000.0, keep_rate=0.5)
+    assert imported["generation"]["teacher"] == f"imported: {recipe.import_traces.source}"
+    assert imported["generation"]["gpu_hours"] == 0.0 and imported["total"]["gpu_hours"] == imported["sft"]["gpu_hours"]
+    again = plan(recipe, traces=2000, mean_tokens=4000.0, keep_rate=0.5, teacher="deepseek-ai/DeepSeek-R1")
+    assert again["generation"]["gpu_hours"] > 0

@@ -66,7 +66,8 @@ def test_recipe_runs_a_few_steps_with_a_tiny_model(path, tmp_path, tiny_model):
 
 def test_rl_dry_run_from_a_recipe_prints_config_and_memory():
     zero = recipes_dir() / "rl" / "r1-zero-qwen2.5-math-1.5b.yaml"
-    result = CliRunner().invoke(app, ["rl", str(zero), "model=bundled:tiny", "--dry-run"])
+    problems = Path(__file__).parents[1] / "data" / "demo" / "train.jsonl"
+    result = CliRunner().invoke(app, ["rl", str(zero), "model=bundled:tiny", f"problems={problems}", "--dry-run"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{"):])
     assert report["config"]["template"] == "r1-zero" and report["memory"]["per_device_gib"]["ddp"] > 0
@@ -79,9 +80,8 @@ def test_rl_bad_field_is_one_clear_paragraph(tmp_path):
 
 
 def test_demo_arm_recipe_is_the_self_distillation_demo_plus_rl_on_its_student(tmp_path):
-    from distill.demo import demo_recipe
+    from distill.demo import RL_QUICK_STEPS, demo_recipe, rl_demo_recipe
     from distill.pipeline import model_aliases, stage_keys
-    from distill.rl.demo import QUICK_STEPS, rl_demo_recipe
 
     recipe = rl_demo_recipe(run_dir=tmp_path)
     plain = demo_recipe(name="demo-self", run_dir=tmp_path)
@@ -91,4 +91,4 @@ def test_demo_arm_recipe_is_the_self_distillation_demo_plus_rl_on_its_student(tm
     assert all(keys[s] == plain_keys[s] for s in ("generate", "filter", "sft"))  # a finished demo is reused
     assert list(model_aliases(recipe)) == ["base", "student", "policy"]
     quick = rl_demo_recipe(quick=True, run_dir=tmp_path)
-    assert quick.rl.max_steps == QUICK_STEPS and quick.name == "demo-quick"
+    assert quick.rl.max_steps == RL_QUICK_STEPS and quick.name == "demo-quick"

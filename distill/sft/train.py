@@ -34,11 +34,10 @@ from distill.chat_templates import template_token_ids
 from distill.config import PromptConfig, SFTConfig, config_hash
 from distill.errors import DistillError
 from distill.files import atomic_write_json, file_digest, publish_dir, read_json
-from distill.jsonl import count_lines
 from distill.models import resolve_model, shown_model
 from distill.sft.callbacks import JsonlLogCallback, RichProgressCallback, plot_log, rewind_log
 from distill.sft.check import check, first_trace, refuse
-from distill.sft.data import build_dataset, default_num_proc, load_tokenizer
+from distill.sft.data import build_dataset, check_train_file, default_num_proc, load_tokenizer
 from distill.sft.loss import loss_path, tiled_head
 from distill.sft.memory import ModelShape, estimate
 from distill.sft.merge import ensure_stop_token, finished_folders, save_in_precision
@@ -392,8 +391,7 @@ def train(config: SFTConfig, *, progress: bool = True, callbacks: list[TrainerCa
         raise DistillError("sft.output_dir is not set (where the student goes)")
     out = Path(config.output_dir)
     digest = config_hash(config)
-    if not Path(config.train_file).exists():
-        raise DistillError(f"{config.train_file}: no such file of kept traces (run `distill filter` first)")
+    check_train_file(config.train_file)  # every row a trace, at least one: named errors before any weights load
     # train_file is not part of the config hash (its path moves with the run dir); its content is.
     data_digest = file_digest(Path(config.train_file))
     done, trained_marker = out / "result.json", out / "trained.json"
@@ -443,7 +441,13 @@ def train(config: SFTConfig, *, progress: bool = True, callbacks: list[TrainerCa
 
 
 def dry_run(config: SFTConfig, world_size: int = 1) -> dict[str, Any]:
-    """The resolved config, parameter counts and a per-device memory estimate; loads no weights."""
+    """The resolved config, its data checked and counted, parameter counts and a per-device memory estimate;
+    loads no weights."""
+    if world_size < 1:
+        raise DistillError(f"world_size {world_size}: expected 1 or more devices")
+    # Bad data is the cheap error: checked before the model is looked at. Without a train file (a memory
+    # estimate before the data exists) there is nothing to check.
+    records = check_train_file(config.train_file) if config.train_file is not None else None
     model_path = resolve_model(config.model)
     precision = resolve_precision(config.precision)
     counts, model_config = count_parameters(model_path, config)
@@ -454,7 +458,6 @@ def dry_run(config: SFTConfig, world_size: int = 1) -> dict[str, Any]:
                       loss_path=loss_path(config.liger), device="gpu" if torch.cuda.is_available() else "cpu",
                       checkpoint_bytes=checkpoint_bytes(model_path, model_config, counts.total))
     sequences = config.per_device_batch_size * config.gradient_accumulation_steps * world_size
-    train_file = Path(config.train_file) if config.train_file is not None else None
     return {
         "config": config.model_dump(mode="json"), "config_hash": config_hash(config),
         "model_path": model_path, "method": config.method, "precision": precision, "world_size": world_size,
@@ -464,6 +467,5 @@ def dry_run(config: SFTConfig, world_size: int = 1) -> dict[str, Any]:
         "global_batch": {"rows": sequences, "max_tokens": sequences * config.max_length,
                          "packing": config.packing},
         "memory": memory,
-        "train_file": {"path": str(train_file) if train_file else None,
-                       "records": count_lines(train_file) if train_file and train_file.exists() else None},
+        "train_file": {"path": config.train_file and str(config.train_file), "records": records},
     }
