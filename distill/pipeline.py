@@ -17,7 +17,6 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,34 +28,9 @@ from distill.config import STAGES, Recipe, config_hash, dump_yaml, rl_follows_sf
 from distill.errors import DistillError
 from distill.eval.table import scores_table
 from distill.files import atomic_write_json, atomic_write_text
+from distill.run_report import RunSummary, StageReport  # the run's result type; the report renders it
 
 BEFORE_RL = ("generate", "filter", "sft")  # skipped by R1-Zero recipes (RL on a given model)
-
-
-@dataclass
-class StageReport:
-    name: str
-    status: str                   # ran | resumed | skipped | not configured
-    key: str
-    seconds: float
-    outputs: dict[str, str] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RunSummary:
-    run_dir: Path
-    stages: list[StageReport]
-    funnel: list[dict[str, Any]] | None = None
-    training: dict[str, Any] | None = None
-    scores: dict[str, Any] | None = None
-    dataset_card: Path | None = None
-    model_card: Path | None = None
-    report: Path | None = None
-    wall_s: float = 0.0
-
-    def stage(self, name: str) -> StageReport:
-        return next(s for s in self.stages if s.name == name)
 
 
 # ----------------------------------------------------------------------------------------------- keys

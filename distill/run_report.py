@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,36 @@ from distill.files import atomic_write_text, shown_path
 
 if TYPE_CHECKING:
     from distill.config import Recipe
-    from distill.pipeline import RunSummary
+
+
+@dataclass
+class StageReport:
+    """One stage of a `distill run`. This and `RunSummary`, what `distill run` returns, live here, below the
+    pipeline (which re-exports them), because the report renders them and must not import the pipeline."""
+
+    name: str
+    status: str                   # ran | resumed | skipped | not configured
+    key: str
+    seconds: float
+    outputs: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    stages: list[StageReport]
+    funnel: list[dict[str, Any]] | None = None
+    training: dict[str, Any] | None = None
+    scores: dict[str, Any] | None = None
+    dataset_card: Path | None = None
+    model_card: Path | None = None
+    report: Path | None = None
+    wall_s: float = 0.0
+
+    def stage(self, name: str) -> StageReport:
+        return next(s for s in self.stages if s.name == name)
+
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}

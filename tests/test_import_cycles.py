@@ -1,10 +1,15 @@
 """No import cycle inside the package: the layers import downwards only.
 
-Static analysis of the module-level imports of every module under distill/ (imports inside functions and
-under `if TYPE_CHECKING:` do not run at import time and are left out). An edge goes to the module an import
-names: `from distill.eval import metrics` is an edge to distill.eval.metrics, `from distill.filter import
-check` one to distill.filter (the package's __init__). A cycle of such edges means some module is used
-while it is half initialised, or a function-level import is hiding the cycle; both are what this forbids.
+Static analysis of every import statement of every module under distill/, wherever it is: the module body,
+`if TYPE_CHECKING:` blocks and function bodies alike. A function-level or type-checking import does not run
+at import time, but it is still a dependency, and hiding one inside a function is the usual way a cycle
+survives. An edge goes to the module an import names: `from distill.eval import metrics` is an edge to
+distill.eval.metrics, `from distill.filter import check` one to distill.filter (the package's __init__).
+Any strongly connected set of modules fails the test.
+
+`KNOWN_EDGES` lists, by name and with the reason and the fix, the imports that still close a cycle in files
+being changed elsewhere; they are left out of the graph. The list only shrinks: an entry whose import no
+longer exists fails the test too, so whoever removes the import removes the entry.
 """
 from __future__ import annotations
 
@@ -13,40 +18,40 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "distill"
 
+KNOWN_EDGES: dict[tuple[str, str], str] = {
+    ("distill.config", "distill.rl.rewards"):
+        "RewardConfig's validator imports the reward registry (BUILTIN, get_reward) to reject a misspelt "
+        "reward when the recipe is read; rl.rewards imports config, so the contract depends on a stage. "
+        "Fix: move BUILTIN and the REWARDS registry into distill.plugins (below config) and look the name up "
+        "there.",
+}
 
-def module_names() -> dict[str, Path]:
+
+def module_names(package: Path = PACKAGE) -> dict[str, Path]:
     names = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package.parent).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]
         names[".".join(parts)] = path
     return names
 
 
-def _runs_at_import(tree: ast.Module):
-    """Import statements executed when the module is imported (module body, if/try blocks, not functions)."""
-    pending = list(tree.body)
-    while pending:
-        node = pending.pop()
+def all_imports(tree: ast.Module):
+    """Every import statement in the file: module level, under TYPE_CHECKING, in functions and classes."""
+    for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             yield node
-        elif isinstance(node, ast.If):
-            if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
-                pending += node.body
-            pending += node.orelse
-        elif isinstance(node, ast.Try):
-            pending += node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body]
-        elif isinstance(node, ast.With):
-            pending += node.body
 
 
-def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+def import_graph(modules: dict[str, Path], skip: set[tuple[str, str]] | frozenset = frozenset()
+                 ) -> dict[str, set[str]]:
+    """Module -> the package modules it imports anywhere in its file; `skip` drops (importer, imported) pairs."""
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         is_package = path.name == "__init__.py"
         edges: set[str] = set()
-        for node in _runs_at_import(ast.parse(path.read_text(), str(path))):
+        for node in all_imports(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -56,7 +61,7 @@ def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
                     anchor = anchor[: len(anchor) - node.level + 1]
                     base = ".".join(anchor + ([base] if base else []))
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
-            edges |= {t for t in targets if t in modules and t != name}
+            edges |= {t for t in targets if t in modules and t != name and (name, t) not in skip}
         graph[name] = edges
     return graph
 
@@ -108,6 +113,29 @@ def test_graph_resolves_submodules_and_packages():
     assert "distill.config" in graph["distill"]
 
 
+def test_graph_sees_type_checking_and_function_level_imports(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "low.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                    "    from pkg.high import Thing\n")
+    (package / "high.py").write_text("def use():\n    from pkg import low\n    return low\n")
+    (package / "side.py").write_text("class A:\n    def f(self):\n        from . import high\n")
+    graph = import_graph(module_names(package))
+    assert graph["pkg.low"] == {"pkg.high"} and graph["pkg.high"] == {"pkg.low"}
+    assert graph["pkg.side"] == {"pkg.high"}
+    assert cycles(graph) == [["pkg.high", "pkg.low"]]
+    assert cycles(import_graph(module_names(package), skip={("pkg.low", "pkg.high")})) == []
+
+
 def test_no_import_cycle_inside_the_package():
-    found = cycles(import_graph(module_names()))
-    assert not found, "import cycles (module-level imports): " + "; ".join(" <-> ".join(c) for c in found)
+    found = cycles(import_graph(module_names(), skip=set(KNOWN_EDGES)))
+    assert not found, ("import cycles (every import statement, function-level and TYPE_CHECKING ones "
+                       "included): " + "; ".join(" <-> ".join(c) for c in found))
+
+
+def test_every_known_edge_still_exists():
+    """An allow-listed import that is gone must leave the list: the list only shrinks."""
+    graph = import_graph(module_names())
+    gone = [f"{a} -> {b}" for a, b in KNOWN_EDGES if b not in graph.get(a, set())]
+    assert not gone, "remove from KNOWN_EDGES (the import is gone): " + ", ".join(gone)

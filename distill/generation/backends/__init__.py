@@ -8,20 +8,13 @@ from __future__ import annotations
 
 from distill.config import GenerateConfig
 from distill.generation.backends.base import Backend, Completion, Request
+from distill.generation.backends.local import local_backend
 
 __all__ = ["Backend", "Completion", "Request", "make_backend"]
 
 
 def make_backend(config: GenerateConfig) -> Backend:
-    # Imported here, not above: each backend loads its own heavy stack (vllm, torch, openai, ray).
-    if config.executor == "ray":  # replicas of the backend below, each on its own share of a Ray cluster
-        from distill.generation.ray_executor import RayBackend
+    if config.executor == "ray":  # replicas of the local backend, each on its own share of a Ray cluster
+        from distill.generation.ray_executor import RayBackend  # imported here: it loads ray
         return RayBackend(config)
-    if config.backend == "vllm":
-        from distill.generation.backends.vllm_backend import VLLMBackend
-        return VLLMBackend(config)
-    if config.backend == "openai":
-        from distill.generation.backends.openai_backend import OpenAIBackend
-        return OpenAIBackend(config)
-    from distill.generation.backends.hf_backend import HFBackend
-    return HFBackend(config)
+    return local_backend(config)

@@ -16,6 +16,7 @@ from distill.errors import DistillError
 from distill.generation.backends.base import Completion, Request
 from distill.generation.engine import shared_llm, shutdown_llm
 from distill.generation.prompts import render_prompt, template_opens_think
+from distill.hooks import engine_dead_error, engine_max_model_len
 from distill.models import resolve_model
 
 
@@ -33,7 +34,7 @@ class VLLMBackend:
         self._ids = itertools.count()
         self._SamplingParams = SamplingParams
         self._final_only = RequestOutputKind.FINAL_ONLY
-        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self.max_model_len = engine_max_model_len(self.llm)
         self.sampler = choose_sampler(config.sampling.sampler)
 
     def prepare(self, request: Request) -> None:
@@ -61,7 +62,7 @@ class VLLMBackend:
         return self._SamplingParams(temperature=0.0, extra_args=extra, **common)
 
     def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
-        from vllm.v1.engine.exceptions import EngineDeadError
+        EngineDeadError = engine_dead_error()
 
         try:
             yield from self._generate(requests, max_in_flight)
@@ -75,7 +76,8 @@ class VLLMBackend:
 
     def _generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
         from vllm.inputs import TokensPrompt
-        from vllm.v1.engine.exceptions import EngineDeadError
+
+        EngineDeadError = engine_dead_error()
 
         engine = self.llm.llm_engine
         pending: dict[str, Request] = {}
