@@ -347,7 +347,7 @@ def demo(
         if overrides:
             raise DistillError("distill demo --rl takes no KEY=VALUE changes: it runs the self-distillation recipe "
                                "and data/demo/rl.yaml as shipped")
-        stage_module("distill.rl.demo").main(quick=quick, run_dir=run_dir)
+        stage_module("distill.demo").main_rl(quick=quick, run_dir=run_dir)
         return
     stage_module("distill.demo").main(quick=quick, run_dir=run_dir, overrides=list(overrides or []))
 

@@ -387,13 +387,13 @@ class RewardConfig(Config):
         names are imported when training starts (the module may only exist on the training machine)."""
         if ":" in name:
             return name
-        from distill.rl.rewards import BUILTIN, get_reward  # only when used: rewards load the verifiers
+        from distill.plugins import BUILTIN_REWARDS, REWARDS
 
-        if name not in BUILTIN:
+        if name not in BUILTIN_REWARDS:
             try:
-                get_reward(name)
+                REWARDS.lookup(name)
             except DistillError:
-                raise ValueError(f"unknown reward '{name}'; the built-in rewards are {', '.join(BUILTIN)}, or give "
+                raise ValueError(f"unknown reward '{name}'; the built-in rewards are {', '.join(BUILTIN_REWARDS)}, or give "
                                  "a @reward name, module:function, or an entry point of the distill.checks group"
                                  ) from None
         return name

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 from distill.errors import DistillError
 
 ENTRY_POINT_GROUP = "distill.checks"
+DEFAULT_TIMEOUT_S = 60.0  # a check or reward registered without its own timeout
+BUILTIN_REWARDS = ("accuracy", "format", "language", "overlong", "length")  # distill.rl.rewards defines them
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,6 +24,11 @@ def _same(a: Callable, b: Callable) -> bool:
     """One function seen twice, e.g. a script imported again as __mp_main__ in a worker."""
     return getattr(a, "__qualname__", None) == getattr(b, "__qualname__", None) and \
         getattr(a, "__code__", None) is not None and a.__code__.co_filename == b.__code__.co_filename
+
+
+def timeout_of(fn: Callable, default: float = DEFAULT_TIMEOUT_S) -> float:
+    """The timeout given at registration (it rides on the function), else `default`."""
+    return getattr(fn, "__distill_timeout_s__", default)
 
 
 class Registry:
@@ -85,3 +92,6 @@ class Registry:
         if not callable(target):
             raise DistillError(f"{self.kind} '{spec}': '{attr}' is not callable")
         return target
+
+
+REWARDS = Registry("reward")  # here, below the configs, so RewardConfig can check a name without loading rewards

@@ -26,25 +26,8 @@ RULES = {
     "the contracts import no stage": (("records", "config"), STAGES),
 }
 
-ALLOWED: dict[tuple[str, str], str] = {
-    ("distill.rl.demo", "distill.demo"):
-        "a re-export shim: the RL demo arm moved to distill.demo (main_rl), but distill/cli.py still calls "
-        "stage_module('distill.rl.demo').main. Fix: in cli.py's `demo`, call "
-        "stage_module('distill.demo').main_rl(quick=quick, run_dir=run_dir), then delete distill/rl/demo.py.",
-    ("distill.rl.rewards", "distill.filter.checks"):
-        "the format and language rewards call the filter's think_format and lang_mix checks. Fix: move the "
-        "trace checks both use (think_format, truncated, lang_mix and their script helpers) to a module "
-        "below both, distill/checks.py; filter/checks.py re-exports them and rewards imports distill.checks.",
-    ("distill.rl.rewards", "distill.filter.registry"):
-        "rewards reads a custom reward's timeout with the filter's check_timeout_s. Fix: move check_timeout_s "
-        "(getattr(fn, '__distill_timeout_s__', default)) to distill.plugins, which sets that attribute.",
-    ("distill.kd.onpolicy", "distill.filter.stage"):
-        "on-policy KD reads its problems with the filter's load_problems. Fix: "
-        "{p.id: p for p in distill.problems.iter_problems(config.problems, label='kd.problems')}.",
-    ("distill.config", "distill.rl.rewards"):
-        "RewardConfig's validator imports the reward registry to reject a misspelt reward name. Fix: move "
-        "BUILTIN and the REWARDS registry to distill.plugins and validate against them there.",
-}
+# (importer, imported) -> why it is tolerated and how to fix it; empty: every rule holds.
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _under(module: str, packages: tuple[str, ...]) -> bool:

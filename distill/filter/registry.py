@@ -21,11 +21,11 @@ process on the list of traces still kept.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
+from distill.checks import CheckResult
 from distill.errors import DistillError
-from distill.plugins import F, Registry
+from distill.plugins import F, Registry, timeout_of
 from distill.records import Problem, Trace, Verdict
 
 DEFAULT_CHECK_TIMEOUT_S = 60.0
@@ -35,13 +35,6 @@ StepFn = Callable[[list[Verdict]], Iterable[Verdict]]
 
 CHECKS = Registry("check")
 STEPS = Registry("dataset_step")
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    passed: bool
-    reason: str = ""
-    score: Any = None
 
 
 def check(name: str, *, timeout_s: float = DEFAULT_CHECK_TIMEOUT_S) -> Callable[[F], F]:
@@ -54,7 +47,7 @@ def check(name: str, *, timeout_s: float = DEFAULT_CHECK_TIMEOUT_S) -> Callable[
 
 
 def check_timeout_s(fn: Callable) -> float:
-    return getattr(fn, "__distill_timeout_s__", DEFAULT_CHECK_TIMEOUT_S)
+    return timeout_of(fn, DEFAULT_CHECK_TIMEOUT_S)
 
 
 def dataset_step(name: str) -> Callable[[F], F]:

@@ -31,24 +31,20 @@ from typing import Any, Self
 
 from distill.chat_format import THINK_CLOSE, THINK_OPEN
 from distill.config import QualityConfig, SandboxConfig
-from distill.filter import checks
-from distill.filter.registry import check_timeout_s
+from distill import checks
 from distill.generation.extract import split_completion
-from distill.plugins import Registry
+from distill.plugins import BUILTIN_REWARDS as BUILTIN
+from distill.plugins import REWARDS, timeout_of
 from distill.records import Problem, Trace
 from distill.verify import verify_budget_s, verify_inline
 from distill.verify.workers import Failure, Retry, SupervisedPool, phase
 
-BUILTIN = ("accuracy", "format", "language", "overlong", "length")
 GROUP_REWARDS = ("length",)  # need the whole group: computed in the parent after the per-completion ones
 PRELOAD = ["distill.verify", "distill.verify._warm", "distill.rl.rewards"]
 DEFAULT_REWARD_TIMEOUT_S = 30.0
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 # R1-Zero: everything after </think> is one <answer> block (whitespace around it allowed).
 _WHOLE_ANSWER_TAG = re.compile(r"\s*<answer>(?:(?!</?answer>).)*?</answer>\s*", re.DOTALL)
-
-REWARDS = Registry("reward")
-
 
 @dataclass(frozen=True)
 class Completion:
@@ -178,7 +174,7 @@ def budget_s(name: str, c: Completion, s: Settings) -> float:
         return verify_budget_s(c.problem, s.math_timeout_s, s.sandbox)
     if name in PER_COMPLETION:
         return 30.0  # linear-time text checks; this only catches a pathological regex
-    return check_timeout_s(dict(s.custom)[name])
+    return timeout_of(dict(s.custom)[name])
 
 
 def run_task(task: tuple) -> dict[str, float]:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from distill.errors import DistillError
+from distill.hooks import attn_implementation
 
 IGNORE = -100
 
@@ -169,6 +170,6 @@ def check_packing(model, collator: PackedCollator | None = None,
     if gap > 0.1 * leak:
         raise DistillError(
             f"packed examples attend to each other with attn_implementation="
-            f"'{model.config._attn_implementation}' at a batch of {ids.shape[0]} row(s) (logit gap {gap:.3g}, "
+            f"'{attn_implementation(model)}' at a batch of {ids.shape[0]} row(s) (logit gap {gap:.3g}, "
             f"a leak gives {leak:.3g}); set sft.packing=false")
     return {"packed_vs_alone": gap, "contaminated_vs_alone": leak, "rows": int(ids.shape[0])}
