@@ -1,0 +1,515 @@
+"""`distill kd`: on-policy distillation. The student samples, the teacher scores every sampled token, and the
+student is trained to lower its per-token reverse KL to the teacher (tinker-cookbook's and Qwen3's recipe).
+
+One step:
+    1. sample      prompts_per_step problems x samples_per_prompt completions from the student (transformers
+                   generate, seeded by step: a resumed run draws what the uninterrupted run would have)
+    2. score       the teacher's log-prob of every sampled token (one no-grad forward), the student's with grad
+    3. advantage   -kl_coef * k(log s - log t) per token (+ each reward's weight x its group-centred value)
+    4. update      policy-gradient loss, token mean, clipped, one optimizer step (loss=jsd: TRL's generalized
+                   JSD over the full vocabulary instead)
+
+Why a loop of our own and not TRL's DistillationTrainer: measured in bench/kd.py (bench/results/kd.md). The
+reverse-KL advantage needs only the sampled token's log-prob from each model, which the forward passes give
+anyway; TRL's trainer computes a full-vocabulary divergence in chunks and checkpoints activations by default.
+
+Output folder (as `sft` and `rl`):
+    checkpoints/checkpoint-N/   trainable weights, optimizer, scheduler, RNG; a rerun resumes from the newest
+    log.jsonl, kd.png           per step: kl (sampled-token k1), kl_exact (full vocabulary), loss, rewards, ...
+    adapter/ + merged/ (LoRA, QLoRA)  or  model/ (full)
+    kd_config.json, trained.json, metrics.json, result.json (written last)
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.config import config_hash
+from distill.errors import DistillError
+from distill.files import atomic_write_json, publish_dir, read_json
+from distill.jsonl import JsonlReader, JsonlWriter
+from distill.kd.config import KDConfig
+from distill.kd.losses import (
+    exact_reverse_kl,
+    generalized_jsd,
+    kl_estimate,
+    masked_mean,
+    policy_gradient_loss,
+    reverse_kl_advantage,
+    token_logprobs,
+)
+from distill.kd.teacher import Teacher, check_tokenizers
+from distill.models import resolve_model, shown_model
+from distill.sft.callbacks import rewind_log
+from distill.sft.modeling import DTYPES, load_model, lora_config, resolve_precision
+from distill.sft.train import TrainResult
+
+
+@dataclass
+class KDResult(TrainResult):
+    @property
+    def policy(self) -> Path:
+        """The folder vLLM and `distill eval` load."""
+        return self.merged_dir or self.adapter_dir or self.output_dir
+
+
+# ------------------------------------------------------------------------------------------ setup
+def student_path(config: KDConfig, out: Path) -> str:
+    """The student to start from: a folder or hub id as is; an adapter folder merged into its base first."""
+    from distill.sft.merge import merge_adapter
+
+    if config.model is None:
+        raise DistillError("kd.model is not set: the student (a base model, a merged SFT student or an adapter)")
+    path = resolve_model(config.model)
+    adapter = Path(path) / "adapter_config.json"
+    if not adapter.exists():
+        return path
+    base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise DistillError(f"{adapter}: no base_model_name_or_path, so the adapter's base model is unknown")
+    merged = out / "initial_student"
+    if not (merged / "config.json").exists():
+        merge_adapter(Path(path), merged, base_path=resolve_model(base))
+    return str(merged)
+
+
+def teacher_path(config: KDConfig) -> str:
+    if config.teacher is None:
+        raise DistillError("kd.teacher is not set: the model whose log-probs the student learns "
+                           "(same tokenizer as the student)")
+    return resolve_model(config.teacher)
+
+
+def step_problems(ids: list[str], step: int, per_step: int, seed: int) -> list[str]:
+    """The problems of `step` (0-based): epochs of seeded permutations, a pure function of the step."""
+    chosen = []
+    for slot in range(step * per_step, (step + 1) * per_step):
+        epoch, index = divmod(slot, len(ids))
+        order = list(ids)
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        chosen.append(order[index])
+    return chosen
+
+
+def lr_lambda(config: KDConfig):
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / (config.warmup_steps + 1)
+        if config.lr_scheduler == "constant":
+            return 1.0
+        progress = (step - config.warmup_steps) / max(config.max_steps - config.warmup_steps, 1)
+        if config.lr_scheduler == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+# ----------------------------------------------------------------------------------------- checkpoints
+def _trainable(model) -> dict[str, torch.Tensor]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint-N whose state.json exists (written last, so the checkpoint is whole)."""
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "state.json").exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, keep: int | None) -> None:
+    from safetensors.torch import save_file
+
+    target = folder / f"checkpoint-{step}"
+    staging = folder / f".checkpoint-{step}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_file({n: p.detach().contiguous() for n, p in _trainable(model).items()}, staging / "trainable.safetensors")
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state()}, staging / "optimizer.pt")
+    atomic_write_json(staging / "state.json", {"step": step})
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    if keep is not None:
+        olds = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                      key=lambda p: int(p.name.split("-")[-1]))
+        for old in olds[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(checkpoint: Path, model, optimizer, scheduler) -> int:
+    from safetensors.torch import load_file
+
+    weights = load_file(checkpoint / "trainable.safetensors")
+    params = _trainable(model)
+    missing = set(params) - set(weights)
+    if missing:
+        raise DistillError(f"{checkpoint}: holds no weights for {sorted(missing)[:3]}; it belongs to another run")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+    state = torch.load(checkpoint / "optimizer.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(read_json(checkpoint / "state.json")["step"])
+
+
+# ----------------------------------------------------------------------------------------------- a step
+@dataclass
+class Batch:
+    input_ids: torch.Tensor       # [B, P + C]: left-padded prompt, then the completion (right-padded)
+    attention_mask: torch.Tensor  # [B, P + C]
+    completion_mask: torch.Tensor  # [B, C]: 1 on sampled tokens up to and including the stop token
+    problem_ids: list[str]
+    users: list[str]
+
+    @property
+    def completion_length(self) -> int:
+        return self.completion_mask.shape[1]
+
+
+def sample(student, tokenizer, rows: list[dict], config: KDConfig, step: int, stop_ids: list[int],
+           autocast) -> Batch:
+    """samples_per_prompt completions per row, from the student as it is now, seeded by (seed, step)."""
+    from transformers import GenerationConfig
+
+    texts = [row["prompt"] for row in rows for _ in range(config.samples_per_prompt)]
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    encoded = encoded.to(next(student.parameters()).device)
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(config.seed * 1_000_003 + step)
+    was_training = student.training
+    student.eval()
+    try:
+        # A fresh generation config: the model's own may carry a repetition penalty or top-k, and samples must
+        # come from the student's distribution (at `temperature`) for the KL estimate to be one.
+        generation = GenerationConfig(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
+                                      max_new_tokens=config.max_completion_length, eos_token_id=stop_ids,
+                                      pad_token_id=tokenizer.pad_token_id, use_cache=True)
+        with torch.no_grad(), autocast():
+            out = student.generate(**encoded, generation_config=generation)
+    finally:
+        student.train(was_training)
+        torch.set_rng_state(generator_state)
+    prompt_len = encoded["input_ids"].shape[1]
+    completion = out[:, prompt_len:]
+    # Tokens after the first stop token are padding: mask them (the stop token itself is trained on).
+    is_stop = torch.isin(completion, torch.tensor(stop_ids, device=completion.device))
+    after_stop = (is_stop.long().cumsum(-1) - is_stop.long()) > 0
+    completion_mask = (~after_stop).long()
+    attention_mask = torch.cat([encoded["attention_mask"], completion_mask], dim=1)
+    return Batch(out, attention_mask, completion_mask,
+                 [row["problem_id"] for row in rows for _ in range(config.samples_per_prompt)],
+                 [row["user"] for row in rows for _ in range(config.samples_per_prompt)])
+
+
+def student_logits(student, batch: Batch) -> torch.Tensor:
+    positions = (batch.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    keep = batch.completion_length
+    out = student(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions,
+                  logits_to_keep=keep + 1, use_cache=False)
+    return out.logits[:, :-1]
+
+
+def reward_advantage(config: KDConfig, scorer, prompts, batch: Batch, tokenizer) -> tuple[torch.Tensor, dict]:
+    """Each reward's weight x its value minus the mean over the problem's samples (GRPO's centring, unscaled)."""
+    from distill.rl.data import to_completions
+
+    completion_ids = batch.input_ids[:, -batch.completion_length:]
+    lengths = batch.completion_mask.sum(-1).tolist()
+    texts = [tokenizer.decode(ids[:n], skip_special_tokens=True) for ids, n in zip(completion_ids, lengths)]
+    completions = to_completions(prompts, batch.problem_ids, batch.users, texts, lengths,
+                                 config.max_completion_length)
+    columns = scorer.score(completions, config.samples_per_prompt)
+    total = torch.zeros(len(texts))
+    for reward in config.rewards:
+        total += reward.weight * torch.tensor(columns[reward.name], dtype=torch.float32)
+    grouped = total.view(-1, config.samples_per_prompt)
+    centred = (grouped - grouped.mean(-1, keepdim=True)).view(-1)
+    logged = {f"reward/{name}": float(sum(values) / len(values)) for name, values in columns.items()}
+    logged["reward"] = float(total.mean())
+    return centred, logged
+
+
+# ------------------------------------------------------------------------------------------------ train
+def _fit(config: KDConfig, out: Path, model_path: str, teacher_dir: str, progress: bool, console) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    from distill.problems import iter_problems
+    from distill.rl.data import build_prompts
+
+    digest = config_hash(config)
+    checkpoints = out / "checkpoints"
+    last = last_checkpoint(checkpoints)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if config.problems is None or not Path(config.problems).exists():
+        raise DistillError(f"kd.problems: {config.problems}: no such Problem JSONL (the prompts the student answers)")
+    problems = {p.id: p for p in iter_problems(Path(config.problems), label="kd.problems")}
+    prompts = build_prompts(problems, tokenizer, config)
+    rows = {row["problem_id"]: row for row in prompts.rows}
+    stop_ids = sorted({tokenizer.eos_token_id, *(
+        [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>")
+         if t in tokenizer.get_vocab()])})
+
+    precision = resolve_precision(config.precision)
+    compute = DTYPES[precision]
+    teacher_dtype = compute if config.teacher_dtype == "auto" else DTYPES[config.teacher_dtype]
+    student = load_model(model_path, config, precision)
+    if config.method != "full":
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if config.method == "qlora":
+            student = prepare_model_for_kbit_training(student, use_gradient_checkpointing=config.gradient_checkpointing)
+        student = get_peft_model(student, lora_config(config))
+    if config.gradient_checkpointing:
+        student.gradient_checkpointing_enable({"use_reentrant": False})
+    autocast = (lambda: torch.autocast("cpu" if not torch.cuda.is_available() else "cuda", dtype=compute)) \
+        if precision != "fp32" else nullcontext
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if config.method != "qlora":  # a 4-bit student is placed at load time and cannot be moved
+        student.to(device)
+    teacher = Teacher.load(teacher_dir, teacher_dtype, device)
+    # On CPUs with native bf16 math the student samples from a plain bf16 copy refreshed before each step:
+    # measured faster than generating through peft/fp32 layers (distill.rl.transformers_rollout, bench/rl.py).
+    rollout_copy = None
+    if device.type == "cpu" and precision == "bf16" and config.method != "qlora":
+        from distill.rl.transformers_rollout import RolloutCopy
+
+        rollout_copy = RolloutCopy(model_path)
+
+    optimizer = torch.optim.AdamW(list(_trainable(student).values()), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+    start = load_checkpoint(last, student, optimizer, scheduler) if last is not None else 0
+    log_path = out / "log.jsonl"
+    if last is None and log_path.exists():
+        log_path.unlink()  # a fresh start: the old log belongs to a run that left no checkpoint
+    resumed_row = rewind_log(log_path, start) if last is not None else None
+    elapsed_before = float(resumed_row.get("elapsed_s", 0.0)) if resumed_row else 0.0
+    tokens_before = int(resumed_row.get("tokens", 0)) if resumed_row else 0
+    console.print(f"kd: {config.loss}{' (' + config.estimator + ')' if config.loss == 'reverse_kl' else ''}, "
+                  f"{config.method}, {precision}; student {shown_model(model_path)}, teacher "
+                  f"{shown_model(teacher_dir)}; {config.prompts_per_step} x {config.samples_per_prompt} completions "
+                  f"a step" + (f"; resuming after step {start}" if start else ""), highlight=False)
+
+    scorer = None
+    if config.rewards:
+        from distill.rl.rewards import RewardScorer, Settings, resolve_custom
+
+        names = [r.name for r in config.rewards]
+        scorer = RewardScorer(names, Settings(math_timeout_s=config.math_timeout_s, sandbox=config.sandbox,
+                                              answer_tag=config.template == "r1-zero",
+                                              max_completion_length=config.max_completion_length,
+                                              custom=resolve_custom(names)), config.reward_workers)
+    ids = list(rows)
+    writer = JsonlWriter(log_path, flush_every=1)
+    started = time.perf_counter()
+    tokens = tokens_before
+    timings: dict[str, list[float]] = {"sample_s": [], "score_s": [], "update_s": []}
+    try:
+        student.train()
+        for step in range(start, config.max_steps):
+            t0 = time.perf_counter()
+            step_rows = [rows[i] for i in step_problems(ids, step, config.prompts_per_step, config.seed)]
+            if rollout_copy is not None:
+                rollout_copy.sync(student)
+            sampler = rollout_copy.model if rollout_copy is not None else student
+            batch = sample(sampler, tokenizer, step_rows, config, step, stop_ids, autocast)
+            batch = Batch(batch.input_ids.to(device), batch.attention_mask.to(device),
+                          batch.completion_mask.to(device), batch.problem_ids, batch.users)
+            t1 = time.perf_counter()
+            keep = batch.completion_length
+            completion_ids = batch.input_ids[:, -keep:]
+            teacher_logits = teacher.logits(batch.input_ids, batch.attention_mask, keep)
+            t2 = time.perf_counter()
+            with autocast():
+                logits = student_logits(student, batch)
+            mask = batch.completion_mask
+            s_lp = token_logprobs(logits, completion_ids)
+            t_lp = token_logprobs(teacher_logits, completion_ids)
+            row: dict[str, Any] = {"step": step + 1}
+            if config.loss == "reverse_kl":
+                advantage = reverse_kl_advantage(s_lp, t_lp, estimator=config.estimator, coef=config.kl_coef)
+            else:
+                advantage = torch.zeros_like(s_lp)
+            if scorer is not None:
+                centred, logged = reward_advantage(config, scorer, prompts, batch, tokenizer)
+                advantage = advantage + centred.to(device).unsqueeze(-1)
+                row.update(logged)
+            loss = policy_gradient_loss(s_lp, advantage, mask)
+            if config.loss == "jsd":
+                loss = loss + config.kl_coef * masked_mean(
+                    generalized_jsd(logits, teacher_logits, config.jsd_beta, config.temperature), mask)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(list(_trainable(student).values()), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            t3 = time.perf_counter()
+
+            with torch.no_grad():
+                exact = masked_mean(torch.stack([exact_reverse_kl(logits[i].detach(), teacher_logits[i])
+                                                 for i in range(len(logits))]), mask)
+            step_tokens = int(batch.attention_mask.sum())
+            tokens += step_tokens
+            for name, seconds in (("sample_s", t1 - t0), ("score_s", t2 - t1), ("update_s", t3 - t2)):
+                timings[name].append(seconds)
+            row.update({
+                "kl": float(masked_mean(kl_estimate(s_lp.detach(), t_lp, "k1"), mask)),
+                "kl_k3": float(masked_mean(kl_estimate(s_lp.detach(), t_lp, "k3"), mask)),
+                "kl_exact": float(exact), "loss": float(loss.detach()), "grad_norm": float(grad_norm),
+                "learning_rate": scheduler.get_last_lr()[0],
+                "completion_length": float(mask.sum(-1).float().mean()), "tokens": tokens,
+                "step_seconds": round(t3 - t0, 3), "sample_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3),
+                "update_s": round(t3 - t2, 3),
+                "elapsed_s": round(elapsed_before + time.perf_counter() - started, 3),
+            })
+            if (step + 1) % config.logging_steps == 0 or step + 1 == config.max_steps:
+                writer.write(row)
+            if progress:
+                console.print(f"kd step {step + 1}/{config.max_steps}: kl {row['kl']:.4f} (exact "
+                              f"{row['kl_exact']:.4f}), length {row['completion_length']:.0f}, "
+                              f"{row['step_seconds']:.1f} s", highlight=False)
+            if (step + 1) % config.save_steps == 0 or step + 1 == config.max_steps:
+                save_checkpoint(checkpoints, step + 1, student, optimizer, scheduler, config.save_total_limit)
+    finally:
+        writer.close()
+        if scorer is not None:
+            scorer.close()
+    train_seconds = time.perf_counter() - started
+
+    target = out / ("model" if config.method == "full" else "adapter")
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    student.config.use_cache = True
+    student.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    publish_dir(staging, target)
+    if config.method == "full":
+        from distill.sft.merge import ensure_stop_token
+
+        ensure_stop_token(target, tokenizer.eos_token_id)
+    done_steps = config.max_steps - start
+    median = {k: round(sorted(v)[len(v) // 2], 3) for k, v in timings.items() if v}
+    return {
+        "config_hash": digest, "method": config.method, "precision": precision, "loss": config.loss,
+        "estimator": config.estimator, "model": shown_model(model_path), "teacher": shown_model(teacher_dir),
+        "steps": config.max_steps, "resumed_from_step": start, "train_seconds": round(train_seconds, 2),
+        "seconds_per_step": round(train_seconds / max(done_steps, 1), 3),
+        "tokens_per_s": round((tokens - tokens_before) / max(train_seconds, 1e-9), 2), "tokens": tokens,
+        "median_step_phases_s": median, "peak_rss_gib": round(_peak_rss_gib(), 3),
+        "peak_cuda_gib": round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3) if torch.cuda.is_available() else None,
+        "rollout": "bf16 copy" if rollout_copy is not None else "student", "stop_token_id": tokenizer.eos_token_id,
+    }
+
+
+def train(config: KDConfig, *, progress: bool = True, console=None) -> KDResult:
+    """On-policy distillation of `config.teacher` into `config.model`, into `config.output_dir`; resumable."""
+    from rich.console import Console
+
+    from distill.kd.plot import plot_log
+    from distill.sft.merge import finished_folders
+
+    console = console or Console(stderr=True)
+    if config.output_dir is None:
+        raise DistillError("kd.output_dir is not set (where the distilled student goes)")
+    out = Path(config.output_dir)
+    digest = config_hash(config)
+    done, trained_marker = out / "result.json", out / "trained.json"
+    if done.exists():
+        previous = read_json(done)
+        if previous.get("metrics", {}).get("config_hash") == digest:
+            return KDResult.from_json(previous)
+    stamp = out / "kd_config.json"
+    if last_checkpoint(out / "checkpoints") is not None and stamp.exists() \
+            and read_json(stamp).get("config_hash") != digest:
+        raise DistillError(f"{out} holds checkpoints of a different kd config; use another output_dir "
+                           f"or delete {out / 'checkpoints'} to start over")
+    # Both tokenizers before any weights: a mismatch stops here, in seconds.
+    teacher_dir = teacher_path(config)
+    if config.model is None:
+        raise DistillError("kd.model is not set: the student (a base model, a merged SFT student or an adapter)")
+    check_tokenizers(teacher_dir, resolve_model(config.model))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stamp, {"config_hash": digest, "config": config.model_dump(mode="json")})
+    model_path = student_path(config, out)
+
+    previous = read_json(trained_marker) if trained_marker.exists() else {}
+    if previous.get("config_hash") == digest:
+        metrics = previous  # trained and saved already; only the merge / bookkeeping was interrupted
+    else:
+        metrics = _fit(config, out, model_path, teacher_dir, progress, console)
+        atomic_write_json(trained_marker, metrics)
+    adapter_dir, merged_dir = finished_folders(config, out, model_path, metrics["stop_token_id"])
+    log_path, plot_path = out / "log.jsonl", out / "kd.png"
+    result = KDResult(out, adapter_dir, merged_dir, metrics, log_path, plot_path)
+    plot_log(log_path, plot_path)
+    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(done, result.to_json())
+    return result
+
+
+def _peak_rss_gib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # KiB on Linux
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    return list(JsonlReader(path, on_error="skip")) if Path(path).exists() else []
+
+
+def dry_run(config: KDConfig, world_size: int = 1, prompt_tokens: int = 256) -> dict[str, Any]:
+    """The resolved config, parameter counts and a per-device memory estimate; loads no weights.
+
+    A step holds the student's training state and one batch of (prompt + completion) sequences for the backward
+    pass (the model's own full-vocabulary logits: no fused head here), the frozen teacher in its dtype, and the
+    teacher's completion logits in fp32; on CPUs with bf16 math, also the student's bf16 sampling copy."""
+    from distill.sft.memory import GIB, ModelShape, estimate
+    from distill.sft.modeling import count_parameters
+
+    if config.model is None:
+        raise DistillError("kd.model is not set: the student (a base model, a merged SFT student or an adapter)")
+    model_path, teacher_dir = resolve_model(config.model), teacher_path(config)
+    precision = resolve_precision(config.precision)
+    counts, model_config = count_parameters(model_path, config)
+    teacher_counts, teacher_config = count_parameters(teacher_dir, config.model_copy(update={"method": "full"}))
+    sequences = config.prompts_per_step * config.samples_per_prompt
+    length = prompt_tokens + config.max_completion_length
+    on_gpu = torch.cuda.is_available()
+    memory = estimate(ModelShape.from_config(model_config), counts, method=config.method, precision=precision,
+                      max_length=length, per_device_batch_size=sequences,
+                      gradient_checkpointing=config.gradient_checkpointing, world_size=world_size,
+                      double_quant=config.quant.double_quant, loss_path="full_logits",
+                      device="gpu" if on_gpu else "cpu")
+    teacher_dtype = DTYPES[precision] if config.teacher_dtype == "auto" else DTYPES[config.teacher_dtype]
+    vocab = ModelShape.from_config(teacher_config).vocab
+    extra = {
+        "teacher_weights": teacher_counts.total * teacher_dtype.itemsize,
+        "teacher_logits": sequences * config.max_completion_length * vocab * 4,
+        "sampling_copy": counts.total * 2 if not on_gpu and precision == "bf16" and config.method != "qlora" else 0,
+    }
+    memory["breakdown_gib_one_device"].update({k: round(v / GIB, 3) for k, v in extra.items()})
+    memory["per_device_gib"] = {k: round(v + sum(extra.values()) / GIB, 3) for k, v in memory["per_device_gib"].items()}
+    return {
+        "config": config.model_dump(mode="json"), "config_hash": config_hash(config), "model_path": model_path,
+        "teacher_path": teacher_dir, "method": config.method, "precision": precision, "world_size": world_size,
+        "parameters": {"total": counts.total, "trainable": counts.trainable, "teacher": teacher_counts.total,
+                       "trainable_percent": round(100 * counts.trainable / counts.total, 4)},
+        "step": {"completions": sequences, "max_sequence_tokens": length, "assumed_prompt_tokens": prompt_tokens},
+        "memory": memory,
+    }
