@@ -257,6 +257,34 @@ def rl(
     console.print(f"[green]policy[/] {result.policy}  (log {result.log_path}, curve {result.plot_path})")
 
 
+@app.command()
+@friendly_errors
+def kd(
+    args: recipe_args("kd/r1-distill-qwen-1.5b-from-7b max_steps=20") = None,
+    model: Annotated[str | None, typer.Option(help="student: base model, merged student, adapter folder or bundled:NAME")] = None,
+    teacher: Annotated[str | None, typer.Option(help="teacher: hub id, folder or bundled:NAME (same tokenizer)")] = None,
+    problems: Annotated[Path | None, typer.Option(help="Problem JSONL the student answers")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="distilled student output folder")] = None,
+    method: Annotated[str | None, typer.Option(help="full | lora | qlora")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="optimizer steps")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print config, parameters, memory estimate")] = False,
+):
+    """On-policy distillation: the student samples, the teacher scores every token, the student lowers its reverse KL."""
+    from distill.config import load_stage
+
+    recipe, overrides = split_args(args)
+    overrides += flag_overrides(model=model, teacher=teacher, problems=problems and str(problems),
+                                output_dir=out_dir and str(out_dir), method=method, max_steps=max_steps)
+    config = load_stage("kd", recipe, overrides)
+    module = stage_module("distill.kd")
+    if dry_run:
+        console.print_json(data=module.dry_run(config))
+        return
+    output_dir(config.output_dir, "the distilled student")
+    result = module.train(config, console=console)
+    console.print(f"[green]distilled student[/] {result.policy}  (log {result.log_path}, curve {result.plot_path})")
+
+
 @app.command("eval")
 @friendly_errors
 def eval_(

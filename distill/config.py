@@ -479,6 +479,90 @@ class RLConfig(Config):
         return self
 
 
+# ------------------------------------------------------------------------------------------------- kd
+class OfflineKDConfig(Config):
+    """Offline logit KD: the teacher's top-k log-probabilities stored per generated token, and the SFT mix."""
+
+    top_k: int = Field(20, ge=1, le=4096, description="teacher log-probs kept per token (k = vocabulary: exact KL)")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="loss = alpha x top-k forward KL + (1 - alpha) x CE")
+
+
+class KDConfig(Config):
+    """On-policy distillation: the student samples, the teacher scores every sampled token, the student is
+    trained on the per-token reverse KL (optionally plus the verifier's rewards). Defaults and their sources:
+
+        loss reverse_kl, estimator k1, kl_coef 1   tinker-cookbook's on-policy distillation (per-token reverse KL
+                                                   as the advantage, no discounting); Qwen3's on-policy stage
+        samples_per_prompt 4, prompts_per_step 4   groups of 4, as tinker-cookbook's small-scale recipes
+        temperature 1.0, top_p 1.0                 sample from the student's own distribution: the KL is estimated
+                                                   under it, so a reshaped sampler would bias the estimate
+        learning_rate 1e-4 (LoRA)                  LoRA rates (full fine-tunes: ~1e-5 and below)
+        jsd_beta 1.0                               TRL's DistillationTrainer default (reverse KL)
+        offline.top_k 20, offline.alpha 0.5        axolotl's KD defaults (top-k logprobs, KD/CE mix)
+    """
+
+    unhashed: ClassVar[frozenset[str]] = frozenset(
+        {"problems", "output_dir", "logging_steps", "save_steps", "save_total_limit", "reward_workers"})
+
+    model: str | None = Field(None, description="student: hub id, folder, adapter folder or bundled:NAME; in a "
+                                                 "recipe, unset = the SFT student")
+    teacher: str | None = Field(None, description="teacher: hub id, folder or bundled:NAME; must share the "
+                                                   "student's tokenizer")
+    problems: Path | None = Field(None, description="Problem JSONL the student samples answers to")
+    output_dir: Path | None = Field(None, description="default RUN_DIR/kd")
+    method: Literal["full", "lora", "qlora"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    quant: QuantConfig = Field(default_factory=QuantConfig)
+    prompts: PromptConfig = Field(default_factory=PromptConfig)
+    template: Literal["chat", "r1-zero"] = Field("chat", description="as rl.template")
+
+    loss: Literal["reverse_kl", "jsd"] = Field(
+        "reverse_kl", description="reverse_kl: sampled-token estimate as a policy-gradient advantage; jsd: TRL's "
+                                  "generalized JSD over the full vocabulary (jsd_beta)")
+    estimator: Literal["k1", "k3"] = Field("k1", description="KL estimator of the reverse_kl advantage")
+    kl_coef: float = Field(1.0, gt=0, description="weight of the KL advantage (or of the JSD loss)")
+    jsd_beta: float = Field(1.0, ge=0.0, le=1.0, description="loss=jsd: 0 forward KL, 0.5 JSD, 1 reverse KL")
+    rewards: list[RewardConfig] = Field(
+        default_factory=list, description="verifier rewards mixed into the advantage (group-centred), each x weight; "
+                                          "empty = pure distillation")
+
+    samples_per_prompt: int = Field(4, ge=1, description="completions sampled per problem")
+    prompts_per_step: int = Field(4, ge=1, description="distinct problems per optimizer step")
+    max_completion_length: int = Field(1024, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_steps: int = Field(100, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    teacher_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="auto: the student's compute precision")
+    gradient_checkpointing: bool = False
+
+    offline: OfflineKDConfig = Field(default_factory=OfflineKDConfig)
+
+    math_timeout_s: float = Field(5.0, gt=0)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    reward_workers: int = Field(0, ge=0, description="reward processes; 0 = all cores")
+    logging_steps: int = Field(1, ge=1)
+    save_steps: int = Field(10, ge=1, description="checkpoint every N steps (a rerun resumes from the newest)")
+    save_total_limit: int | None = Field(2, ge=1)
+    seed: int = 42
+    merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KDConfig:
+        if self.rewards and self.samples_per_prompt < 2:
+            raise ValueError("rewards are centred within each problem's samples: samples_per_prompt must be >= 2 "
+                             "when rewards are set")
+        if self.loss == "jsd" and "estimator" in self.model_fields_set:
+            raise ValueError("estimator applies to loss=reverse_kl only (jsd uses the full distributions)")
+        return self
+
+
 # --------------------------------------------------------------------------------------------- recipe
 class Recipe(Config):
     """A whole run: generate -> filter -> sft -> eval inside one run directory."""
@@ -493,6 +577,8 @@ class Recipe(Config):
     import_traces: ImportConfig | None = Field(
         None, description="start from a public trace set: imported in place of generate (see docs/data.md)")
     rl: RLConfig | None = Field(None, description="GRPO after sft (rl.model unset) or instead of it (R1-Zero)")
+    kd: KDConfig | None = Field(None, description="on-policy distillation from the teacher's log-probs, after sft "
+                                                   "(kd.model unset) or on a given student (kd.model)")
 
     @model_validator(mode="after")
     def _wire_stage_paths(self) -> Recipe:
@@ -532,6 +618,15 @@ class Recipe(Config):
                 self.rl.problems = gen.problems
             if self.rl.model is None:  # RL after distillation: start from the SFT student
                 self.rl.model = str(sft_student_path(sft))
+        if self.kd is not None:
+            if self.kd.output_dir is None:
+                self.kd.output_dir = run / "kd"
+            if self.kd.problems is None:
+                self.kd.problems = gen.problems
+            if self.kd.model is None:  # on-policy distillation after SFT: start from the SFT student
+                self.kd.model = str(sft_student_path(sft))
+            if self.kd.teacher is None:  # the teacher that wrote the traces (same tokenizer: checked at train)
+                self.kd.teacher = gen.model
         return self
 
 
@@ -545,9 +640,15 @@ def rl_follows_sft(recipe: Recipe) -> bool:
     return recipe.rl is not None and recipe.rl.model == str(sft_student_path(recipe.sft))
 
 
+def kd_follows_sft(recipe: Recipe) -> bool:
+    """True when the recipe's on-policy distillation starts from its SFT student."""
+    return recipe.kd is not None and recipe.kd.model == str(sft_student_path(recipe.sft))
+
+
 # In the order `distill run` runs them.
 STAGES: dict[str, type[Config]] = {
-    "generate": GenerateConfig, "filter": FilterConfig, "sft": SFTConfig, "rl": RLConfig, "eval": EvalConfig,
+    "generate": GenerateConfig, "filter": FilterConfig, "sft": SFTConfig, "kd": KDConfig, "rl": RLConfig,
+    "eval": EvalConfig,
 }
 
 
@@ -648,7 +749,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
 
 def is_recipe(path: str | Path) -> bool:
     """A whole recipe (stage sections, run_dir), as opposed to one bare stage's YAML."""
-    return any(k in load_yaml(path) for k in ("generate", "filter", "sft", "rl", "eval", "import_traces", "run_dir", "name"))
+    return any(k in load_yaml(path) for k in ("generate", "filter", "sft", "kd", "rl", "eval", "import_traces", "run_dir", "name"))
 
 
 def load_stage(stage: str, path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -679,6 +780,8 @@ def standalone_paths(config: Config) -> Config:
         config.output_dir = Path(config.input).parent / "filter"
     elif isinstance(config, SFTConfig) and config.output_dir is None:
         config.output_dir = Path("runs") / "student"
+    elif isinstance(config, KDConfig) and config.output_dir is None:
+        config.output_dir = Path("runs") / "kd"
     elif isinstance(config, EvalConfig) and config.output_dir is None:
         config.output_dir = Path("runs") / "eval"
     return config

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from distill import cards, files, run_report
-from distill.config import STAGES, Recipe, config_hash, dump_yaml, rl_follows_sft
+from distill.config import STAGES, Recipe, config_hash, dump_yaml, kd_follows_sft, rl_follows_sft
 from distill.errors import DistillError
 from distill.eval.table import scores_table
 from distill.files import atomic_write_json, atomic_write_text
@@ -65,7 +65,14 @@ def stage_keys(recipe: Recipe) -> dict[str, str]:
     if recipe.rl is not None:
         upstream = keys["sft"] if rl_follows_sft(recipe) else recipe.rl.model
         keys["rl"] = _key(config_hash(recipe.rl), upstream, input_digest(recipe.rl.problems))
-    keys["eval"] = _key(config_hash(ev), keys["rl"], [input_digest(b.path) for b in ev.benchmarks])
+    if recipe.kd is not None:
+        upstream = keys["sft"] if kd_follows_sft(recipe) else recipe.kd.model
+        keys["kd"] = _key(config_hash(recipe.kd), upstream, input_digest(recipe.kd.problems))
+    else:
+        keys["kd"] = keys["sft"]
+    # A run without kd keeps its eval key (and so its finished evaluation); with kd, eval follows it too.
+    before_eval = keys["rl"] if recipe.kd is None else [keys["rl"], keys["kd"]]
+    keys["eval"] = _key(config_hash(ev), before_eval, [input_digest(b.path) for b in ev.benchmarks])
     return keys
 
 
@@ -95,6 +102,8 @@ def stage_outputs(recipe: Recipe, stage: str) -> list[Path]:
         return [Path(recipe.sft.output_dir)]
     if stage == "rl":
         return [Path(recipe.rl.output_dir)] if recipe.rl is not None else []
+    if stage == "kd":
+        return [Path(recipe.kd.output_dir)] if recipe.kd is not None else []
     return [Path(recipe.eval.output_dir)]
 
 
@@ -188,8 +197,20 @@ def _run_rl(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
     return outputs, {"metrics": _small(result.metrics)}
 
 
+def _run_kd(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
+    from distill.generation.engine import shutdown_llm
+    from distill.kd import train
+
+    shutdown_llm()  # the teacher's vLLM engine: kd loads the teacher with transformers beside the student
+    result = train(recipe.kd, progress=progress)
+    outputs = {"policy": str(result.policy), "output_dir": str(result.output_dir), "log_path": str(result.log_path),
+               "plot_path": str(result.plot_path)}
+    return outputs, {"metrics": _small(result.metrics)}
+
+
 RUNNERS: dict[str, Callable[[Recipe, bool], tuple[dict, dict]]] = {
-    "generate": _run_generate, "filter": _run_filter, "sft": _run_sft, "rl": _run_rl, "eval": _run_eval}
+    "generate": _run_generate, "filter": _run_filter, "sft": _run_sft, "kd": _run_kd, "rl": _run_rl,
+    "eval": _run_eval}
 
 
 def _sft_base(recipe: Recipe) -> str:
@@ -209,13 +230,19 @@ def model_aliases(recipe: Recipe) -> dict[str, str]:
     student = manifest.get("outputs", {}).get("student")
     if student is None:
         student = str(Path(recipe.sft.output_dir) / "merged")
+    distilled = {}
+    if recipe.kd is not None:
+        kd = read_manifest(recipe.run_dir, "kd") or {}
+        distilled = {"kd": kd.get("outputs", {}).get("policy") or str(Path(recipe.kd.output_dir) / "merged")}
+    if recipe.kd is not None and not kd_follows_sft(recipe) and recipe.rl is None:
+        return {"base": recipe.kd.model, **distilled}  # kd on a given student: that student, and what kd made of it
     if recipe.rl is None:
-        return {"base": _sft_base(recipe), "student": student}
+        return {"base": _sft_base(recipe), "student": student, **distilled}
     rl = read_manifest(recipe.run_dir, "rl") or {}
     policy = rl.get("outputs", {}).get("policy") or str(Path(recipe.rl.output_dir) / "merged")
     if not rl_follows_sft(recipe):  # R1-Zero: the model RL started from, and what RL made of it
         return {"base": recipe.rl.model, "policy": policy}
-    return {"base": _sft_base(recipe), "student": student, "policy": policy}
+    return {"base": _sft_base(recipe), "student": student, "policy": policy, **distilled}
 
 
 def _small(stats: Any) -> dict[str, Any]:
@@ -226,6 +253,19 @@ def _small(stats: Any) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------------------- run
+def configured(recipe: Recipe, stage: str) -> bool:
+    """Whether `distill run` runs `stage` for this recipe. A recipe that trains a given model (R1-Zero's rl.model,
+    or kd.model set to a student of its own) skips generate, filter and sft: no traces feed it."""
+    if stage == "eval":
+        return bool(recipe.eval.benchmarks)
+    if stage in ("rl", "kd"):
+        return getattr(recipe, stage) is not None
+    own_rl = recipe.rl is not None and not rl_follows_sft(recipe)
+    own_kd = recipe.kd is not None and not kd_follows_sft(recipe)
+    feeds_sft = (recipe.rl is not None and rl_follows_sft(recipe)) or (recipe.kd is not None and kd_follows_sft(recipe))
+    return not ((own_rl or own_kd) and not feeds_sft)
+
+
 def run(recipe: Recipe, *, progress: bool = True, stages: list[str] | None = None, console=None) -> RunSummary:
     """Run (or resume) every stage of `recipe` whose output is missing or stale, then cards and report."""
     console = console or Console(stderr=True)
@@ -248,8 +288,7 @@ def run(recipe: Recipe, *, progress: bool = True, stages: list[str] | None = Non
     for stage in STAGES:
         if stage not in wanted:
             continue
-        if (stage == "eval" and not recipe.eval.benchmarks) or (stage == "rl" and recipe.rl is None) or \
-                (stage in BEFORE_RL and recipe.rl is not None and not rl_follows_sft(recipe)):
+        if not configured(recipe, stage):
             reports.append(StageReport(stage, "not configured", keys[stage], 0.0))
             continue
         reports.append(_run_stage(recipe, stage, keys[stage], progress, console))

@@ -229,9 +229,7 @@ def test_offline_topk_store_scores_the_tokens_sft_trains_on(tiny_model, student_
 
 
 # -------------------------------------------------------------------------------------------- recipes
-# Staged beside the package until `kd:` is a Recipe section, then shipped under distill/recipes/kd/.
-KD_RECIPES = sorted({*(ROOT / "distill" / "kd" / "recipes").glob("*.yaml"),
-                     *(ROOT / "distill" / "recipes" / "kd").glob("*.yaml")})
+KD_RECIPES = sorted((ROOT / "distill" / "recipes" / "kd").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", KD_RECIPES, ids=lambda p: p.stem)
