@@ -145,21 +145,24 @@ def _run_filter(recipe: Recipe, progress: bool) -> tuple[dict, dict]:
             {"kept": result.kept, "rejected": result.rejected, "funnel": result.stats.get("funnel", [])})
 
 
-def release_engine_for_training(on_gpu: bool | None = None) -> bool:
-    """Stop the teacher's engine before a training stage where it would hold the device the trainer needs.
+def engine_stays_for_training(on_gpu: bool) -> bool:
+    """Whether the teacher's engine may stay alive while a training stage runs.
 
     On a GPU the engine keeps vllm.gpu_memory_utilization of the card (0.9 by default) for its weights and KV
     cache, so the student would not fit beside it; eval starts its own engine after training. On a CPU the
     engine's share is the KV cache (vllm.kv_cache_gib of RAM), and keeping it saves eval a restart when eval
-    serves the teacher's model (the demo's base), so it stays. Returns whether an engine was asked to stop."""
+    serves the teacher's model (the demo's base), so it stays."""
+    return not on_gpu
+
+
+def release_engine_for_training() -> None:
+    """Stop the teacher's engine before a training stage where it would hold the device the trainer needs."""
     import torch
 
     from distill.generation.engine import shutdown_llm
 
-    if torch.cuda.is_available() if on_gpu is None else on_gpu:
+    if not engine_stays_for_training(torch.cuda.is_available()):
         shutdown_llm()
-        return True
-    return False
 
 
 def _run_sft(recipe: Recipe, progress: bool) -> tuple[dict, dict]:

@@ -81,10 +81,11 @@ def test_sft_gives_back_the_environment_and_the_trainer(tmp_path, monkeypatch):
 
 # ---- 2: the teacher's engine does not stay into training on a GPU
 def test_the_teacher_engine_is_stopped_before_training_on_a_gpu_only():
-    from distill.pipeline import release_engine_for_training
+    from distill.pipeline import engine_stays_for_training
 
-    assert release_engine_for_training(on_gpu=True) is True
-    assert release_engine_for_training(on_gpu=False) is False  # on a CPU eval reuses it (the demo's base)
+    # The decision only: acting on it here would stop the suite's shared engine.
+    assert engine_stays_for_training(on_gpu=True) is False
+    assert engine_stays_for_training(on_gpu=False) is True  # on a CPU eval reuses it (the demo's base)
 
 
 # ---- 4: QLoRA never goes to the colocated vLLM engine

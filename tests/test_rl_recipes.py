@@ -54,7 +54,7 @@ def test_recipe_runs_a_few_steps_with_a_tiny_model(path, tmp_path, tiny_model):
     summary = run(recipe, progress=False)
     statuses = {s.name: s.status for s in summary.stages}
     assert statuses == {"generate": "not configured", "filter": "not configured", "sft": "not configured",
-                        "rl": "ran", "eval": "not configured"}
+                        "kd": "not configured", "rl": "ran", "eval": "not configured"}
     steps = [json.loads(line)["step"] for line in (tmp_path / "policy" / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
     assert (tmp_path / "policy" / "merged" / "config.json").exists()
