@@ -215,16 +215,31 @@ def resolve_model(spec: str) -> str:
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         return str(convert_gguf(path))
+    check_model_spec(spec)
+    return str(path.resolve()) if path.exists() else spec  # else a hub id: the local HF cache, or the hub's message
+
+
+def check_model_spec(spec: str) -> None:
+    """Refuse, without loading or converting anything, a spec that names no model: a missing local path, a file
+    that is not a .gguf, a folder without a model's config. Hub ids and bundled names pass (resolved later)."""
+    spec = str(spec)
+    if spec.startswith(BUNDLED_PREFIX):
+        if spec[len(BUNDLED_PREFIX):] not in BUNDLED:
+            raise DistillError(f"unknown bundled model '{spec}'; known: "
+                               + ", ".join(BUNDLED_PREFIX + n for n in BUNDLED))
+        return
+    path = Path(spec).expanduser()
     if path.exists():
+        if path.suffix == ".gguf":
+            return
         if not path.is_dir():
             raise DistillError(f"{path}: a file, not a model; expected a model folder (config.json), a .gguf file, "
                                "a hub id or bundled:NAME")
-        if path.is_dir() and not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
             raise DistillError(f"{path}: a folder without config.json or adapter_config.json is not a model")
-        return str(path.resolve())
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        return
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or path.suffix == ".gguf":
         raise DistillError(f"{spec}: no such model folder or file")
-    return spec  # a hub id; offline runs find it in the local HF cache or fail with the hub's message
 
 
 def list_models() -> list[dict[str, str]]:

@@ -191,3 +191,13 @@ def test_export_of_an_empty_file_only_when_asked(tmp_path):
     assert refused.exit_code == 2 and "--allow-empty" in refused.output and not (tmp_path / "ds").exists()
     allowed = CliRunner().invoke(app, ["export", str(empty), "-o", str(tmp_path / "ds"), "--allow-empty"])
     assert allowed.exit_code == 0 and "wrote 0 rows" in allowed.output, allowed.output
+
+
+def test_eval_refuses_a_missing_model_folder_before_scoring_any_model(tmp_path):
+    """A mistyped student folder stops the evaluation at once, naming it, not after the base has been scored."""
+    heldout = Path(__file__).resolve().parents[1] / "data" / "demo" / "eval.jsonl"
+    done = CliRunner().invoke(app, ["eval", "--models", "base=bundled:tiny,student=runs/nope/merged",
+                                    "--bench", f"heldout={heldout}", "--limit", "2", "-k", "1", "--backend", "hf",
+                                    "--out-dir", str(tmp_path / "scores")])
+    assert done.exit_code == 2 and "runs/nope/merged: no such model folder or file" in done.output, done.output
+    assert "Traceback" not in done.output and not (tmp_path / "scores" / "scores.json").exists()

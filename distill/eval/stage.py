@@ -35,7 +35,7 @@ from distill.eval.scoring import score_benchmark
 from distill.eval.table import scores_table
 from distill.files import atomic_write_json, file_digest, read_json
 from distill.generation import generate
-from distill.models import shown_model
+from distill.models import check_model_spec, shown_model
 from distill.records import Problem
 from distill.verify.code import isolation_report
 
@@ -94,6 +94,9 @@ def evaluate(config: EvalConfig, *, progress: bool = True, aliases: dict[str, st
         raise DistillError(f"eval: benchmark names must be unique, got {names}")
     out = Path(config.output_dir)
     refs = parse_models(config.models, aliases)
+    if config.backend != "openai":  # a served model's name is the server's business
+        for ref in refs:  # a mistyped student folder stops now, not after the base model has been scored
+            check_model_spec(ref.spec)
     # Named benchmarks and dataset specs become Problem JSONL files that generate and the meta hash can read.
     config = config.model_copy(update={"benchmarks": [as_problem_file(b, out / "benchmarks") for b in config.benchmarks]})
     problem_sets = {b.name: load_problems(b) for b in config.benchmarks}
