@@ -102,8 +102,8 @@ def worker_trl(args) -> dict:
     from trl import SFTConfig, SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from distill.models import resolve_model
     from distill.chat_format import assistant_turn
+    from distill.models import resolve_model
 
     path = resolve_model(args.model)
     train_rows, held = split(Path(args.data), args.held_out)

@@ -10,7 +10,16 @@ import re
 from collections.abc import Callable
 
 from distill.checks import (  # noqa: F401 (re-exported: the filter's checks in one namespace)
-    NEUTRAL, CheckResult, lang_mix, prompt_scripts, prompt_text, script_counts, script_of, think_format, truncated)
+    NEUTRAL,
+    CheckResult,
+    lang_mix,
+    prompt_scripts,
+    prompt_text,
+    script_counts,
+    script_of,
+    think_format,
+    truncated,
+)
 from distill.config import QualityConfig
 from distill.records import Problem, Trace
 

@@ -21,7 +21,6 @@ Output folder (as `sft` and `rl`):
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 import shutil
@@ -65,21 +64,11 @@ class KDResult(TrainResult):
 # ------------------------------------------------------------------------------------------ setup
 def student_path(config: KDConfig, out: Path) -> str:
     """The student to start from: a folder or hub id as is; an adapter folder merged into its base first."""
-    from distill.sft.merge import merge_adapter
+    from distill.sft.merge import starting_model
 
     if config.model is None:
         raise DistillError("kd.model is not set: the student (a base model, a merged SFT student or an adapter)")
-    path = resolve_model(config.model)
-    adapter = Path(path) / "adapter_config.json"
-    if not adapter.exists():
-        return path
-    base = json.loads(adapter.read_text()).get("base_model_name_or_path")
-    if not base:
-        raise DistillError(f"{adapter}: no base_model_name_or_path, so the adapter's base model is unknown")
-    merged = out / "initial_student"
-    if not (merged / "config.json").exists():
-        merge_adapter(Path(path), merged, base_path=resolve_model(base))
-    return str(merged)
+    return starting_model(config.model, out / "initial_student")
 
 
 def teacher_path(config: KDConfig) -> str:

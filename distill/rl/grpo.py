@@ -38,7 +38,7 @@ from distill.rl.rewards import RewardScorer, Settings, resolve_custom
 from distill.rl.rollout import choose_rollout
 from distill.sft.callbacks import rewind_log
 from distill.sft.memory import ModelShape, estimate
-from distill.sft.merge import ensure_stop_token, finished_folders, merge_adapter, publish_dir
+from distill.sft.merge import ensure_stop_token, finished_folders, publish_dir, starting_model
 from distill.sft.modeling import DTYPES, count_parameters, load_model, lora_config, resolve_precision
 from distill.sft.train import TrainResult, last_complete_checkpoint, refuse_data_parallel
 
@@ -85,17 +85,7 @@ def policy_path(config: RLConfig, out: Path) -> str:
     """The model to start from: a folder or hub id as is; an adapter folder merged into its base first."""
     if config.model is None:
         raise DistillError("rl.model is not set: a base model, a merged SFT student, or an adapter folder")
-    path = resolve_model(config.model)
-    adapter = Path(path) / "adapter_config.json"
-    if not adapter.exists():
-        return path
-    base = json.loads(adapter.read_text()).get("base_model_name_or_path")
-    if not base:
-        raise DistillError(f"{adapter}: no base_model_name_or_path, so the adapter's base model is unknown")
-    merged = out / "initial_policy"
-    if not (merged / "config.json").exists():
-        merge_adapter(Path(path), merged, base_path=resolve_model(base))  # stops on the adapter's EOS
-    return str(merged)
+    return starting_model(config.model, out / "initial_policy")
 
 
 def colocated_max_model_len(config: RLConfig, longest_prompt: int | None) -> int | None:

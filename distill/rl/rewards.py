@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Self
 
+from distill import checks
 from distill.chat_format import THINK_CLOSE, THINK_OPEN
 from distill.config import QualityConfig, SandboxConfig
-from distill import checks
 from distill.generation.extract import split_completion
 from distill.plugins import BUILTIN_REWARDS as BUILTIN
 from distill.plugins import REWARDS, timeout_of

@@ -118,3 +118,23 @@ def finished_folders(config, out: Path, model_path: str, stop_id: int | None, *,
     if merge_here and not (merged_dir / "config.json").exists():
         merge_adapter(adapter_dir, merged_dir, base_path=model_path, stop_id=stop_id)
     return adapter_dir, merged_dir
+
+
+def starting_model(spec: str, into: Path) -> str:
+    """The model a trainer starts from: a folder or hub id as it is; an adapter folder merged into its base
+    first, once, in `into` (RL's policy and on-policy distillation's student both start this way)."""
+    import json
+
+    from distill.models import resolve_model
+
+    path = resolve_model(spec)
+    adapter = Path(path) / "adapter_config.json"
+    if not adapter.exists():
+        return path
+    base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise DistillError(f"{adapter}: no base_model_name_or_path, so the adapter's base model is unknown")
+    if not (into / "config.json").exists():
+        merge_adapter(Path(path), into, base_path=resolve_model(base))  # stops on the adapter's EOS
+    return str(into)
+
