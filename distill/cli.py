@@ -367,10 +367,18 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="the 5-minute version: SmolLM2 distilled into itself")] = False,
     run_dir: Annotated[Path | None, typer.Option(help="where the demo writes")] = None,
     rl: Annotated[bool, typer.Option("--rl", help="GRPO after the self-distillation demo (SmolLM2): base vs SFT vs SFT+RL")] = False,
+    kd: Annotated[bool, typer.Option("--kd", help="from one student: SFT on a teacher's traces vs on-policy "
+                                                  "distillation vs GRPO, at equal training tokens")] = False,
     overrides: Annotated[list[str] | None, typer.Argument(
-        metavar="[KEY=VALUE]...", help="changes to the demo's recipe, e.g. generate.limit=16 eval.k=2")] = None,
+        metavar="[KEY=VALUE]...", help="changes to the demo's recipe, e.g. generate.limit=16 eval.k=2 "
+                                       "(with --kd: to distill/data/demo/compare.yaml, e.g. steps=4)")] = None,
 ):
     """The whole loop on 2 CPU cores: SmolLM2 teaches Gemma 3 270M base; base vs distilled student, with intervals."""
+    if kd:
+        if rl:
+            raise DistillError("distill demo: pick one of --rl and --kd")
+        stage_module("distill.compare").main_kd(quick=quick, run_dir=run_dir, overrides=list(overrides or []))
+        return
     if rl:
         if overrides:
             raise DistillError("distill demo --rl takes no KEY=VALUE changes: it runs the self-distillation recipe "

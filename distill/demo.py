@@ -125,8 +125,8 @@ def describe_gain(gain: dict) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def run_offline(recipe: Recipe, progress: bool):
-    """Run a demo recipe quietly and offline; returns (console, summary, wall seconds)."""
+def run_offline(recipe: Recipe, progress: bool, stages: list[str] | None = None):
+    """Run a demo recipe (or some of its stages) quietly and offline; returns (console, summary, wall seconds)."""
     from rich.console import Console
 
     from distill.pipeline import run
@@ -136,7 +136,7 @@ def run_offline(recipe: Recipe, progress: bool):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     console = Console(stderr=True)
     started = time.monotonic()
-    summary = run(recipe, progress=progress, console=console)
+    summary = run(recipe, progress=progress, stages=stages, console=console)
     return console, summary, time.monotonic() - started
 
 

@@ -39,6 +39,7 @@ def test_wheel_installs_and_runs_from_a_fresh_venv(tmp_path):
     assert "distill/recipes/demo.yaml" in names and "distill/data/demo/train.jsonl" in names
     assert {f"distill/view/static/{name}" for name in ("index.html", "app.js", "style.css")} <= names  # distill view
     assert "distill/data/demo/rl.yaml" in names  # `distill demo --rl`'s rl: section
+    assert "distill/data/demo/compare.yaml" in names  # `distill demo --kd`'s arms
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)

@@ -278,6 +278,26 @@ def _rewound_log(state, log_path: Path, last: Path | None) -> dict[str, Any] | N
     return row
 
 
+def packed_data(config: SFTConfig, model_path: str, attention: str, num_proc: int | None):
+    """The kept traces tokenized (cached under output_dir/cache), then packed: (data, row length, train rows,
+    eval rows or None)."""
+    template = (config.chat_template, tuple(config.chat_template_tokens))
+    data = build_dataset(Path(config.train_file), model_path, config.max_length, config.overlong,
+                         config.eval_fraction, config.seed, Path(config.output_dir) / "cache", num_proc, *template)
+    rows_of = row_length(config.max_length, data.report["longest_kept"], attention)
+    train_rows = pack(data.train, rows_of, config.packing, num_proc)
+    eval_rows = pack(data.eval, rows_of, config.packing, num_proc) if data.eval is not None else None
+    return data, rows_of, train_rows, eval_rows
+
+
+def epoch_tokens(config: SFTConfig) -> tuple[int, int]:
+    """(rows, real tokens) one epoch trains on, exactly as `train` packs them; loads no weights. What a
+    token budget turns into steps."""
+    attention = config.attn_implementation or attention_implementation()
+    _, _, rows, _ = packed_data(config, resolve_model(config.model), attention, default_num_proc())
+    return len(rows), int(sum(sum(lengths) for lengths in rows["seq_lengths"]))
+
+
 def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bool,
          callbacks: list[TrainerCallback]) -> dict[str, Any]:
     """Tokenize, pack, train (resuming), evaluate and save the model or adapter; returns the run's metrics."""
@@ -290,11 +310,7 @@ def _fit(config: SFTConfig, state, model_path: str, precision: str, progress: bo
     attention = config.attn_implementation or attention_implementation()
     # Rank 0 tokenizes and packs into the Arrow cache; the other ranks then read the same cache.
     with state.main_process_first():
-        data = build_dataset(Path(config.train_file), model_path, config.max_length, config.overlong,
-                             config.eval_fraction, config.seed, out / "cache", num_proc, *template)
-        rows_of = row_length(config.max_length, data.report["longest_kept"], attention)
-        train_rows = pack(data.train, rows_of, config.packing, num_proc)
-        eval_rows = pack(data.eval, rows_of, config.packing, num_proc) if data.eval is not None else None
+        data, rows_of, train_rows, eval_rows = packed_data(config, model_path, attention, num_proc)
 
     log_path = out / "log.jsonl"
     resumed_row = _rewound_log(state, log_path, last)
