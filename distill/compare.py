@@ -43,7 +43,7 @@ from distill.config import (
 from distill.files import atomic_write_json, read_json
 from distill.jsonl import read_jsonl
 from distill.kd.config import KDConfig
-from distill.resources import package_root
+from distill.resources import package_root, shipped_path
 
 
 class CompareConfig(Config):
@@ -73,9 +73,8 @@ def compare_config(*, quick: bool = False, overrides: list[str] | None = None,
         document = _merged(document, quick_block)
     document = apply_overrides(document, list(overrides or []))
     config = validate_config(CompareConfig, document, str(path))
-    root = package_root()
-    benches = [b.model_copy(update={"path": _absolute(root, b.path)}) for b in config.eval.benchmarks]
-    return config.model_copy(update={"problems": _absolute(root, config.problems),
+    benches = [b.model_copy(update={"path": shipped_path(b.path)}) for b in config.eval.benchmarks]
+    return config.model_copy(update={"problems": shipped_path(config.problems),
                                      "eval": config.eval.model_copy(update={"benchmarks": benches})})
 
 
@@ -84,10 +83,6 @@ def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     for key, value in changes.items():
         out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
-
-
-def _absolute(root: Path, path: Path | None) -> Path | None:
-    return path if path is None or path.is_absolute() else (root / path).resolve()
 
 
 # ------------------------------------------------------------------------------------------------ arms
@@ -213,9 +208,13 @@ def pairwise(per_problem: dict[str, list[float]], seed: int) -> dict[str, dict[s
             for a, b in itertools.combinations(per_problem, 2)}
 
 
-def flops(params: dict[str, float], arm: dict[str, Any], on_policy: bool) -> dict[str, float]:
-    """`distill plan`'s counting: LoRA training 4 N per token, sampling 2 N, the teacher's forward 2 N_T."""
-    student = 4 * params["student"] * arm["tokens"] + (2 * params["student"] * arm["tokens"] if on_policy else 0)
+def flops(params: dict[str, float], arm: dict[str, Any], trainer: Config, on_policy: bool) -> dict[str, float]:
+    """`distill plan`'s counting: training k N per token (plan.training_flops_per_token), sampling 2 N, the
+    teacher's forward 2 N_T."""
+    from distill.plan import training_flops_per_token
+
+    k = training_flops_per_token(trainer.method, trainer.gradient_checkpointing)
+    student = k * params["student"] * arm["tokens"] + (2 * params["student"] * arm["tokens"] if on_policy else 0)
     teacher = 2 * params["teacher"] * arm["teacher_tokens"]
     return {"student": student, "teacher": teacher, "total": student + teacher}
 
@@ -259,12 +258,14 @@ def main_kd(*, quick: bool = False, run_dir: Path | None = None, progress: bool 
     per_problem = {label: [row["correct"] / row["n"] for row in read_jsonl(evaluation.results[label][bench])]
                    for label in models}
     params = {"student": parameters(config.student), "teacher": parameters(teacher)}
+    trainers = {"sft": config.sft, "grpo": config.rl, "opd": config.kd, "opd+reward": config.kd}
     result = {
         "benchmark": bench, "k": config.eval.k, "problems": len(per_problem["base"]), "quick": quick,
         "teacher": teacher, "teacher_seconds": round(teacher_s, 1), "student": config.student,
         "target_tokens": target, "wall_s": round(wall, 1), "run_dir": str(run_dir),
         "pass@1": {label: evaluation.scores["scores"][label][bench]["pass@1"] for label in models},
-        "arms": {name: {**arm, "flops": flops(params, arm, on_policy=name != "sft")} for name, arm in arms.items()},
+        "arms": {name: {**arm, "flops": flops(params, arm, trainers[name], on_policy=name != "sft")}
+                 for name, arm in arms.items()},
         "pairs": pairwise(per_problem, config.eval.sampling.seed or 0),
     }
     result["verdict"] = verdict(result)

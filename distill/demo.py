@@ -27,7 +27,7 @@ from distill.config import Recipe, load_recipe, load_yaml
 from distill.errors import DistillError
 from distill.files import atomic_write_json
 from distill.jsonl import read_jsonl
-from distill.resources import package_root
+from distill.resources import package_root, shipped_path
 
 
 def demo_recipe(*, quick: bool = False, run_dir: Path | None = None, overrides: list[str] | None = None,
@@ -37,21 +37,15 @@ def demo_recipe(*, quick: bool = False, run_dir: Path | None = None, overrides: 
     root = package_root()  # the recipe's data/demo/... paths are relative to it
     name = f"{name or ('demo-quick' if quick else 'demo')}.yaml"
     base = load_recipe(root / "recipes" / name)
-    fixed = [f"generate.problems={_absolute(root, base.generate.problems)}",
-             f"filter.problems={_absolute(root, base.generate.problems)}",
-             "filter.decontaminate.against=[" + ",".join(str(_absolute(root, p))
+    fixed = [f"generate.problems={shipped_path(base.generate.problems)}",
+             f"filter.problems={shipped_path(base.generate.problems)}",
+             "filter.decontaminate.against=[" + ",".join(str(shipped_path(p))
                                                            for p in base.filter.decontaminate.against) + "]"]
-    benches = [{"name": b.name, "path": str(_absolute(root, b.path)), "limit": b.limit} for b in base.eval.benchmarks]
+    benches = [{"name": b.name, "path": str(shipped_path(b.path)), "limit": b.limit} for b in base.eval.benchmarks]
     fixed.append("eval.benchmarks=" + json.dumps(benches))  # JSON is YAML: the override parser reads it
     if run_dir is not None:
         fixed.append(f"run_dir={Path(run_dir).resolve()}")
     return load_recipe(root / "recipes" / name, fixed + list(overrides or []))
-
-
-def _absolute(root: Path, path: Path | None) -> Path | None:
-    if path is None:
-        return None
-    return path if path.is_absolute() else (root / path).resolve()
 
 
 def headline(summary) -> dict:

@@ -56,6 +56,12 @@ FINE_TUNED_FROM = {
 }
 
 
+def training_flops_per_token(method: str, gradient_checkpointing: bool) -> int:
+    """FLOPs per trained token per parameter: 6 full (2 forward + 4 backward), 4 LoRA/QLoRA (no weight gradients
+    for the frozen base), plus 2 when gradient checkpointing recomputes the forward."""
+    return (6 if method == "full" else 4) + (2 if gradient_checkpointing else 0)
+
+
 def model_source(model: str) -> str:
     """A folder or hub id whose config.json describes `model`: the shipped snapshot first (works offline)."""
     shipped = CONFIGS / FINE_TUNED_FROM.get(model, model).replace("/", "--")
@@ -159,7 +165,7 @@ def plan(recipe: Recipe, *, gpu: str = "h100", traces: int | None = None, keep_r
     base_params = counts.total - (counts.trainable if sft.method != "full" else 0)
     epochs = sft.epochs if sft.max_steps <= 0 else 1.0
     sft_tokens = traces * mean_tokens * epochs
-    k = (6 if sft.method == "full" else 4) + (2 if sft.gradient_checkpointing else 0)
+    k = training_flops_per_token(sft.method, sft.gradient_checkpointing)
     flops = k * base_params * sft_tokens
     sft_hours = flops / (sft_utilisation * card.bf16_tflops * 1e12) / 3600
     precision = "bf16" if sft.precision in ("auto", "bf16") else sft.precision

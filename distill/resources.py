@@ -17,6 +17,13 @@ def package_root() -> Path:
         return Path(root)
 
 
+def shipped_path(path: Path | None) -> Path | None:
+    """A path a shipped recipe or demo file gives relative to the package (data/demo/...), made absolute."""
+    if path is None:
+        return None
+    return path if path.is_absolute() else (package_root() / path).resolve()
+
+
 def recipes_dir() -> Path:
     return package_root() / "recipes"
 
