@@ -12,7 +12,7 @@ at the task (the SFT student of recipes/demo-quick.yaml, made once by that recip
 
 The on-policy arms take the same number of steps of the same shape; SFT then trains for as many steps as give
 it the same student training tokens (the tokens its training forward passes see) as their mean. FLOPs follow
-`distill plan`'s model: training 4 x N x tokens for LoRA, sampling 2 x N x tokens, teacher scoring or
+`distill plan`'s model: training 4 x N x tokens for LoRA (6 with gradient checkpointing), sampling 2 x N x tokens, teacher scoring or
 writing 2 x N_teacher x tokens. Every model is scored on the same held-out problems; each pair of arms gets a
 paired 95% interval. The arms' settings are distill/data/demo/compare.yaml. Each arm resumes on its own: a
 rerun redoes nothing finished and prints the result again.
@@ -240,6 +240,12 @@ def main_kd(*, quick: bool = False, run_dir: Path | None = None, progress: bool 
     config = compare_config(quick=quick, overrides=overrides)
     run_dir = Path(run_dir or ("runs/demo-kd-quick" if quick else "runs/demo-kd")).resolve()
     console = Console(stderr=True)
+    from distill.models import check_model_spec
+
+    # A mistyped model stops here, before the teacher is made or any arm's folder is touched.
+    for spec in (config.student, config.teacher):
+        if spec is not None:
+            check_model_spec(spec)
     teacher, teacher_s = make_teacher(config, teacher_run_dir, progress)
 
     started = time.monotonic()

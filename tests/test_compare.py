@@ -10,6 +10,7 @@ from test_kd import perturbed_copy
 
 from distill.compare import compare_config, main_kd, verdict
 from distill.config import ConfigError
+from distill.errors import DistillError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "distill" / "data" / "demo"
@@ -86,6 +87,12 @@ def test_every_arm_trains_from_the_same_student_at_the_token_budget_and_reruns_r
     # A rerun finds every arm and every score done: the same result, each arm's first wall time.
     again = main_kd(run_dir=run, progress=False, overrides=overrides)
     assert again["arms"] == arms and again["pairs"] == result["pairs"]
+
+    # A mistyped student stops before any arm's folder is touched: every earlier output byte-identical.
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(DistillError, match="no such model folder"):
+        main_kd(run_dir=run, progress=False, overrides=[*overrides, f"student={tmp_path / 'nope'}"])
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
     # Changed settings of one arm: that arm starts over, its old folder kept aside whole; the others stay.
     changed = main_kd(run_dir=run, progress=False, overrides=[*overrides, "rl.learning_rate=0.001"])
