@@ -256,7 +256,18 @@ class QuantConfig(Config):
     compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
 
 
-class SFTConfig(Config):
+class TrainingMethod(Config):
+    """How a trainer holds the model's weights, shared by sft, rl and kd (one definition, one loader:
+    distill.sft.modeling.load_model): full fine-tune, LoRA adapters, or LoRA over a 4-bit base (QLoRA)."""
+
+    method: Literal["full", "lora", "qlora"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    quant: QuantConfig = Field(default_factory=QuantConfig)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
+
+
+class SFTConfig(TrainingMethod):
     unhashed: ClassVar[frozenset[str]] = frozenset(
         {"train_file", "output_dir", "logging_steps", "save_steps", "eval_steps", "save_total_limit"})
     hashed_if_set: ClassVar[frozenset[str]] = frozenset({"liger", "chat_template", "chat_template_tokens"})
@@ -270,9 +281,6 @@ class SFTConfig(Config):
                                           "vocabulary lacks; added and trained (named templates know theirs)")
     train_file: Path | None = Field(None, description="kept traces; default RUN_DIR/filter/kept.jsonl")
     output_dir: Path | None = Field(None, description="default RUN_DIR/student")
-    method: Literal["full", "lora", "qlora"] = "lora"
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    quant: QuantConfig = Field(default_factory=QuantConfig)
     max_length: int = Field(4096, ge=1, description="tokens a training sequence may hold")
     overlong: Literal["drop", "truncate"] = Field("drop", description="what to do with examples over max_length")
     packing: bool = True
@@ -289,7 +297,6 @@ class SFTConfig(Config):
     per_device_batch_size: int = Field(1, ge=1)
     gradient_accumulation_steps: int = Field(8, ge=1)
     gradient_checkpointing: bool = True
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     eval_fraction: float = Field(0.05, ge=0, lt=1)
     logging_steps: int = Field(1, ge=1)
     save_steps: int = Field(50, ge=1)
@@ -301,7 +308,6 @@ class SFTConfig(Config):
     deterministic: bool = Field(
         True, description="same seed on the same machine -> bitwise-identical weights (transformers "
                           "full_determinism: torch deterministic algorithms); see docs/sft.md for its cost")
-    merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
     liger: Literal["auto", "on", "off"] = Field(
         "auto", description="Liger's fused linear cross-entropy (never materialises the logits); auto: on CUDA "
                             "with liger-kernel installed. The run records the loss path it took (metrics.loss_path)")
@@ -408,7 +414,7 @@ class PromptSelectionConfig(Config):
     max_tokens: int | None = Field(None, ge=1, description="completion budget of the pre-pass (default: max_completion_length)")
 
 
-class RLConfig(Config):
+class RLConfig(TrainingMethod):
     """GRPO with rule-based rewards. Defaults: DeepSeek-R1 (2025) sec. 2.2 / Nature suppl. (beta 0.001, T 1.0,
     lr 3e-6, 16 samples a question) and TRL / DeepSeekMath (clip 0.2, group-scaled rewards)."""
 
@@ -420,9 +426,6 @@ class RLConfig(Config):
                                                  "bundled:NAME; in a recipe, unset = the SFT student")
     problems: Path | None = Field(None, description="Problem JSONL the policy is trained on")
     output_dir: Path | None = Field(None, description="default RUN_DIR/policy")
-    method: Literal["full", "lora", "qlora"] = "lora"
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    quant: QuantConfig = Field(default_factory=QuantConfig)
     prompts: PromptConfig = Field(default_factory=PromptConfig)
     template: Literal["chat", "r1-zero"] = Field(
         "chat", description="chat: the model's chat template with prompts.templates; r1-zero: R1-Zero's plain "
@@ -451,7 +454,6 @@ class RLConfig(Config):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping; 0 = off")
     optim: str = "adamw_torch"
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     gradient_checkpointing: bool = False
     rollout: Literal["auto", "vllm", "transformers"] = Field(
         "auto", description="who generates: auto picks vLLM (TRL's colocated engine on GPUs; on CPUs distill's engine "
@@ -465,7 +467,6 @@ class RLConfig(Config):
     save_steps: int = Field(10, ge=1)
     save_total_limit: int | None = Field(2, ge=1)
     seed: int = 42
-    merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
 
     @model_validator(mode="after")
     def _batch_fits_groups(self) -> RLConfig:
@@ -487,7 +488,7 @@ class OfflineKDConfig(Config):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="loss = alpha x top-k forward KL + (1 - alpha) x CE")
 
 
-class KDConfig(Config):
+class KDConfig(TrainingMethod):
     """On-policy distillation: the student samples, the teacher scores every sampled token, the student is
     trained on the per-token reverse KL (optionally plus the verifier's rewards). Defaults and their sources:
 
@@ -510,9 +511,6 @@ class KDConfig(Config):
                                                    "student's tokenizer")
     problems: Path | None = Field(None, description="Problem JSONL the student samples answers to")
     output_dir: Path | None = Field(None, description="default RUN_DIR/kd")
-    method: Literal["full", "lora", "qlora"] = "lora"
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    quant: QuantConfig = Field(default_factory=QuantConfig)
     prompts: PromptConfig = Field(default_factory=PromptConfig)
     template: Literal["chat", "r1-zero"] = Field("chat", description="as rl.template")
 
@@ -537,7 +535,6 @@ class KDConfig(Config):
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     teacher_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", description="auto: the student's compute precision")
     gradient_checkpointing: bool = False
@@ -551,7 +548,6 @@ class KDConfig(Config):
     save_steps: int = Field(10, ge=1, description="checkpoint every N steps (a rerun resumes from the newest)")
     save_total_limit: int | None = Field(2, ge=1)
     seed: int = 42
-    merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
 
     @model_validator(mode="after")
     def _consistent(self) -> KDConfig:
