@@ -19,7 +19,7 @@ import yaml
 from distill.config import GenerateConfig, Recipe, RLConfig, SFTConfig, dump_yaml
 from distill.files import atomic_write_text, read_json_if_any, shown_path
 from distill.jsonl import count_lines, read_jsonl
-from distill.plots import plot_curves, pyplot, save_figure
+from distill.plots import pyplot, save_figure
 
 # Licenses of the models this project bundles; anything else is the user's to state.
 # "gemma" is the Hub's license id for the Gemma terms of use, which bind models trained from Gemma too.
@@ -91,12 +91,6 @@ def read_training_log(log_path: Path | None) -> list[dict[str, Any]]:
         return [row for row in read_jsonl(path, on_error="skip")]
     data = read_json_if_any(path) or {}
     return data.get("log_history", []) if isinstance(data, dict) else list(data)
-
-
-def plot_training_curve(entries: list[dict[str, Any]], out: Path) -> Path | None:
-    if not any("loss" in e or "eval_loss" in e for e in entries):
-        return None
-    return plot_curves(entries, [("Training curve", ("loss", "eval_loss"))], out, markers=("eval_loss",))
 
 
 # --------------------------------------------------------------------------------------- dataset card
@@ -214,17 +208,17 @@ def write_dataset_card(filter_dir: Path, generate: GenerateConfig, *, problems_l
 
 # ----------------------------------------------------------------------------------------- model card
 def write_model_card(student_dir: Path, sft: SFTConfig, *, scores: dict[str, Any] | None = None,
-                     training: dict[str, Any] | None = None, log_path: Path | None = None,
+                     training: dict[str, Any] | None = None, plot_path: Path | None = None,
                      dataset_card: Path | None = None, recipe: Recipe | None = None,
                      kept: int | None = None, run_dir: Path | None = None) -> Path:
     """README.md in the student folder: what it was trained from, on what, how, and how it scores (file
-    paths relative to `run_dir`; the recipe block is the exact configuration, as run)."""
+    paths relative to `run_dir`; the recipe block is the exact configuration, as run). `plot_path` is the
+    training curve sft drew (RUN_DIR/student/training.png)."""
     from distill.eval.provenance import reproduce_markdown
     from distill.eval.table import markdown_table
 
     student_dir = Path(student_dir)
-    entries = read_training_log(log_path)
-    curve = plot_training_curve(entries, student_dir / "plots" / "training_curve.png")
+    curve = Path(plot_path) if plot_path is not None and Path(plot_path).exists() else None
     meta: dict[str, Any] = {
         "base_model": UPSTREAM.get(sft.model, sft.model),
         "library_name": "peft" if sft.method in ("lora", "qlora") else "transformers",
@@ -259,7 +253,8 @@ def write_model_card(student_dir: Path, sft: SFTConfig, *, scores: dict[str, Any
         scalars = {k: v for k, v in training.items() if isinstance(v, (int, float, str)) and k != "model"}
         body += ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in scalars.items()], ""]
     if curve is not None:
-        body.append("![training curve](plots/training_curve.png)\n")
+        shown = curve.relative_to(student_dir) if curve.is_relative_to(student_dir) else curve
+        body.append(f"![training curve]({shown})\n")
     body.append("## Evaluation\n")
     if scores:
         sampling = scores["sampling"]

@@ -318,7 +318,7 @@ def eval_(
     config = load_stage("eval", recipe, overrides)
     aliases = None
     if recipe is not None and is_recipe(recipe):  # `base` and `student` name the recipe's own models
-        aliases = stage_module("distill.pipeline").model_aliases(load_recipe(recipe))
+        aliases = stage_module("distill.stages.eval").model_aliases(load_recipe(recipe))
     if not (config.models or aliases) or not config.benchmarks:
         raise DistillError("eval needs --models and at least one --bench NAME=FILE (or eval.models/benchmarks)")
     output_dir(config.output_dir, "the scores")
@@ -351,7 +351,8 @@ def bench_spec(item: str, limit: int | None) -> dict:
 @app.command()
 @friendly_errors
 def run(args: recipe_args("demo sft.epochs=1") = None):
-    """Run a whole recipe: generate -> filter -> sft -> eval, skipping stages already done."""
+    """Run a whole recipe: generate (or import) -> filter -> sft -> kd -> rl -> eval, each stage the recipe
+    configures, skipping those done earlier for the same configuration and resuming one that was cut off."""
     from distill.config import load_recipe
 
     recipe_path, overrides = split_args(args)

@@ -91,7 +91,7 @@ def make_teacher(config: CompareConfig, run_dir: Path | None, progress: bool) ->
     if config.teacher is not None:
         return config.teacher, 0.0
     from distill.demo import demo_recipe, run_offline
-    from distill.pipeline import model_aliases
+    from distill.stages.eval import model_aliases
 
     recipe = demo_recipe(name=config.teacher_recipe, run_dir=run_dir)
     started = time.monotonic()

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -560,6 +561,32 @@ class KDConfig(TrainingMethod):
 
 
 # --------------------------------------------------------------------------------------------- recipe
+@dataclass(frozen=True)
+class Defaults:
+    """What each stage writes when the recipe names no path of its own."""
+
+    imported_problems: Path
+    traces: Path
+    filter_dir: Path
+    dataset_dir: Path
+    student_dir: Path
+    kd_dir: Path
+    policy_dir: Path
+    eval_dir: Path
+
+
+def defaults(run_dir: Path) -> Defaults:
+    run_dir = Path(run_dir)
+    return Defaults(imported_problems=run_dir / "problems.jsonl", traces=run_dir / "traces.jsonl",
+                    filter_dir=run_dir / "filter", dataset_dir=run_dir / "dataset", student_dir=run_dir / "student",
+                    kd_dir=run_dir / "kd", policy_dir=run_dir / "policy", eval_dir=run_dir / "eval")
+
+
+def student_path(sft: SFTConfig) -> Path:
+    """The folder `sft` leaves for the next stage: the full model, the merged model, or the adapter."""
+    return Path(sft.output_dir) / ("model" if sft.method == "full" else "merged" if sft.merge else "adapter")
+
+
 class Recipe(Config):
     """A whole run: generate -> filter -> sft -> eval inside one run directory."""
 
@@ -578,25 +605,25 @@ class Recipe(Config):
 
     @model_validator(mode="after")
     def _wire_stage_paths(self) -> Recipe:
-        """Fill each unset path from the run directory so the stages chain."""
-        run = self.run_dir
+        """Fill each unset path from the run directory (distill.layout.defaults) so the stages chain."""
+        where = defaults(self.run_dir)
         gen, flt, sft, ev = self.generate, self.filter, self.sft, self.eval
         if self.import_traces is not None and gen.problems is None:
-            gen.problems = run / "problems.jsonl"  # the import writes the problems its traces answer here
+            gen.problems = where.imported_problems  # the import writes the problems its traces answer here
         if gen.output is None:
-            gen.output = run / "traces.jsonl"
+            gen.output = where.traces
         if flt.input is None:
             flt.input = gen.output
         if flt.problems is None:
             flt.problems = gen.problems
         if flt.output_dir is None:
-            flt.output_dir = run / "filter"
+            flt.output_dir = where.filter_dir
         if sft.train_file is None:
             sft.train_file = flt.output_dir / "kept.jsonl"
         if sft.output_dir is None:
-            sft.output_dir = run / "student"
+            sft.output_dir = where.student_dir
         if ev.output_dir is None:
-            ev.output_dir = run / "eval"
+            ev.output_dir = where.eval_dir
         explicit = set(ev.model_fields_set)  # a copy: the assignments below add to the live set
         for name in ev.from_generate:
             if name not in explicit:
@@ -609,43 +636,34 @@ class Recipe(Config):
                 setattr(ev, name, getattr(flt, name))
         if self.rl is not None:
             if self.rl.output_dir is None:
-                self.rl.output_dir = run / "policy"
+                self.rl.output_dir = where.policy_dir
             if self.rl.problems is None:
                 self.rl.problems = gen.problems
             if self.rl.model is None:  # RL after distillation: start from the SFT student
-                self.rl.model = str(sft_student_path(sft))
+                self.rl.model = str(student_path(sft))
         if self.kd is not None:
             if self.kd.output_dir is None:
-                self.kd.output_dir = run / "kd"
+                self.kd.output_dir = where.kd_dir
             if self.kd.problems is None:
                 self.kd.problems = gen.problems
             if self.kd.model is None:  # on-policy distillation after SFT: start from the SFT student
-                self.kd.model = str(sft_student_path(sft))
+                self.kd.model = str(student_path(sft))
             if self.kd.teacher is None:  # the teacher that wrote the traces (same tokenizer: checked at train)
                 self.kd.teacher = gen.model
         return self
 
 
-def sft_student_path(sft: SFTConfig) -> Path:
-    """The folder `sft` leaves for the next stage: the full model, the merged model, or the adapter."""
-    return Path(sft.output_dir) / ("model" if sft.method == "full" else "merged" if sft.merge else "adapter")
+def _section_class(annotation: Any) -> type[Config] | None:
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, Config):
+            return candidate
+    return None
 
 
-def rl_follows_sft(recipe: Recipe) -> bool:
-    """True when the recipe's RL starts from its SFT student; False for R1-Zero (RL on a given model)."""
-    return recipe.rl is not None and recipe.rl.model == str(sft_student_path(recipe.sft))
-
-
-def kd_follows_sft(recipe: Recipe) -> bool:
-    """True when the recipe's on-policy distillation starts from its SFT student."""
-    return recipe.kd is not None and recipe.kd.model == str(sft_student_path(recipe.sft))
-
-
-# In the order `distill run` runs them.
-STAGES: dict[str, type[Config]] = {
-    "generate": GenerateConfig, "filter": FilterConfig, "sft": SFTConfig, "kd": KDConfig, "rl": RLConfig,
-    "eval": EvalConfig,
-}
+# A recipe's sections by name (generate, filter, sft, eval, import_traces, rl, kd), read off Recipe itself; the
+# order `distill run` runs the stages in is distill.stages.PIPELINE's.
+SECTIONS: dict[str, type[Config]] = {
+    name: cls for name, info in Recipe.model_fields.items() if (cls := _section_class(info.annotation)) is not None}
 
 
 # ------------------------------------------------------------------------------------ loading + errors
@@ -744,8 +762,8 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def is_recipe(path: str | Path) -> bool:
-    """A whole recipe (stage sections, run_dir), as opposed to one bare stage's YAML."""
-    return any(k in load_yaml(path) for k in ("generate", "filter", "sft", "kd", "rl", "eval", "import_traces", "run_dir", "name"))
+    """A whole recipe (its sections, run_dir, name), as opposed to one bare stage's YAML."""
+    return any(k in load_yaml(path) for k in Recipe.model_fields if k != "description")
 
 
 def load_stage(stage: str, path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -761,7 +779,7 @@ def load_stage(stage: str, path: str | Path | None = None, overrides: list[str] 
     else:
         data = {}
     data = apply_overrides(data, overrides or [])
-    return standalone_paths(validate_config(STAGES[stage], data, str(path or f"<{stage} defaults>")))
+    return standalone_paths(validate_config(SECTIONS[stage], data, str(path or f"<{stage} defaults>")))
 
 
 def standalone_paths(config: Config) -> Config:

@@ -95,10 +95,10 @@ def _student_counts(source: str, full: bool, lora_json: str):
 
 
 def _measured_trace_tokens(recipe: Recipe) -> float | None:
-    from distill.generation.stage import stats_path_for
+    from distill.layout import RunLayout
 
-    stats_path = stats_path_for(Path(recipe.generate.output)) if recipe.generate.output else None
-    if stats_path is None or not stats_path.exists():
+    stats_path = RunLayout.of(recipe).traces_stats
+    if not stats_path.exists():
         return None
     tokens = json.loads(stats_path.read_text()).get("completion_tokens", {})
     return tokens.get("mean")

@@ -9,14 +9,12 @@ import base64
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from distill.config import dump_yaml
+from distill.config import Recipe, dump_yaml
 from distill.eval.table import rows as score_rows
 from distill.files import atomic_write_text, shown_path
-
-if TYPE_CHECKING:
-    from distill.config import Recipe
+from distill.layout import RunLayout
 
 
 @dataclass
@@ -90,7 +88,8 @@ def render(recipe: Recipe, summary: RunSummary) -> str:
     parts.append(_table(["stage", "status", "seconds", "key"],
                         [[s.name, s.status, s.seconds, s.key] for s in summary.stages]))
 
-    filter_dir = Path(recipe.filter.output_dir)
+    layout = RunLayout.of(recipe)
+    filter_dir = layout.filter_dir
     if summary.funnel:
         parts.append("<h2>Filter funnel</h2><p>Each rejected trace is counted at the first check it failed.</p>")
         parts.append(_table(["step", "removed", "remaining"],
@@ -98,9 +97,10 @@ def render(recipe: Recipe, summary: RunSummary) -> str:
         parts.append(_img(filter_dir / "plots" / "token_lengths.png", "trace lengths"))
         parts.append(_img(filter_dir / "plots" / "reject_reasons.png", "reject reasons"))
 
-    if summary.training is not None or (Path(recipe.sft.output_dir) / "plots" / "training_curve.png").exists():
+    curve = layout.training_curve("sft")
+    if summary.training is not None or curve.exists():
         parts.append("<h2>Training</h2>")
-        parts.append(_img(Path(recipe.sft.output_dir) / "plots" / "training_curve.png", "training curve"))
+        parts.append(_img(curve, "training curve"))
         if summary.training:
             # Scalars as a table; the nested reports (data, packing check) stay in student/metrics.json.
             scalars = [[k, v] for k, v in summary.training.items() if isinstance(v, (int, float, str))]
@@ -134,6 +134,6 @@ def render(recipe: Recipe, summary: RunSummary) -> str:
 
 
 def write_report(recipe: Recipe, summary: RunSummary) -> Path:
-    path = Path(recipe.run_dir) / "report.html"
+    path = RunLayout.of(recipe).report_file
     atomic_write_text(path, render(recipe, summary))
     return path

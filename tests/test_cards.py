@@ -81,8 +81,11 @@ def test_model_card_carries_recipe_curve_and_eval_table(tmp_path, filter_dir):
               "deltas": {"student": {"heldout": {"against": "base",
                                                  "pass@1": {"value": 0.19, "ci_low": 0.12, "ci_high": 0.26}}}}}
     recipe = Recipe(name="demo", description="a test run", run_dir=tmp_path / "run")
+    from distill.sft.callbacks import plot_log
+
+    curve = plot_log(log, tmp_path / "student" / "training.png")  # what sft draws
     path = cards.write_model_card(tmp_path / "student", SFTConfig(method="lora"), scores=scores,
-                                  training={"train_loss": 0.5}, log_path=log, recipe=recipe, kept=6)
+                                  training={"train_loss": 0.5}, plot_path=curve, recipe=recipe, kept=6)
     meta = front_matter(path)
     assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and meta["library_name"] == "peft"
     result = meta["model-index"][0]["results"][0]
@@ -91,7 +94,8 @@ def test_model_card_carries_recipe_curve_and_eval_table(tmp_path, filter_dir):
     assert "0.310 [0.250, 0.370]" in text and "+0.190 [+0.120, +0.260] better" in text
     assert "6 verified traces" in text and "run_dir:" in text  # the recipe is embedded
     assert "| train_loss | 0.5 |" in text
-    assert (tmp_path / "student" / "plots" / "training_curve.png").stat().st_size > 2000
+    assert "![training curve](training.png)" in text  # the one curve sft drew, not a second plot
+    assert not (tmp_path / "student" / "plots").exists()
 
 
 def test_export_round_trips_through_datasets_and_parquet(tmp_path, filter_dir):

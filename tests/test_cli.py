@@ -54,8 +54,9 @@ def test_every_listed_recipe_is_whole_and_launchable_as_its_header_says():
     and with that command's overrides its first stage has its input (fragments live elsewhere)."""
     import re
 
-    from distill.config import load_recipe, rl_follows_sft
+    from distill.config import load_recipe
     from distill.resources import shipped_recipes
+    from distill.stages.rl import follows_sft as rl_follows_sft
 
     problems = Path(__file__).parents[1] / "distill" / "data" / "demo" / "train.jsonl"
     for name, path in shipped_recipes().items():

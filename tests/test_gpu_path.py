@@ -81,7 +81,7 @@ def test_sft_gives_back_the_environment_and_the_trainer(tmp_path, monkeypatch):
 
 # ---- 2: the teacher's engine does not stay into training on a GPU
 def test_the_teacher_engine_is_stopped_before_training_on_a_gpu_only():
-    from distill.pipeline import engine_stays_for_training
+    from distill.stages.sft import engine_stays_for_training
 
     # The decision only: acting on it here would stop the suite's shared engine.
     assert engine_stays_for_training(on_gpu=True) is False

@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from distill.cli import app
-from distill.config import R1_ZERO_TEMPLATE, load_recipe, rl_follows_sft
+from distill.config import R1_ZERO_TEMPLATE, load_recipe
 from distill.pipeline import run
 from distill.resources import recipes_dir
+from distill.stages.rl import follows_sft as rl_follows_sft
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS = ROOT / "distill" / "data" / "demo" / "train.jsonl"
@@ -81,7 +82,8 @@ def test_rl_bad_field_is_one_clear_paragraph(tmp_path):
 
 def test_demo_arm_recipe_is_the_self_distillation_demo_plus_rl_on_its_student(tmp_path):
     from distill.demo import RL_QUICK_STEPS, demo_recipe, rl_demo_recipe
-    from distill.pipeline import model_aliases, stage_keys
+    from distill.pipeline import stage_keys
+    from distill.stages.eval import model_aliases
 
     recipe = rl_demo_recipe(run_dir=tmp_path)
     plain = demo_recipe(name="demo-self", run_dir=tmp_path)

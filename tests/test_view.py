@@ -112,9 +112,9 @@ def test_overview_counts_reasons_stages_and_plots(run_dir, url):
             every_check[check] = every_check.get(check, 0) + 1
     assert o["reasons"] == every_check and o["reasons"]["decontaminate"] == SAMPLES
     assert [(s["stage"], s["status"]) for s in o["stages"]] == [(n, "done") for n in ("generate", "filter", "sft", "eval")]
-    assert "student/plots/training_curve.png" in o["plots"] and "filter/plots/reject_reasons.png" in o["plots"]
+    assert "student/training.png" in o["plots"] and "filter/plots/reject_reasons.png" in o["plots"]
     assert o["eval"]["header"][:5] == ["benchmark", "metric", "base", "student", "smollm2"]
-    status, png = fetch(url, "/run/student/plots/training_curve.png")
+    status, png = fetch(url, "/run/student/training.png")
     assert status == 200 and png.startswith(b"\x89PNG")
     assert fetch(url, "/run/recipe.yaml")[0] == 404 and fetch(url, "/run/../../etc/passwd")[0] == 404
 
@@ -254,7 +254,7 @@ def test_page_renders_the_run_in_a_real_browser(run_dir, url, tmp_path):
 
     overview = chromium("--dump-dom", url, user_dir=tmp_path / "c")
     assert 'data-rendered="overview"' in overview and "distill view: view-test" in overview
-    assert 'src="/run/student/plots/training_curve.png"' in overview
+    assert 'src="/run/student/training.png"' in overview
 
     shot = tmp_path / "eval.png"
     chromium(f"--screenshot={shot}", "--window-size=1280,900", f"{url}#eval", user_dir=tmp_path / "d")

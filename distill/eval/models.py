@@ -1,12 +1,12 @@
 """Which models an evaluation scores: labels, aliases, and a LoRA adapter merged once so any backend serves it."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from distill.errors import DistillError
 from distill.files import stat_fingerprint
+from distill.layout import slug
 from distill.models import resolve_model
 
 
@@ -14,12 +14,6 @@ from distill.models import resolve_model
 class ModelRef:
     label: str  # column name in the table, folder name under OUT
     spec: str   # what the user wrote (after alias expansion)
-
-
-def slug(text: str) -> str:
-    """A folder-safe name: 'runs/x/student/merged' -> 'runs-x-student-merged'."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
-    return name[-80:] or "model"
 
 
 def parse_models(entries: list[str], aliases: dict[str, str] | None = None) -> list[ModelRef]:

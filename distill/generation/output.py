@@ -7,6 +7,9 @@ from typing import Any
 
 from distill.errors import DistillError
 from distill.jsonl import JsonlReader
+from distill.layout import stats_path_for
+
+__all__ = ["GenerateResult", "check_same_config", "stats_path_for"]
 
 
 @dataclass
@@ -16,10 +19,6 @@ class GenerateResult:
     stats: dict[str, Any]
     written: int   # traces written by this call
     skipped: int   # (problem, sample) pairs already in the output, left alone
-
-
-def stats_path_for(output: Path) -> Path:
-    return output.with_name(output.stem + ".stats.json")
 
 
 def check_same_config(output: Path, digest: str) -> None:

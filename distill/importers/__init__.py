@@ -76,16 +76,6 @@ def import_traces(source: str | Path, out_dir: str | Path, *, format: str = "aut
                         teacher=teacher, limit=limit)
 
 
-def import_recipe_traces(recipe) -> tuple[dict, dict]:
-    """The pipeline's generate stage for a recipe with `import_traces`: the set's traces where generate's go."""
-    cfg = recipe.import_traces
-    result = write_traces(cfg.source, Path(recipe.generate.problems), Path(recipe.generate.output),
-                          format=cfg.format, domain=cfg.domain, teacher=cfg.teacher, limit=cfg.limit)
-    return ({"traces": str(result.traces_path), "problems": str(result.problems_path)},
-            {"imported_from": cfg.source, "format": result.format, "problems": result.problems,
-             "traces": result.traces})
-
-
 def write_traces(source: str | Path, problems_path: Path, traces_path: Path, *, format: str = "auto",
                  domain: str = "math", teacher: str | None = None, limit: int | None = None) -> ImportResult:
     parse_spec(source)  # a bad spec fails here, before any file is made

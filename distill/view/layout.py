@@ -1,8 +1,9 @@
-"""Where a run directory keeps each file the viewer shows.
+"""The files of a run directory the viewer shows, found on disk.
 
-The stage manifests (RUN_DIR/stages/<stage>.json) name every output; the recipe's defaults (traces.jsonl,
-filter/, eval/) are the fallback, so a run directory that was moved or copied, whose manifests hold the
-old absolute paths, still opens. Any part may be missing: a run stopped after the filter has no eval.
+The stage manifests (RUN_DIR/stages/<stage>.json) name every output; the run layout's defaults
+(distill.config.defaults: traces.jsonl, filter/, eval/) are the fallback, so a run directory that was moved or
+copied, whose manifests hold the old absolute paths, still opens. Any part may be missing: a run stopped after
+the filter has no eval.
 """
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ from typing import Any
 
 import yaml
 
+from distill.config import defaults
 from distill.errors import DistillError
-from distill.eval.models import slug
 from distill.files import read_json_if_any
+from distill.layout import RunLayout, eval_files
+from distill.stages import NAMES
 
 SKIPPED_DIRS = {"stale", "checkpoints", "cache"}  # old or intermediate outputs: their plots are not this run's
 
 
 @dataclass
-class RunLayout:
+class RunFiles:
     run_dir: Path
     name: str
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -38,8 +41,10 @@ class RunLayout:
 
     def eval_file(self, label: str, bench: str, kind: str) -> Path | None:
         """OUT/<model>/<bench>.<kind>.jsonl, kind one of traces, verdicts, results (see distill.eval.stage)."""
-        path = self.eval_dir / slug(label) / f"{bench}.{kind}.jsonl" if self.eval_dir is not None else None
-        return path if path is not None and path.exists() else None
+        if self.eval_dir is None:
+            return None
+        path = getattr(eval_files(self.eval_dir, label, bench), kind)
+        return path if path.exists() else None
 
     def plots(self) -> list[str]:
         """Every PNG of the run, relative to the run directory, stage folders in run order."""
@@ -49,27 +54,26 @@ class RunLayout:
     def manifests(self) -> list[dict[str, Any]]:
         stages = self.run_dir / "stages"
         found = [read_json_if_any(p) for p in sorted(stages.glob("*.json"))] if stages.is_dir() else []
-        order = ["generate", "filter", "sft", "rl", "eval"]
         found = [m for m in found if isinstance(m, dict)]
-        return sorted(found, key=lambda m: order.index(m["stage"]) if m.get("stage") in order else len(order))
+        return sorted(found, key=lambda m: NAMES.index(m["stage"]) if m.get("stage") in NAMES else len(NAMES))
 
 
-def find_layout(run_dir: Path) -> RunLayout:
+def find_layout(run_dir: Path) -> RunFiles:
     """The files of the run in `run_dir`; one clear sentence when it is not a run directory."""
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise DistillError(f"{run_dir}: no such directory; give the run directory of `distill run` or "
                            "`distill demo` (the folder holding recipe.yaml and stages/)")
     recipe = _read_recipe(run_dir / "recipe.yaml")
-    outputs = {stage: (read_json_if_any(run_dir / "stages" / f"{stage}.json") or {}).get("outputs", {})
+    outputs = {stage: (read_json_if_any(RunLayout.manifest_of(run_dir, stage)) or {}).get("outputs", {})
                for stage in ("generate", "filter", "eval")}
-    traces = _first_file(outputs["generate"].get("traces"), run_dir / "traces.jsonl")
-    kept = _first_file(outputs["filter"].get("kept"), run_dir / "filter" / "kept.jsonl", run_dir / "kept.jsonl")
-    scores = _first_file(outputs["eval"].get("scores"), run_dir / "eval" / "scores.json",
-                         run_dir / "scores.json")
+    where = defaults(run_dir)
+    traces = _first_file(outputs["generate"].get("traces"), where.traces)
+    kept = _first_file(outputs["filter"].get("kept"), where.filter_dir / "kept.jsonl", run_dir / "kept.jsonl")
+    scores = _first_file(outputs["eval"].get("scores"), where.eval_dir / "scores.json", run_dir / "scores.json")
     section = recipe.get("filter") or {}
     problems = section.get("problems") or (recipe.get("generate") or {}).get("problems")
-    layout = RunLayout(run_dir, recipe.get("name") or run_dir.name, recipe, traces=traces,
+    layout = RunFiles(run_dir, recipe.get("name") or run_dir.name, recipe, traces=traces,
                        filter_dir=kept.parent if kept else None, eval_dir=scores.parent if scores else None,
                        problems=_first_file(problems, run_dir / str(problems)) if problems else None)
     if layout.traces is None and layout.filter_dir is None and layout.eval_dir is None:

@@ -17,7 +17,7 @@ from distill.eval.table import rows as score_rows
 from distill.files import read_json_if_any
 from distill.problems import iter_problems
 from distill.records import Problem
-from distill.view.layout import RunLayout
+from distill.view.layout import RunFiles
 from distill.view.lines import LineFile, lines_of, search
 
 MAX_PAGE = 200
@@ -44,7 +44,7 @@ def page_bounds(offset: int, limit: int) -> tuple[int, int]:
 class RunData:
     """The queries over one run directory; indexes are built on first use and rebuilt when a file changes."""
 
-    def __init__(self, layout: RunLayout):
+    def __init__(self, layout: RunFiles):
         self.layout = layout
         self._problems: dict[str, Problem] | None = None
         self._bench_problems: dict[str, dict[str, Problem]] = {}
