@@ -53,8 +53,8 @@ def run_trl(options, out: Path) -> dict:
     from transformers import AutoTokenizer, TrainerCallback
     from trl import DistillationConfig, DistillationTrainer
 
-    from distill.filter.stage import load_problems
     from distill.models import resolve_model
+    from distill.problems import load_problems
     from distill.rl.data import build_prompts
 
     student, teacher = resolve_model(options.student), resolve_model(options.teacher)

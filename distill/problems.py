@@ -1,6 +1,6 @@
 """Problems from any source: the one place that reads Problem records and refuses duplicate ids.
 
-generate, filter, eval and decontamination all read their problems here, so a Problem JSONL, a parquet file,
+generate, filter, eval, rl, kd and decontamination all read their problems here, so a Problem JSONL, a parquet file,
 a `save_to_disk` folder and a hub id (see distill.sources) work wherever problems are accepted. A row maps
 onto a Problem by
   - an explicit field map ({Problem field: row column}, e.g. {"problem": "question", "answer": "label"});
@@ -120,9 +120,11 @@ def iter_problems(spec: str | Path, *, field_map: dict[str, str] | None = None, 
 
 
 def load_problems(spec: str | Path, *, field_map: dict[str, str] | None = None, domain: str | None = None,
-                  limit: int | None = None, label: str | None = None) -> dict[str, Problem]:
-    """All Problems of `spec` by id; an empty source is an error (a typo in a path should not score 0 of 0)."""
+                  limit: int | None = None, label: str | None = None, allow_empty: bool = False
+                  ) -> dict[str, Problem]:
+    """All Problems of `spec` by id, the one reader every stage uses. An empty source is an error (a typo in a
+    path should not score 0 of 0) unless `allow_empty`: then the stage decides, with its own message."""
     problems = {p.id: p for p in iter_problems(spec, field_map=field_map, domain=domain, limit=limit, label=label)}
-    if not problems:
+    if not problems and not allow_empty:
         raise SourceError(f"{(label + ': ') if label else ''}{spec} holds no problems")
     return problems

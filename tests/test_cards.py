@@ -176,10 +176,8 @@ def test_export_command_writes_the_dataset(tmp_path, filter_dir):
 
 
 def test_a_gemma_student_card_carries_the_gemma_terms(tmp_path):
-    log = tmp_path / "log.jsonl"
-    log.write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
     path = cards.write_model_card(tmp_path / "student", SFTConfig(model="bundled:gemma3-270m", chat_template="gemma"),
-                                  scores=None, training=None, log_path=log)
+                                  scores=None, training=None)
     meta = front_matter(path)
     assert meta["license"] == "gemma" and meta["license_link"] == "https://ai.google.dev/gemma/terms"
     assert meta["base_model"] == "google/gemma-3-270m"

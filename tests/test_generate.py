@@ -11,13 +11,22 @@ import torch
 from distill.config import GenerateConfig, PromptConfig, config_hash
 from distill.errors import DistillError
 from distill.generation import generate
-from distill.generation.extract import split_completion, split_reasoning
+from distill.generation.extract import split_completion
 from distill.generation.prompts import build_messages, render_prompt
 from distill.generation.sampling import sample_rows
 from distill.generation.seeds import request_key, uniform
 from distill.generation.shards import expected_keys, merge_shards, parse_shard, shard_of, split_shard
 from distill.generation.stats import quantiles
 from distill.records import Problem, Trace
+
+
+def split_reasoning(completion: str, *, prefilled_think: bool, reasoning_content: str | None,
+                    fmt: str) -> tuple[str, str]:
+    """(reasoning, answer) of one completion, as a pair: split_completion without the rule it used."""
+    split = split_completion(completion, prefilled_think=prefilled_think,
+                             reasoning_content=reasoning_content, fmt=fmt)
+    return split.reasoning, split.answer
+
 
 # ------------------------------------------------------------------------------------------- prompts
 

@@ -1,10 +1,10 @@
-"""SupervisedPool: hard per-phase time budgets (even for code stuck in C), retries, crashes, input order."""
+"""distill.pool.SupervisedPool: hard per-phase time budgets (even for code stuck in C), retries, crashes, input order."""
 from __future__ import annotations
 
 import os
 import time
 
-from distill.verify.workers import Failure, Retry, SupervisedPool, phase
+from distill.pool import Failure, Retry, SupervisedPool, phase
 
 
 def square_or_hang(task: tuple[str, int]) -> int:

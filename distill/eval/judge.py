@@ -6,18 +6,24 @@ verifies and extracts, so a sample costs one round trip and a hung sympy parse i
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from distill.config import SandboxConfig
 from distill.jsonl import JsonlWriter, read_jsonl
+from distill.pool import Failure, Pool, open_pool, phase
 from distill.records import Problem, Trace, trace_key
 from distill.ui import progress_bar
-from distill.verify import VerifyResult, check_name, extract_final_answer, verify_budget_s, verify_inline
+from distill.verify import (
+    PRELOAD,
+    VerifyResult,
+    check_name,
+    extract_final_answer,
+    verify_budget_s,
+    verify_inline,
+)
 from distill.verify import math as math_verifier
-from distill.verify.workers import Failure, SupervisedPool, phase
 
 FLUSH_EVERY = 64  # verdicts between flushes: bounds the work a crash can lose
 
@@ -57,12 +63,12 @@ def judge_failed(sample: Sample, failure: Failure) -> tuple[VerifyResult, None]:
     return VerifyResult(False, check_name(sample.problem), why, None), None
 
 
-def judge_pool(workers: int = 0) -> SupervisedPool:
+def judge_pool(workers: int = 0) -> Pool:
     """The verifier processes of one evaluation (0 = one per core)."""
-    return SupervisedPool(judge, workers or len(os.sched_getaffinity(0)))
+    return open_pool(judge, workers=workers, preload=PRELOAD)
 
 
-def judge_traces(pool: SupervisedPool, traces_path: Path, verdicts_path: Path, problems: dict[str, Problem],
+def judge_traces(pool: Pool, traces_path: Path, verdicts_path: Path, problems: dict[str, Problem],
                  k: int, math_timeout_s: float, sandbox: SandboxConfig, progress: bool) -> None:
     """Append a verdict for every sample not yet judged (resumes by problem#sample)."""
     with JsonlWriter(verdicts_path, key=lambda r: trace_key(r["problem_id"], r["sample"])) as writer:

@@ -24,7 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
-from distill.benchmarks import as_problem_file, benchmark_problems
+from distill.benchmarks import as_problem_file
 from distill.config import BenchmarkConfig, EvalConfig, GenerateConfig, config_hash
 from distill.errors import DistillError
 from distill.eval import metrics
@@ -36,6 +36,7 @@ from distill.eval.table import scores_table
 from distill.files import atomic_write_json, file_digest, read_json
 from distill.generation import generate
 from distill.models import check_model_spec, shown_model
+from distill.problems import load_problems
 from distill.records import Problem
 from distill.verify.code import isolation_report
 
@@ -75,12 +76,6 @@ def _retire_stale(meta_path: Path, meta: dict[str, Any], files: list[Path]) -> N
     atomic_write_json(meta_path, meta)
 
 
-# ------------------------------------------------------------------------------------------- problems
-def load_problems(bench: BenchmarkConfig) -> dict[str, Problem]:
-    """Any Problem source, or a benchmark by name (distill.benchmarks); see distill.problems."""
-    return benchmark_problems(bench.name, bench.path, limit=bench.limit)
-
-
 # ----------------------------------------------------------------------------------------------- main
 def evaluate(config: EvalConfig, *, progress: bool = True, aliases: dict[str, str] | None = None,
              console=None) -> EvalResult:
@@ -97,9 +92,11 @@ def evaluate(config: EvalConfig, *, progress: bool = True, aliases: dict[str, st
     if config.backend != "openai":  # a served model's name is the server's business
         for ref in refs:  # a mistyped student folder stops now, not after the base model has been scored
             check_model_spec(ref.spec)
-    # Named benchmarks and dataset specs become Problem JSONL files that generate and the meta hash can read.
+    # Named benchmarks and dataset specs become Problem JSONL files that generate and the meta hash can read,
+    # so each is read back through the one Problem reader.
     config = config.model_copy(update={"benchmarks": [as_problem_file(b, out / "benchmarks") for b in config.benchmarks]})
-    problem_sets = {b.name: load_problems(b) for b in config.benchmarks}
+    problem_sets = {b.name: load_problems(b.path, limit=b.limit, label=f"benchmark '{b.name}'")
+                    for b in config.benchmarks}
     # Refuses weak isolation before any model is sampled; the layers go into scores.json.
     sandbox = {b.name: isolation_report(config.sandbox, problem_sets[b.name].values()) for b in config.benchmarks}
     seed = config.sampling.seed

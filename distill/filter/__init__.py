@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from distill.filter.funnel import funnel_table
 from distill.filter.registry import CheckResult, check, dataset_step, get_check, get_step
-from distill.filter.stage import FilterResult, filter_traces, load_problems
+from distill.filter.stage import FilterResult, filter_traces
 
 __all__ = [
     "CheckResult",
@@ -17,5 +17,4 @@ __all__ = [
     "funnel_table",
     "get_check",
     "get_step",
-    "load_problems",
 ]

@@ -1,6 +1,6 @@
 """`filter_traces`: Trace JSONL in; kept.jsonl, rejected.jsonl, stats.json, decontamination.json out.
 
-1. Per trace, on all cores (`distill.verify.workers.SupervisedPool`): quality checks, the verifier, custom
+1. Per trace, on all cores (`distill.pool`, this machine's or a Ray cluster's): quality checks, the verifier, custom
    checks -> OUTPUT/checked.jsonl, one Verdict per trace in input order. This is the expensive pass and it
    resumes: a rerun after a crash skips every trace already in checked.jsonl (started over only when the
    per-trace settings changed).
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from distill.config import FilterConfig
 from distill.errors import DistillError
 from distill.files import (
     InputError,
+    atomic_open,
     atomic_write_json,
     file_digest,
     input_file,
@@ -39,15 +40,14 @@ from distill.filter import checks as quality
 from distill.filter import registry, worker
 from distill.filter.decontam import Decontaminator
 from distill.filter.dedup import Deduplicator
-from distill.filter.pools import open_pool
 from distill.filter.select import Candidate, choose
 from distill.jsonl import JsonlReader, JsonlWriter, count_lines
-from distill.problems import iter_problems
+from distill.pool import Failure, Pool, Retry, open_pool
+from distill.problems import load_problems
 from distill.records import Problem, Trace, Verdict, read_traces, trace_key
 from distill.ui import progress_bar
-from distill.verify import MATH_GRACE_S
+from distill.verify import MATH_GRACE_S, PRELOAD
 from distill.verify.code import isolation_report
-from distill.verify.workers import PRELOAD, Failure, Retry, SupervisedPool
 
 CHECKED, KEPT, REJECTED = "checked.jsonl", "kept.jsonl", "rejected.jsonl"
 STATS, DECONTAM, STATE = "stats.json", "decontamination.json", "checked.state.json"
@@ -68,7 +68,8 @@ def filter_traces(config: FilterConfig, *, progress: bool = True) -> FilterResul
     """Run the rejection-sampling filter described in the module docstring."""
     started = time.monotonic()
     source, out = _paths(config)
-    problems = load_problems(config.problems) if config.problems is not None else {}
+    problems = load_problems(config.problems, label="filter.problems", allow_empty=True) \
+        if config.problems is not None else {}
     if config.problems is not None and not problems and not config.allow_empty:
         raise DistillError(f"filter.problems: {config.problems} holds no problems; nothing to verify against "
                            "(set filter.allow_empty=true to filter anyway)")
@@ -82,8 +83,8 @@ def filter_traces(config: FilterConfig, *, progress: bool = True) -> FilterResul
     # Refuses weak isolation before any work starts; recorded in stats.json.
     sandbox = isolation_report(config.sandbox, problems.values()) if config.verify else None
     out.mkdir(parents=True, exist_ok=True)
-    with open_pool(config, worker.run_task, initializer=worker.init, initargs=(settings,),
-                   preload=[*PRELOAD, "distill.filter.worker"]) as pool:
+    with open_pool(partial(worker.run_task, settings=settings), workers=config.workers, executor=config.executor,
+                   ray=config.ray, preload=[*PRELOAD, "distill.filter.worker"]) as pool:
         workers = pool.size  # processes verifying: this machine's, or the Ray cluster's
         mark = time.monotonic()
         counts = _check_traces(config, source, out, problems, pool, progress, total)
@@ -142,11 +143,6 @@ def _scan_traces(source: Path, problems: dict[str, Problem], config: FilterConfi
     return total
 
 
-def load_problems(path: Path) -> dict[str, Problem]:
-    """Any Problem source (JSONL, dataset file or folder, hub id); see distill.problems."""
-    return {p.id: p for p in iter_problems(path, label="filter.problems")}
-
-
 def _per_trace_hash(config: FilterConfig) -> str:
     """What the per-trace verdicts depend on (settings and the gold answers, not the dataset steps)."""
     part = {k: getattr(config, k) for k in ("verify", "math_timeout_s", "sandbox", "quality", "checks")}
@@ -166,7 +162,7 @@ def _per_trace_hash(config: FilterConfig) -> str:
 
 # ------------------------------------------------------------------------------------ 1. per trace
 def _check_traces(config: FilterConfig, source: Path, out: Path, problems: dict[str, Problem],
-                  pool: SupervisedPool, progress: bool, total: int) -> dict[str, int]:
+                  pool: Pool, progress: bool, total: int) -> dict[str, int]:
     checked = out / CHECKED
     # The input's digest too: traces rewritten under the same keys must be checked again, not resumed.
     state = {"per_trace_hash": _per_trace_hash(config), "input_digest": file_digest(source)}
@@ -216,7 +212,7 @@ def _on_failure(task: worker.TraceTask | worker.MinhashTask, failure: Failure, c
 
 # ------------------------------------------------------------------------------- 2. dataset steps
 def _dataset_steps(config: FilterConfig, out: Path, problems: dict[str, Problem], steps: list,
-                   decontam: Decontaminator | None, pool: SupervisedPool, progress: bool,
+                   decontam: Decontaminator | None, pool: Pool, progress: bool,
                    ) -> tuple[dict[str, dict], dict[str, Verdict], dict[str, int]]:
     """Decide which kept traces the dataset-level steps remove: key -> {'check', 'detail'}."""
     removals: dict[str, dict] = {}
@@ -259,7 +255,7 @@ def _dataset_steps(config: FilterConfig, out: Path, problems: dict[str, Problem]
     return removals, modified, dict(counts)
 
 
-def _kept_with_signatures(out: Path, config: FilterConfig, pool: SupervisedPool,
+def _kept_with_signatures(out: Path, config: FilterConfig, pool: Pool,
                           want: bool) -> Iterator[tuple[dict, np.ndarray | None]]:
     """Kept verdicts in file order with their MinHash signatures, computed on the pool."""
     kept = (v for v in JsonlReader(out / CHECKED) if v["kept"])
@@ -336,7 +332,7 @@ def _write_outputs(out: Path, problems: dict[str, Problem], removals: dict[str, 
     failed: dict[str, Counter] = defaultdict(Counter)  # domain -> check -> every failure
     first: dict[str, Counter] = defaultdict(Counter)   # domain -> check -> rejects it was the first reason of
     totals: dict[str, Counter] = defaultdict(Counter)
-    with _AtomicLines(out / KEPT) as kept_file, _AtomicLines(out / REJECTED) as rejected_file:
+    with atomic_open(out / KEPT) as kept_file, atomic_open(out / REJECTED) as rejected_file:
         for data in JsonlReader(out / CHECKED):
             key = trace_key(data["problem_id"], data["sample"])
             verdict = modified[key].to_json() if key in modified else data
@@ -347,9 +343,9 @@ def _write_outputs(out: Path, problems: dict[str, Problem], removals: dict[str, 
             totals[domain]["total"] += 1
             if verdict["kept"]:
                 totals[domain]["kept"] += 1
-                kept_file.write(verdict)
+                kept_file.write(json.dumps(verdict, ensure_ascii=False) + "\n")
                 continue
-            rejected_file.write(verdict)
+            rejected_file.write(json.dumps(verdict, ensure_ascii=False) + "\n")
             names = [r["check"] for r in verdict["reasons"]]
             for name in dict.fromkeys(names):
                 failed[domain][name] += 1
@@ -378,26 +374,3 @@ def _stats(order: list[str], totals: dict, failed: dict, first: dict) -> dict:
             "failed": dict(all_failed), "funnel": funnel(all_first, all_totals["total"]),
             "per_domain": per_domain}
 
-
-class _AtomicLines:
-    """Write JSON lines to a temp file beside `path`; replace `path` only when all are written."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp")
-        self.handle = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
-
-    def write(self, record: dict) -> None:
-        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type, *exc: object) -> None:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)

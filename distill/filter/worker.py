@@ -1,8 +1,9 @@
 """What a filter worker process does with one trace: quality checks, the verifier, custom checks.
 
-Each group runs as its own phase of `distill.verify.workers` with its own time budget, so a hung
-verifier or custom check costs that trace one rejected check (the parent retries it with that phase
-skipped), never the run. Workers also compute the MinHash signatures the dataset-level steps need.
+Each group runs as its own phase of a `distill.pool` task with its own time budget, so a hung verifier or
+custom check costs that trace one rejected check (the parent retries it with that phase skipped), never the
+run. The filter's Settings come bound to `run_task` (functools.partial), once per worker. Workers also
+compute the MinHash signatures the dataset-level steps need.
 """
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from distill.config import QualityConfig, SandboxConfig
 from distill.filter.checks import quality_checks
 from distill.filter.dedup import signature, trace_text
 from distill.filter.registry import CheckFn, CheckResult, as_check_result, check_timeout_s
+from distill.pool import phase
 from distill.records import Problem, Trace, Verdict
 from distill.verify import check_name, verify_budget_s, verify_inline
-from distill.verify.workers import phase
 
 QUALITY_BUDGET_S = 30.0  # the built-in checks are linear-time; this only catches a pathological regex
 
@@ -27,14 +28,6 @@ class Settings:
     sandbox: SandboxConfig
     quality: QualityConfig
     custom: list[tuple[str, CheckFn]] = field(default_factory=list)
-
-
-_SETTINGS: Settings | None = None
-
-
-def init(settings: Settings) -> None:
-    global _SETTINGS
-    _SETTINGS = settings
 
 
 @dataclass(frozen=True)
@@ -53,19 +46,17 @@ class MinhashTask:
     shingle: int
 
 
-def run_task(task: TraceTask | MinhashTask) -> Any:
+def run_task(task: TraceTask | MinhashTask, settings: Settings) -> Any:
     """Pool entry point: a verdict dict for a TraceTask, one signature array per text for a MinhashTask."""
     if isinstance(task, MinhashTask):
         return [signature(text, task.num_perm, task.shingle) for text in task.texts]
     return evaluate(Trace.model_validate(task.trace),
                     Problem.model_validate(task.problem) if task.problem is not None else None,
-                    task.skipped).to_json()
+                    task.skipped, settings).to_json()
 
 
-def evaluate(trace: Trace, problem: Problem | None, skipped: dict[str, str]) -> Verdict:
+def evaluate(trace: Trace, problem: Problem | None, skipped: dict[str, str], settings: Settings) -> Verdict:
     """Run every enabled check on one trace. `skipped` maps a phase that hung or crashed to its reason."""
-    settings = _SETTINGS
-    assert settings is not None, "worker used before init()"
     results: list[tuple[str, CheckResult]] = []
     if "quality" in skipped:
         results.append(("quality", CheckResult(False, skipped["quality"])))

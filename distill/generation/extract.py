@@ -34,14 +34,6 @@ class Split:
     how: How  # which rule produced the split; counted in the stats
 
 
-def split_reasoning(completion: str, *, prefilled_think: bool, reasoning_content: str | None,
-                    fmt: str) -> tuple[str, str]:
-    """(reasoning, answer) of one completion; `fmt` is "think", "plain" or "auto" (tags when present)."""
-    split = split_completion(completion, prefilled_think=prefilled_think,
-                             reasoning_content=reasoning_content, fmt=fmt)
-    return split.reasoning, split.answer
-
-
 def split_completion(completion: str, *, prefilled_think: bool, reasoning_content: str | None,
                      fmt: str) -> Split:
     if fmt not in ("auto", "think", "plain"):

@@ -13,7 +13,7 @@ from typing import Any
 from distill.config import R1_ZERO_TEMPLATE, RLConfig
 from distill.errors import DistillError
 from distill.generation.prompts import build_messages, render_prompt, template_opens_think, user_text
-from distill.problems import iter_problems
+from distill.problems import load_problems
 from distill.records import Problem
 from distill.rl.rewards import Completion, make_completion
 
@@ -26,9 +26,11 @@ class PromptSet:
 
 
 def read_problems(path: Path | None) -> dict[str, Problem]:
+    """The RL problems through the one reader (distill.problems: any Problem source), then RL's own checks:
+    the source is set and not empty, and every math problem has the gold answer the accuracy reward needs."""
     if path is None:
         raise DistillError("rl.problems is not set: give the Problem JSONL to train on (e.g. data/demo/train.jsonl)")
-    problems = {p.id: p for p in iter_problems(Path(path), label="rl.problems")}
+    problems = load_problems(path, label="rl.problems", allow_empty=True)
     if not problems:
         raise DistillError(f"{path}: holds no problems (rl.problems)")
     unverifiable = [p.id for p in problems.values() if p.domain == "math" and p.answer is None]

@@ -18,15 +18,17 @@ Custom rewards use the filter's registry mechanism (`distill.filter.registry`): 
     def brevity(completion):            # a Completion; return a float
         return -len(completion.text) / 1000
 
-Every reward of a completion runs in a worker of the filter's SupervisedPool, each reward as its own
-time-bounded phase: a hung, crashing or hostile completion costs that reward a zero, never the step.
-This module imports no torch: the pool's forkserver preloads it.
+Every reward of a completion runs in a worker of a `distill.pool` pool (the filter's and eval's too), each
+reward as its own time-bounded phase: a hung, crashing or hostile completion costs that reward a zero, never
+the step. The Settings come bound to `run_task`, once per worker. This module imports no torch: the pool's
+forkserver preloads it.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, Self
 
 from distill import checks
@@ -35,12 +37,13 @@ from distill.config import QualityConfig, SandboxConfig
 from distill.generation.extract import split_completion
 from distill.plugins import BUILTIN_REWARDS as BUILTIN
 from distill.plugins import REWARDS, timeout_of
+from distill.pool import Failure, Retry, open_pool, phase
 from distill.records import Problem, Trace
+from distill.verify import PRELOAD as VERIFY_PRELOAD
 from distill.verify import verify_budget_s, verify_inline
-from distill.verify.workers import Failure, Retry, SupervisedPool, phase
 
 GROUP_REWARDS = ("length",)  # need the whole group: computed in the parent after the per-completion ones
-PRELOAD = ["distill.verify", "distill.verify._warm", "distill.rl.rewards"]
+PRELOAD = [*VERIFY_PRELOAD, "distill.rl.rewards"]
 DEFAULT_REWARD_TIMEOUT_S = 30.0
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 # R1-Zero: everything after </think> is one <answer> block (whitespace around it allowed).
@@ -161,14 +164,6 @@ def length_rewards(lengths: list[int], correct: list[bool]) -> list[float]:
 
 
 # --------------------------------------------------------------------------------- worker side
-_SETTINGS: Settings | None = None
-
-
-def init(settings: Settings) -> None:
-    global _SETTINGS
-    _SETTINGS = settings
-
-
 def budget_s(name: str, c: Completion, s: Settings) -> float:
     if name == "accuracy":
         return verify_budget_s(c.problem, s.math_timeout_s, s.sandbox)
@@ -177,11 +172,10 @@ def budget_s(name: str, c: Completion, s: Settings) -> float:
     return timeout_of(dict(s.custom)[name])
 
 
-def run_task(task: tuple) -> dict[str, float]:
+def run_task(task: tuple, settings: Settings) -> dict[str, float]:
     """Pool entry: (completion fields, names, skipped) -> {reward name: value}; a skipped reward is 0."""
     data, names, skipped = task
-    s = _SETTINGS
-    assert s is not None, "reward worker used before init()"
+    s = settings
     c = Completion(**{**data, "problem": Problem.model_validate(data["problem"])})
     custom = dict(s.custom)
     values: dict[str, float] = {}
@@ -208,19 +202,15 @@ def _on_failure(task: tuple, failure: Failure) -> Any:
 
 # --------------------------------------------------------------------------------- parent side
 class RewardScorer:
-    """Scores batches of completions on a long-lived SupervisedPool; one call per batch for every reward."""
+    """Scores batches of completions on a long-lived pool; one call per batch for every reward."""
 
     def __init__(self, names: Iterable[str], settings: Settings, workers: int = 0):
-        import os
-
         self.names = list(names)
         self.pool_names = [n for n in self.names if n not in GROUP_REWARDS]
         if "length" in self.names and "accuracy" not in self.pool_names:
             self.pool_names.append("accuracy")  # the length reward needs correctness
         self.settings = settings
-        size = workers or len(os.sched_getaffinity(0))
-        self.pool = SupervisedPool(run_task, size, initializer=init, initargs=(settings,), preload=PRELOAD,
-                                   batch=4)
+        self.pool = open_pool(partial(run_task, settings=settings), workers=workers, preload=PRELOAD, batch=4)
         self.evaluations = 0  # reward-function calls, for the reward evaluations/s figure
 
     def score(self, completions: list[Completion], group_size: int) -> dict[str, list[float]]:

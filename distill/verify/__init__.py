@@ -10,24 +10,26 @@ timeout. `verify_many` does the same for a stream of answers on all cores, in in
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 from distill.config import SandboxConfig
+from distill.pool import Failure, SupervisedPool, open_pool, phase
 from distill.records import CodeTests, Problem
 from distill.verify import code as code_verifier
 from distill.verify import math as math_verifier
 from distill.verify import mcq as mcq_verifier
-from distill.verify.workers import Failure, SupervisedPool, phase
 
 # Time a guarded math check may run past its own timeout before its process is killed: math-verify
 # stops itself at the timeout for anything written in Python, the kill is for code stuck in C.
 MATH_GRACE_S = 1.0
 # Sandbox start, cleanup and scheduling on a loaded machine, on top of the program's own timeout.
 CODE_GRACE_S = 10.0
+# What a verifying worker's forkserver imports once, so workers start warm (distill.pool). Callers add their
+# own task modules: `preload=[*PRELOAD, "my.tasks"]`.
+PRELOAD = ["distill.verify", "distill.verify._warm"]
 
 __all__ = [
     "SandboxConfig",
@@ -65,7 +67,7 @@ def verify_budget_s(problem: Problem, math_timeout_s: float, sandbox: SandboxCon
 
 def verify_inline(problem: Problem, answer_text: str, *, math_timeout_s: float = 5.0,
                   sandbox: SandboxConfig | None = None) -> VerifyResult:
-    """`verify` in this process, for callers that already bound its time (a SupervisedPool task)."""
+    """`verify` in this process, for callers that already bound its time (a distill.pool task)."""
     name = check_name(problem)
     if problem.domain == "math":
         if problem.answer is None:
@@ -138,7 +140,7 @@ class _MathGuard:
     def run(self, task: GuardTask):
         with self.lock:
             if self.pool is None:
-                self.pool = SupervisedPool(_guarded_task, 1)
+                self.pool = SupervisedPool(_guarded_task, 1, preload=PRELOAD)
             return next(self.pool.imap([task], _guard_failure))
 
     def close(self) -> None:
@@ -181,7 +183,6 @@ def _many_failure(task: ManyTask, failure: Failure) -> VerifyResult:
 def verify_many(items: Iterable[tuple[Problem, str]], *, math_timeout_s: float = 5.0,
                 sandbox: SandboxConfig | None = None, workers: int = 0) -> Iterator[VerifyResult]:
     """verify() over (problem, answer_text) pairs on `workers` processes (0 = all cores), in input order."""
-    size = workers or len(os.sched_getaffinity(0))
     tasks = (ManyTask(problem, text, math_timeout_s, sandbox) for problem, text in items)
-    with SupervisedPool(_many_task, size) as pool:
+    with open_pool(_many_task, workers=workers, preload=PRELOAD) as pool:
         yield from pool.imap(tasks, _many_failure)

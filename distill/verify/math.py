@@ -9,7 +9,7 @@ one-value gold answer (a hedge) are then a pair, and a pair is not the gold valu
 One verdict has one deadline (`timeout_s`): parsing the gold, parsing the answer and comparing them share
 it, rather than each getting the whole timeout. The deadline is a SIGALRM timer, which only interrupts
 Python bytecode; a caller that needs a *hard* bound (sympy stuck in C, a 10^(10^10) integer) runs this
-inside `distill.verify.workers.SupervisedPool`, which kills the process. `distill.verify.verify` does.
+inside `distill.pool.SupervisedPool`, which kills the process. `distill.verify.verify` does.
 """
 from __future__ import annotations
 

@@ -1,17 +1,29 @@
-"""A process pool whose tasks have hard time budgets: a task that overruns is SIGKILLed with its worker.
+"""The one process pool of distill: tasks with hard time budgets, on this machine's cores or a Ray cluster's.
+
+Every stage that runs untrusted or unbounded work per record (the filter's checks, eval's judge, the RL
+rewards, the verifiers' own math guard) runs it here, with one model of tasks and failures:
+
+  - `open_pool(fn, workers=, executor=, ray=, preload=, batch=)` is the one place that picks local
+    processes (`SupervisedPool`) or Ray actors (`RayPool`, each a SupervisedPool on its node's share);
+  - `pool.imap(tasks, on_failure)` yields fn(task) for every task, in input order;
+  - a task announces its phases (`phase("verify", 6.0)`); the parent SIGKILLs a worker whose phase outlives
+    its budget (or that dies), starts a fresh one, and asks `on_failure(task, Failure)` for a final result
+    or a `Retry` (the task to run again, e.g. with that phase skipped);
+  - settings reach the workers bound to `fn` (`functools.partial(fn, settings=...)`): pickled once when a
+    worker starts, never a module global.
 
 multiprocessing.Pool and ProcessPoolExecutor cannot stop one running task: a sympy simplification stuck
 in C, or a check with an infinite loop, would hang the whole run. Here each worker runs one task at a
-time (from a small batch); the task announces its phases (`phase("verify", 6.0)`), and the parent kills a
-worker whose phase outlives its budget, starts a fresh one, and asks the caller what to do with the task (`on_failure`:
-give a final result, or `Retry` it with that phase skipped). Results come back in input order, with at
-most `window` tasks in flight so memory stays flat on any input size.
+time (from a small batch) under its phase's budget. Results come back in input order, with at most
+`window` tasks in flight so memory stays flat on any input size.
 
-Workers come from the forkserver (a clean process that imported the verifiers once), so they start in
-milliseconds, inherit no threads or GPU state from the caller, and never re-import torch.
+Workers come from the forkserver (a clean process that imported `preload` once), so they start in
+milliseconds, inherit no threads or GPU state from the caller, and never re-import torch. This module knows
+no stage: callers name their own modules to preload.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import resource
@@ -19,17 +31,19 @@ import signal
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+
+from distill.errors import DistillError
+
+if TYPE_CHECKING:
+    from distill.config import RayConfig
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-# What the forkserver imports once, so workers start warm. Callers add their own task modules
-# (`preload=[*PRELOAD, "my.tasks"]`): this layer knows nothing of them.
-PRELOAD = ["distill.verify", "distill.verify._warm"]
 _connection: Connection | None = None  # set inside a worker: where phase() reports to
 _current: int | None = None  # inside a worker: the index of the task running now
 
@@ -52,8 +66,7 @@ class Retry(Generic[T]):
     task: T
 
 
-def _worker_main(conn: Connection, fn: Callable[[Any], Any], initializer: Callable[..., None] | None,
-                 initargs: tuple, memory_limit_mb: int | None) -> None:
+def _worker_main(conn: Connection, fn: Callable[[Any], Any], memory_limit_mb: int | None) -> None:
     global _connection, _current
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if memory_limit_mb:
@@ -61,8 +74,6 @@ def _worker_main(conn: Connection, fn: Callable[[Any], Any], initializer: Callab
         # and sandboxed children may still set their own limits.
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit_mb * 1024 * 1024, hard))
-    if initializer is not None:
-        initializer(*initargs)
     _connection = conn
     while True:
         try:
@@ -138,12 +149,11 @@ class SupervisedPool(Generic[T, R]):
     2 workers: window 32 -> 2.93 s, window 256 -> 2.76 s, batch 1 -> 3.41 s; bench/filter.py).
     """
 
-    def __init__(self, fn: Callable[[T], R], workers: int, *, initializer: Callable[..., None] | None = None,
-                 initargs: tuple = (), start_budget_s: float = 60.0, memory_limit_mb: int | None = 4096,
-                 preload: list[str] | None = None, batch: int = 8):
+    def __init__(self, fn: Callable[[T], R], workers: int, *, start_budget_s: float = 60.0,
+                 memory_limit_mb: int | None = 4096, preload: Sequence[str] = (), batch: int = 8):
         self.ctx = mp.get_context("forkserver")
-        self.ctx.set_forkserver_preload(PRELOAD if preload is None else preload)
-        self.target_args = (fn, initializer, initargs, memory_limit_mb)
+        self.ctx.set_forkserver_preload(list(preload))
+        self.target_args = (fn, memory_limit_mb)
         self.start_budget_s = start_budget_s
         self.size = max(1, workers)
         self.batch = max(1, batch)
@@ -278,3 +288,115 @@ class SupervisedPool(Generic[T, R]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ------------------------------------------------------------------------------------------ the cluster
+_QUEUED_PER_ACTOR = 2
+
+
+class PoolActor:
+    """A SupervisedPool on one node's share of CPUs (wrapped with `ray.remote` by RayPool)."""
+
+    def __init__(self, fn: Callable, workers: int, preload: Sequence[str] = (), batch: int = 8) -> None:
+        self.pool = SupervisedPool(fn, workers, preload=preload, batch=batch)
+
+    def run(self, tasks: list, on_failure: Callable[[Any, Failure], Any | Retry]) -> tuple[list, int, float]:
+        results = list(self.pool.imap(tasks, on_failure))
+        return results, self.pool.restarts, self.pool.cpu_seconds
+
+    def shutdown(self) -> None:
+        self.pool.close()
+
+
+class RayPool:
+    """SupervisedPool's interface (`imap` in input order with `on_failure`, `size`, `restarts`, `cpu_seconds`,
+    a context manager) over a Ray cluster: each of `ray.replicas` actors runs a SupervisedPool over its own
+    `ray.num_cpus` cores, so every task keeps its phases, time budgets and kill-and-retry on whichever node it
+    lands. The driver sends chunks of `ray.chunk` tasks, at most two per actor, and yields results in input
+    order, so memory stays flat. An actor that dies is restarted by Ray and the chunks it held run again there.
+    """
+
+    def __init__(self, fn: Callable, settings: RayConfig, *, preload: Sequence[str] = (), batch: int = 8) -> None:
+        from distill.cluster import connect, replica_options
+
+        self.ray, self._connected = connect(settings)
+        self.chunk = settings.chunk
+        per_actor = max(1, int(settings.num_cpus))
+        self.size = settings.replicas * per_actor
+        actor = self.ray.remote(PoolActor).options(**replica_options(settings))
+        self.actors = [actor.remote(fn, per_actor, list(preload), batch) for _ in range(settings.replicas)]
+        self._restarts = [0] * len(self.actors)
+        self._cpu = [0.0] * len(self.actors)
+
+    @property
+    def restarts(self) -> int:
+        return sum(self._restarts)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu)
+
+    def imap(self, tasks: Iterable, on_failure: Callable[[Any, Failure], Any | Retry],
+             window: int | None = None) -> Iterator:
+        """Yield fn(task) for every task, in input order (`window` is SupervisedPool's; chunks bound memory here)."""
+        ray = self.ray
+        source = iter(tasks)
+        running: dict = {}  # ObjectRef -> (actor index, chunk number)
+        finished: dict[int, list] = {}
+        submitted = next_out = 0
+        exhausted = False
+        try:
+            while True:
+                for index, actor in enumerate(self.actors):
+                    while not exhausted and sum(1 for a, _ in running.values() if a == index) < _QUEUED_PER_ACTOR:
+                        chunk = [t for _, t in zip(range(self.chunk), source)]
+                        exhausted = len(chunk) < self.chunk
+                        if chunk:
+                            running[actor.run.remote(chunk, on_failure)] = (index, submitted)
+                            submitted += 1
+                while next_out in finished:
+                    yield from finished.pop(next_out)
+                    next_out += 1
+                if not running:
+                    return
+                [done], _ = ray.wait(list(running), num_returns=1)
+                index, number = running.pop(done)
+                try:
+                    results, restarts, cpu = ray.get(done)
+                except ray.exceptions.RayActorError as exc:
+                    raise DistillError(f"ray: pool actor {index} is gone after its restarts "
+                                       f"(ray.max_restarts): {exc}. Rerun to resume") from None
+                self._restarts[index], self._cpu[index] = restarts, cpu
+                finished[number] = results
+        finally:
+            for ref in running:
+                ray.cancel(ref)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            with contextlib.suppress(Exception):  # a dead actor has nothing left to close
+                self.ray.get(actor.shutdown.remote(), timeout=10)
+            self.ray.kill(actor)
+        self.actors = []
+        if self._connected:
+            self.ray.shutdown()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+Pool = SupervisedPool | RayPool
+
+
+def open_pool(fn: Callable, *, workers: int = 0, executor: str = "local", ray: RayConfig | None = None,
+              preload: Sequence[str] = (), batch: int = 8) -> Pool:
+    """The pool a caller's settings ask for: `workers` local processes (0 = one per core), or with
+    executor="ray" the actors `ray` describes. `preload`: modules each worker's forkserver imports warm."""
+    if executor == "ray":
+        if ray is None:
+            raise DistillError("executor 'ray' needs its ray settings")
+        return RayPool(fn, ray, preload=preload, batch=batch)
+    return SupervisedPool(fn, workers or len(os.sched_getaffinity(0)), preload=preload, batch=batch)
