@@ -20,7 +20,6 @@ rerun redoes nothing finished and prints the result again.
 from __future__ import annotations
 
 import itertools
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from distill.config import (
     load_yaml,
     validate_config,
 )
-from distill.files import atomic_write_json, read_json
+from distill.files import atomic_write_json, move_aside, read_json
 from distill.jsonl import read_jsonl
 from distill.kd.config import KDConfig
 from distill.resources import package_root, shipped_path
@@ -107,10 +106,8 @@ def _arm_record(folder: Path, digest: str, train) -> dict[str, Any]:
         if record.get("config_hash") == digest and Path(record["policy"]).exists():
             return record
     if stamp.exists() and read_json(stamp)["config_hash"] != digest:
-        # Another arm's settings: kept aside, whole (a crash of this one resumes from its own checkpoints).
-        aside = folder.with_name(f"{folder.name}.old-{read_json(stamp)['config_hash'][:12]}")
-        shutil.rmtree(aside, ignore_errors=True)
-        folder.rename(aside)
+        # Another arm's settings: moved aside whole (a crash of this one resumes from its own checkpoints).
+        move_aside([folder], folder.parent / "stale", f"{folder.name}-{read_json(stamp)['config_hash'][:12]}")
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(stamp, {"config_hash": digest})
     started = time.monotonic()

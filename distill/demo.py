@@ -181,7 +181,7 @@ def main_rl(*, quick: bool = False, run_dir: Path | None = None, progress: bool 
     """Run the RL arm, print base vs SFT vs SFT+RL with intervals and the reward curve; returns the result."""
     from distill.eval.metrics import paired_difference
     from distill.eval.stage import slug
-    from distill.rl.logging import read_log
+    from distill.lifecycle import read_log
 
     recipe = rl_demo_recipe(quick=quick, run_dir=run_dir, overrides=overrides)
     console, summary, wall = run_offline(recipe, progress)

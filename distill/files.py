@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -209,6 +210,22 @@ def publish_dir(tmp: Path, final: Path) -> Path:
     else:
         os.replace(tmp, final)
     return final
+
+
+def move_aside(paths: list[Path], stale_root: Path, label: str) -> Path | None:
+    """distill's one staleness policy: outputs made under another configuration are neither resumed into nor
+    deleted, they move to STALE_ROOT/<time>-<label>/ (docs/architecture.md). Returns that folder, or None when
+    none of `paths` existed."""
+    target = Path(stale_root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
+    present = [Path(p) for p in paths if Path(p).exists()]
+    if not present:
+        return None
+    while target.exists():  # two retirements within a second
+        target = target.with_name(target.name + "+")
+    target.mkdir(parents=True)
+    for path in present:
+        shutil.move(str(path), str(target / path.name))
+    return target
 
 
 def shown_path(path: str | Path, run_dir: str | Path | None = None) -> str:

@@ -14,7 +14,6 @@ Then the dataset card, the model card and the HTML report are rebuilt from what 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -54,14 +53,7 @@ def read_manifest(run_dir: Path, stage: str) -> dict[str, Any] | None:
 
 def retire(layout: RunLayout, stage: Stage, old_key: str) -> Path | None:
     """Move a stage's outputs from another configuration to RUN_DIR/stale/<time>-<stage>-<old key>/."""
-    target = layout.stale_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{stage.name}-{old_key}"
-    moved = False
-    for path in stage.outputs(layout):
-        if path.exists():
-            target.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(path), str(target / path.name))
-            moved = True
-    return target if moved else None
+    return files.move_aside(stage.outputs(layout), layout.stale_dir, f"{stage.name}-{old_key}")
 
 
 # -------------------------------------------------------------------------------------------------- run

@@ -97,4 +97,5 @@ def test_every_arm_trains_from_the_same_student_at_the_token_budget_and_reruns_r
     # Changed settings of one arm: that arm starts over, its old folder kept aside whole; the others stay.
     changed = main_kd(run_dir=run, progress=False, overrides=[*overrides, "rl.learning_rate=0.001"])
     assert changed["arms"]["opd"] == arms["opd"] and changed["arms"]["grpo"] != arms["grpo"]
-    assert [p.name for p in run.glob("grpo.old-*")] == [f"grpo.old-{arms['grpo']['config_hash'][:12]}"]
+    assert [p.name.split("-", 2)[2] for p in (run / "stale").iterdir()] == [f"grpo-{arms['grpo']['config_hash'][:12]}"]
+    assert (next((run / "stale").iterdir()) / "grpo" / "arm.json").exists()  # the old arm, whole

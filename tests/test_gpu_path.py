@@ -63,8 +63,9 @@ def test_the_tiled_head_path_a_gpu_takes_trains_like_the_cpu_path(tmp_path, monk
 
 # ---- 3: full_determinism's environment does not outlive training; 2: the trainer's memory does not either
 def test_sft_gives_back_the_environment_and_the_trainer(tmp_path, monkeypatch):
+    from distill.lifecycle import DETERMINISM_ENV
     from distill.sft import train
-    from distill.sft.train import DETERMINISM_ENV, DistillTrainer
+    from distill.sft.train import DistillTrainer
 
     for name in DETERMINISM_ENV:
         monkeypatch.delenv(name, raising=False)
@@ -113,7 +114,7 @@ def test_the_colocated_engine_gets_a_context_the_rollouts_need():
 
 # ---- 5: several GPUs and no launcher: one paragraph before any weight loads
 def test_several_visible_gpus_without_a_launcher_are_refused():
-    from distill.sft.train import refuse_data_parallel
+    from distill.lifecycle import refuse_data_parallel
 
     with pytest.raises(DistillError) as refused:
         refuse_data_parallel(visible_gpus=8, world_size=1)

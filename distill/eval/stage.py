@@ -17,7 +17,6 @@ OUT/<model>/merged so every backend can serve it). `label=spec` names a model in
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from distill.eval.models import model_identity, parse_models, prepare_model, slu
 from distill.eval.provenance import reproduce_record
 from distill.eval.scoring import score_benchmark
 from distill.eval.table import scores_table
-from distill.files import atomic_write_json, file_digest, read_json
+from distill.files import atomic_write_json, file_digest, move_aside, read_json
 from distill.generation import generate
 from distill.models import check_model_spec, shown_model
 from distill.problems import load_problems
@@ -68,11 +67,7 @@ def _retire_stale(meta_path: Path, meta: dict[str, Any], files: list[Path]) -> N
         old = read_json(meta_path)
         if old == meta:
             return
-        stale = meta_path.parent / "stale" / time.strftime("%Y%m%d-%H%M%S")
-        for path in files:
-            if path.exists():
-                stale.mkdir(parents=True, exist_ok=True)
-                path.rename(stale / path.name)
+        move_aside(files, meta_path.parent / "stale", meta_path.name.removesuffix(".meta.json"))
     atomic_write_json(meta_path, meta)
 
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from distill.cluster import connect, replica_options
 from distill.config import GenerateConfig
 from distill.errors import DistillError
-from distill.generation.backends.base import Completion, Request
+from distill.generation.backends.base import Generated, Request
 from distill.generation.backends.local import local_backend
 
 log = logging.getLogger("distill.generation")
@@ -41,7 +41,7 @@ class Replica:
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, requests: list[Request]) -> tuple[int, list[tuple[Request, Completion]]]:
+    def run(self, requests: list[Request]) -> tuple[int, list[tuple[Request, Generated]]]:
         """Prepare and run one chunk; returns this process's pid (a new pid means a restart) and the results."""
         for request in requests:
             self.backend.prepare(request)
@@ -80,7 +80,7 @@ class RayBackend:
     def prepare(self, request: Request) -> None:
         pass  # the replica renders and tokenizes, with the teacher's own tokenizer
 
-    def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
+    def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Generated]]:
         ray = self.ray
         size = self.config.ray.chunk
         source = iter(requests)

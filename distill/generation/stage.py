@@ -16,7 +16,7 @@ from pathlib import Path
 from distill.config import GenerateConfig, config_hash
 from distill.errors import DistillError
 from distill.files import atomic_write_json, unchanged_on_error
-from distill.generation.backends import Backend, Completion, Request, make_backend
+from distill.generation.backends import Backend, Generated, Request, make_backend
 from distill.generation.extract import split_completion
 from distill.generation.output import GenerateResult, check_same_config, stats_path_for
 from distill.generation.parallel import generate_data_parallel
@@ -150,7 +150,7 @@ def _chain_prepared(first: Request, rest: Iterator[Request], backend: Backend) -
         yield request
 
 
-def _trace(request: Request, completion: Completion, config: GenerateConfig, teacher: str, digest: str,
+def _trace(request: Request, completion: Generated, config: GenerateConfig, teacher: str, digest: str,
            counters: RunCounters) -> Trace:
     split = split_completion(completion.text, prefilled_think=request.prefilled_think,
                              reasoning_content=completion.reasoning_content, fmt=config.reasoning_format)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from distill.kd.config import KDConfig, OfflineKDConfig
 
-__all__ = ["KDConfig", "KDResult", "OfflineKDConfig", "check_tokenizers", "dry_run", "train"]
+__all__ = ["KDConfig", "OfflineKDConfig", "check_tokenizers", "dry_run", "train"]
 
 
 def __getattr__(name: str):
     # The trainer imports torch and transformers; the config alone (recipes, schema) must not.
     import importlib
 
-    if name in ("train", "dry_run", "KDResult"):
+    if name in ("train", "dry_run"):
         return getattr(importlib.import_module("distill.kd.onpolicy"), name)
     if name == "check_tokenizers":
         return importlib.import_module("distill.kd.teacher").check_tokenizers

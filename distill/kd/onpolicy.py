@@ -13,7 +13,7 @@ Why a loop of our own and not TRL's DistillationTrainer: measured in bench/kd.py
 reverse-KL advantage needs only the sampled token's log-prob from each model, which the forward passes give
 anyway; TRL's trainer computes a full-vocabulary divergence in chunks and checkpoints activations by default.
 
-Output folder (as `sft` and `rl`):
+Output folder (as `sft` and `rl`; distill.lifecycle resumes, saves and finishes it):
     checkpoints/checkpoint-N/   trainable weights, optimizer, scheduler, RNG; a rerun resumes from the newest
     log.jsonl, kd.png           per step: kl (sampled-token k1), kl_exact (full vocabulary), loss, rewards, ...
     adapter/ + merged/ (LoRA, QLoRA)  or  model/ (full)
@@ -34,8 +34,8 @@ import torch
 
 from distill.config import config_hash
 from distill.errors import DistillError
-from distill.files import atomic_write_json, publish_dir, read_json
-from distill.jsonl import JsonlReader, JsonlWriter
+from distill.files import atomic_write_json, read_json
+from distill.jsonl import JsonlWriter
 from distill.kd.config import KDConfig
 from distill.kd.losses import (
     exact_reverse_kl,
@@ -47,18 +47,18 @@ from distill.kd.losses import (
     token_logprobs,
 )
 from distill.kd.teacher import Teacher, check_tokenizers
+from distill.lifecycle import (
+    RunFolder,
+    TrainResult,
+    dry_run_basics,
+    memory_estimate,
+    parameters_report,
+    peak_memory,
+    rewound_log,
+    save_trained,
+)
 from distill.models import resolve_model, shown_model
-from distill.sft.callbacks import rewind_log
 from distill.sft.modeling import DTYPES, load_model, lora_config, resolve_precision
-from distill.sft.train import TrainResult
-
-
-@dataclass
-class KDResult(TrainResult):
-    @property
-    def policy(self) -> Path:
-        """The folder vLLM and `distill eval` load."""
-        return self.merged_dir or self.adapter_dir or self.output_dir
 
 
 # ------------------------------------------------------------------------------------------ setup
@@ -106,14 +106,6 @@ def lr_lambda(config: KDConfig):
 # ----------------------------------------------------------------------------------------- checkpoints
 def _trainable(model) -> dict[str, torch.Tensor]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-
-def last_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint-N whose state.json exists (written last, so the checkpoint is whole)."""
-    if not folder.is_dir():
-        return None
-    done = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "state.json").exists()]
-    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
 def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, keep: int | None) -> None:
@@ -233,15 +225,15 @@ def reward_advantage(config: KDConfig, scorer, prompts, batch: Batch, tokenizer)
 
 
 # ------------------------------------------------------------------------------------------------ train
-def _fit(config: KDConfig, out: Path, model_path: str, teacher_dir: str, progress: bool, console) -> dict[str, Any]:
+def _fit(config: KDConfig, run: RunFolder, state, model_path: str, teacher_dir: str, progress: bool,
+         console) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from distill.problems import iter_problems
     from distill.rl.data import build_prompts
 
-    digest = config_hash(config)
-    checkpoints = out / "checkpoints"
-    last = last_checkpoint(checkpoints)
+    out, checkpoints = run.out, run.out / "checkpoints"
+    last = run.resume_point()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -284,10 +276,7 @@ def _fit(config: KDConfig, out: Path, model_path: str, teacher_dir: str, progres
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
     start = load_checkpoint(last, student, optimizer, scheduler) if last is not None else 0
-    log_path = out / "log.jsonl"
-    if last is None and log_path.exists():
-        log_path.unlink()  # a fresh start: the old log belongs to a run that left no checkpoint
-    resumed_row = rewind_log(log_path, start) if last is not None else None
+    resumed_row = rewound_log(state, run.log_path, last)
     elapsed_before = float(resumed_row.get("elapsed_s", 0.0)) if resumed_row else 0.0
     tokens_before = int(resumed_row.get("tokens", 0)) if resumed_row else 0
     console.print(f"kd: {config.loss}{' (' + config.estimator + ')' if config.loss == 'reverse_kl' else ''}, "
@@ -305,7 +294,7 @@ def _fit(config: KDConfig, out: Path, model_path: str, teacher_dir: str, progres
                                               max_completion_length=config.max_completion_length,
                                               custom=resolve_custom(names)), config.reward_workers)
     ids = list(rows)
-    writer = JsonlWriter(log_path, flush_every=1)
+    writer = JsonlWriter(run.log_path, flush_every=1)
     started = time.perf_counter()
     tokens = tokens_before
     timings: dict[str, list[float]] = {"sample_s": [], "score_s": [], "update_s": []}
@@ -381,85 +370,47 @@ def _fit(config: KDConfig, out: Path, model_path: str, teacher_dir: str, progres
             scorer.close()
     train_seconds = time.perf_counter() - started
 
-    target = out / ("model" if config.method == "full" else "adapter")
-    staging = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
     student.config.use_cache = True
-    student.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    publish_dir(staging, target)
-    if config.method == "full":
-        from distill.sft.merge import ensure_stop_token
-
-        ensure_stop_token(target, tokenizer.eos_token_id)
+    save_trained(state, out, config.method, student.save_pretrained, tokenizer.eos_token_id, tokenizer=tokenizer)
     done_steps = config.max_steps - start
     median = {k: round(sorted(v)[len(v) // 2], 3) for k, v in timings.items() if v}
     return {
-        "config_hash": digest, "method": config.method, "precision": precision, "loss": config.loss,
+        "config_hash": run.config_hash, "method": config.method, "precision": precision, "loss": config.loss,
         "estimator": config.estimator, "model": shown_model(model_path), "teacher": shown_model(teacher_dir),
         "steps": config.max_steps, "resumed_from_step": start, "train_seconds": round(train_seconds, 2),
         "seconds_per_step": round(train_seconds / max(done_steps, 1), 3),
         "tokens_per_s": round((tokens - tokens_before) / max(train_seconds, 1e-9), 2), "tokens": tokens,
-        "median_step_phases_s": median, "peak_rss_gib": round(_peak_rss_gib(), 3),
-        "peak_cuda_gib": round(torch.cuda.max_memory_allocated() / 1024 ** 3, 3) if torch.cuda.is_available() else None,
+        "median_step_phases_s": median, **peak_memory(),
         "rollout": "bf16 copy" if rollout_copy is not None else "student", "stop_token_id": tokenizer.eos_token_id,
     }
 
 
-def train(config: KDConfig, *, progress: bool = True, console=None) -> KDResult:
-    """On-policy distillation of `config.teacher` into `config.model`, into `config.output_dir`; resumable."""
+def train(config: KDConfig, *, progress: bool = True, console=None) -> TrainResult:
+    """On-policy distillation of `config.teacher` into `config.model`, into `config.output_dir`; resumable
+    (distill.lifecycle)."""
     from rich.console import Console
 
     from distill.kd.plot import plot_log
-    from distill.sft.merge import finished_folders
 
     console = console or Console(stderr=True)
     if config.output_dir is None:
         raise DistillError("kd.output_dir is not set (where the distilled student goes)")
-    out = Path(config.output_dir)
-    digest = config_hash(config)
-    done, trained_marker = out / "result.json", out / "trained.json"
-    if done.exists():
-        previous = read_json(done)
-        if previous.get("metrics", {}).get("config_hash") == digest:
-            return KDResult.from_json(previous)
-    stamp = out / "kd_config.json"
-    if last_checkpoint(out / "checkpoints") is not None and stamp.exists() \
-            and read_json(stamp).get("config_hash") != digest:
-        raise DistillError(f"{out} holds checkpoints of a different kd config; use another output_dir "
-                           f"or delete {out / 'checkpoints'} to start over")
+    run = RunFolder(Path(config.output_dir), "kd_config.json", "kd", config_hash(config),
+                    checkpoint_marker="state.json")
+    if (finished := run.finished()) is not None:
+        return finished
+    run.resume_point()  # refuse another config's checkpoints first
     # Both tokenizers before any weights: a mismatch stops here, in seconds.
     teacher_dir = teacher_path(config)
     if config.model is None:
         raise DistillError("kd.model is not set: the student (a base model, a merged SFT student or an adapter)")
     check_tokenizers(teacher_dir, resolve_model(config.model))
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(stamp, {"config_hash": digest, "config": config.model_dump(mode="json")})
-    model_path = student_path(config, out)
-
-    previous = read_json(trained_marker) if trained_marker.exists() else {}
-    if previous.get("config_hash") == digest:
-        metrics = previous  # trained and saved already; only the merge / bookkeeping was interrupted
-    else:
-        metrics = _fit(config, out, model_path, teacher_dir, progress, console)
-        atomic_write_json(trained_marker, metrics)
-    adapter_dir, merged_dir = finished_folders(config, out, model_path, metrics["stop_token_id"])
-    log_path, plot_path = out / "log.jsonl", out / "kd.png"
-    result = KDResult(out, adapter_dir, merged_dir, metrics, log_path, plot_path)
-    plot_log(log_path, plot_path)
-    atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_json(done, result.to_json())
-    return result
-
-
-def _peak_rss_gib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # KiB on Linux
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    return list(JsonlReader(path, on_error="skip")) if Path(path).exists() else []
+    state = run.open(config)
+    model_path = student_path(config, run.out)
+    metrics = run.trained()
+    if metrics is None:
+        metrics = run.mark_trained(state, _fit(config, run, state, model_path, teacher_dir, progress, console))
+    return run.finish(config, state, model_path, metrics, plot_log, "kd.png")
 
 
 def dry_run(config: KDConfig, world_size: int = 1, prompt_tokens: int = 256) -> dict[str, Any]:
@@ -468,23 +419,21 @@ def dry_run(config: KDConfig, world_size: int = 1, prompt_tokens: int = 256) -> 
     A step holds the student's training state and one batch of (prompt + completion) sequences for the backward
     pass (the model's own full-vocabulary logits: no fused head here), the frozen teacher in its dtype, and the
     teacher's completion logits in fp32; on CPUs with bf16 math, also the student's bf16 sampling copy."""
-    from distill.sft.memory import GIB, ModelShape, estimate
+    from distill.sft.memory import GIB, ModelShape
     from distill.sft.modeling import count_parameters
 
     if config.model is None:
         raise DistillError("kd.model is not set: the student (a base model, a merged SFT student or an adapter)")
     model_path, teacher_dir = resolve_model(config.model), teacher_path(config)
-    precision = resolve_precision(config.precision)
-    counts, model_config = count_parameters(model_path, config)
+    report, counts, model_config = dry_run_basics(config, model_path, world_size)
+    precision = report["precision"]
     teacher_counts, teacher_config = count_parameters(teacher_dir, config.model_copy(update={"method": "full"}))
     sequences = config.prompts_per_step * config.samples_per_prompt
     length = prompt_tokens + config.max_completion_length
     on_gpu = torch.cuda.is_available()
-    memory = estimate(ModelShape.from_config(model_config), counts, method=config.method, precision=precision,
-                      max_length=length, per_device_batch_size=sequences,
-                      gradient_checkpointing=config.gradient_checkpointing, world_size=world_size,
-                      double_quant=config.quant.double_quant, loss_path="full_logits",
-                      device="gpu" if on_gpu else "cpu")
+    memory = memory_estimate(config, report, counts, model_config, max_length=length, per_device_batch_size=sequences,
+                             gradient_checkpointing=config.gradient_checkpointing, loss_path="full_logits",
+                             device="gpu" if on_gpu else "cpu")
     teacher_dtype = DTYPES[precision] if config.teacher_dtype == "auto" else DTYPES[config.teacher_dtype]
     vocab = ModelShape.from_config(teacher_config).vocab
     extra = {
@@ -495,10 +444,7 @@ def dry_run(config: KDConfig, world_size: int = 1, prompt_tokens: int = 256) -> 
     memory["breakdown_gib_one_device"].update({k: round(v / GIB, 3) for k, v in extra.items()})
     memory["per_device_gib"] = {k: round(v + sum(extra.values()) / GIB, 3) for k, v in memory["per_device_gib"].items()}
     return {
-        "config": config.model_dump(mode="json"), "config_hash": config_hash(config), "model_path": model_path,
-        "teacher_path": teacher_dir, "method": config.method, "precision": precision, "world_size": world_size,
-        "parameters": {"total": counts.total, "trainable": counts.trainable, "teacher": teacher_counts.total,
-                       "trainable_percent": round(100 * counts.trainable / counts.total, 4)},
+        **report, "teacher_path": teacher_dir, "parameters": parameters_report(counts, teacher=teacher_counts.total),
         "step": {"completions": sequences, "max_sequence_tokens": length, "assumed_prompt_tokens": prompt_tokens},
         "memory": memory,
     }

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.jsonl import JsonlReader
+from distill.lifecycle import read_log
 from distill.plots import plot_curves
 
 
 def plot_log(log_path: Path, png_path: Path) -> Path:
-    rows = list(JsonlReader(log_path, on_error="skip")) if Path(log_path).exists() else []
+    rows = read_log(log_path)
     reward_keys = sorted({k for r in rows for k in r if k.startswith("reward")})
     panels = [("KL(student || teacher) per token", ["kl", "kl_k3", "kl_exact"]), ("loss", ["loss"]),
               ("completion length (tokens)", ["completion_length"])]

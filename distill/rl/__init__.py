@@ -13,7 +13,7 @@ __all__ = ["Completion", "dry_run", "reward", "train"]
 
 def __getattr__(name: str):
     # The trainer imports torch and TRL; the reward workers import this package and must not.
-    if name in ("train", "dry_run", "RLResult"):
+    if name in ("train", "dry_run"):
         import importlib
 
         return getattr(importlib.import_module("distill.rl.grpo"), name)

@@ -8,7 +8,7 @@
     sft.modeling.load_model              full / LoRA / QLoRA policy, as in `sft`
     logging.RLLogCallback / plot_log     per-step JSONL and its PNG
 
-Output folder (like `sft`'s):
+Output folder (like `sft`'s; distill.lifecycle resumes, saves and finishes it):
     checkpoints/checkpoint-N/   a rerun of the same command resumes from the newest complete one
     log.jsonl, rewards.png      one row per step: reward (total, per function), accuracy, KL, length, ...
     adapter/ + merged/ (LoRA, QLoRA)  or  model/ (full)      the merged folder is what vLLM loads
@@ -16,12 +16,9 @@ Output folder (like `sft`'s):
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,28 +26,25 @@ import torch
 
 from distill.config import RLConfig, config_hash
 from distill.errors import DistillError
-from distill.files import atomic_write_json
 from distill.hooks import grpo_trainer_with_rollout
+from distill.lifecycle import (
+    RunFolder,
+    TrainResult,
+    checkpoint_step,
+    dry_run_basics,
+    memory_estimate,
+    parameters_report,
+    refuse_data_parallel_here,
+    rewound_log,
+    save_trained,
+)
 from distill.models import resolve_model
 from distill.rl.data import PromptSet, build_prompts, read_problems, to_completions
 from distill.rl.logging import RLLogCallback, plot_log
 from distill.rl.rewards import RewardScorer, Settings, resolve_custom
 from distill.rl.rollout import choose_rollout
-from distill.sft.callbacks import rewind_log
-from distill.sft.memory import ModelShape, estimate
-from distill.sft.merge import ensure_stop_token, finished_folders, publish_dir, starting_model
-from distill.sft.modeling import DTYPES, count_parameters, load_model, lora_config, resolve_precision
-from distill.sft.train import TrainResult, last_complete_checkpoint, refuse_data_parallel
-
-
-@dataclass
-class RLResult(TrainResult):
-    """What `train` returns: the same files as an SFT run, with the reward curve as its log."""
-
-    @property
-    def policy(self) -> Path:
-        """The folder vLLM and `distill eval` load."""
-        return self.merged_dir or self.adapter_dir or self.output_dir
+from distill.sft.merge import starting_model
+from distill.sft.modeling import DTYPES, load_model, lora_config, resolve_precision
 
 
 class RewardColumns:
@@ -114,7 +108,7 @@ def grpo_args(config: RLConfig, precision: str, checkpoints: Path, use_vllm: boo
         mask_truncated_completions=config.mask_truncated_completions,
         reward_weights=[r.weight for r in config.rewards],
         learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio if config.warmup_ratio < 1 else int(config.warmup_ratio),
+        warmup_steps=config.warmup_ratio,  # under 1 (validated): transformers reads it as a ratio
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
         optim=config.optim, bf16=precision == "bf16", fp16=precision == "fp16",
         gradient_checkpointing=config.gradient_checkpointing,
@@ -131,23 +125,15 @@ def grpo_args(config: RLConfig, precision: str, checkpoints: Path, use_vllm: boo
     )
 
 
-def _resume_point(out: Path, digest: str) -> Path | None:
-    last = last_complete_checkpoint(out / "checkpoints")
-    stamp = out / "rl_config.json"
-    if last is not None and stamp.exists() and json.loads(stamp.read_text()).get("config_hash") != digest:
-        raise DistillError(f"{out} holds checkpoints of a different RL config; use another output_dir "
-                           f"or delete {out / 'checkpoints'} to start over")
-    return last
-
-
-def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) -> dict[str, Any]:
+def _fit(config: RLConfig, run: RunFolder, state, model_path: str, progress: bool, console) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
 
     from distill.rl.selection import select_problems
     from distill.rl.transformers_rollout import RolloutCopy
 
-    last = _resume_point(out, config_hash(config))
+    out = run.out
+    last = run.resume_point()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -162,10 +148,7 @@ def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) 
                   f"{len(prompts.rows)} problems, {config.prompts_per_step} x {config.num_generations} "
                   f"completions a step", highlight=False)
 
-    log_path = out / "log.jsonl"
-    if last is None and log_path.exists():
-        log_path.unlink()  # a fresh start: the old log belongs to a run that left no checkpoint
-    resumed_row = rewind_log(log_path, int(last.name.split("-")[-1])) if last is not None else None
+    resumed_row = rewound_log(state, run.log_path, last)
     names = [r.name for r in config.rewards]
     settings = Settings(math_timeout_s=config.math_timeout_s, sandbox=config.sandbox,
                         answer_tag=config.template == "r1-zero", max_completion_length=config.max_completion_length,
@@ -187,7 +170,7 @@ def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) 
                                default=None) if rollout.use_vllm else None),
             train_dataset=Dataset.from_list(prompts.rows), processing_class=tokenizer,
             peft_config=lora_config(config) if config.method != "full" else None,
-            callbacks=[RLLogCallback(log_path, resumed_row, console if progress else None)],
+            callbacks=[RLLogCallback(run.log_path, resumed_row, console if progress else None)],
         )
         trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; RLLogCallback prints one line a step
         started = time.perf_counter()
@@ -196,16 +179,10 @@ def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) 
         evaluations = scorer.evaluations
         rollout_timings = vllm_rollout.timings() if vllm_rollout is not None else {}
 
-    target = out / ("model" if config.method == "full" else "adapter")
-    staging = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
     trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
-    trainer.save_model(str(staging))
-    tokenizer.save_pretrained(staging)
-    publish_dir(staging, target)
-    if config.method == "full":
-        ensure_stop_token(target, tokenizer.eos_token_id)
-    resumed_from = int(last.name.split("-")[-1]) if last else 0
+    save_trained(state, out, config.method, lambda folder: trainer.save_model(str(folder)),
+                 tokenizer.eos_token_id, tokenizer=tokenizer)
+    resumed_from = checkpoint_step(last)
     return {
         "config_hash": config_hash(config), "method": config.method, "precision": precision, "model": model_path,
         "rollout": rollout.backend, "rollout_reason": rollout.reason, "steps": output.global_step,
@@ -216,40 +193,24 @@ def _fit(config: RLConfig, model_path: str, out: Path, progress: bool, console) 
     }
 
 
-def train(config: RLConfig, *, progress: bool = True, console=None) -> RLResult:
-    """GRPO on `config.problems` from `config.model` into `config.output_dir`; resumable like `sft.train`."""
+def train(config: RLConfig, *, progress: bool = True, console=None) -> TrainResult:
+    """GRPO on `config.problems` from `config.model` into `config.output_dir`; resumable like `sft.train`
+    (distill.lifecycle)."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
     if config.output_dir is None:
         raise DistillError("rl.output_dir is not set (where the policy goes)")
-    out = Path(config.output_dir)
-    digest = config_hash(config)
-    done, trained_marker = out / "result.json", out / "trained.json"
-    if done.exists():
-        previous = json.loads(done.read_text())
-        if previous.get("metrics", {}).get("config_hash") == digest:
-            return RLResult.from_json(previous)
-    _resume_point(out, digest)  # refuse another config's checkpoints before writing anything
-    refuse_data_parallel(torch.cuda.device_count() if torch.cuda.is_available() else 0,
-                         int(os.environ.get("WORLD_SIZE", "1")))  # before any weight loads
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "rl_config.json", {"config_hash": digest, "config": config.model_dump(mode="json")})
-    model_path = policy_path(config, out)
-    previous = json.loads(trained_marker.read_text()) if trained_marker.exists() else {}
-    if previous.get("config_hash") == digest:
-        metrics = previous  # trained and saved already; only the merge / bookkeeping was interrupted
-    else:
-        metrics = _fit(config, model_path, out, progress, console)
-        atomic_write_json(trained_marker, metrics)
-
-    adapter_dir, merged_dir = finished_folders(config, out, model_path, metrics["stop_token_id"])
-    log_path, plot_path = out / "log.jsonl", out / "rewards.png"
-    result = RLResult(out, adapter_dir, merged_dir, metrics, log_path, plot_path)
-    plot_log(log_path, plot_path)
-    atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_json(done, result.to_json())
-    return result
+    run = RunFolder(Path(config.output_dir), "rl_config.json", "RL", config_hash(config))
+    if (finished := run.finished()) is not None:
+        return finished
+    refuse_data_parallel_here()  # before any weight loads
+    state = run.open(config)
+    model_path = policy_path(config, run.out)
+    metrics = run.trained()
+    if metrics is None:
+        metrics = run.mark_trained(state, _fit(config, run, state, model_path, progress, console))
+    return run.finish(config, state, model_path, metrics, plot_log, "rewards.png")
 
 
 def dry_run(config: RLConfig, world_size: int = 1, prompt_tokens: int = 256) -> dict[str, Any]:
@@ -260,24 +221,19 @@ def dry_run(config: RLConfig, world_size: int = 1, prompt_tokens: int = 256) -> 
     model_path = resolve_model(config.model) if config.model else None
     if model_path is None:
         raise DistillError("rl.model is not set: a base model, a merged SFT student, or an adapter folder")
-    precision = resolve_precision(config.precision)
-    counts, model_config = count_parameters(model_path, config)
+    report, counts, model_config = dry_run_basics(config, model_path, world_size)
+    precision = report["precision"]
     micro_batch = config.prompts_per_step * config.num_generations // config.gradient_accumulation_steps
     sequence = prompt_tokens + config.max_completion_length
-    memory = estimate(ModelShape.from_config(model_config), counts, method=config.method, precision=precision,
-                      max_length=sequence, per_device_batch_size=micro_batch,
-                      gradient_checkpointing=config.gradient_checkpointing, world_size=world_size,
-                      double_quant=config.quant.double_quant, optim=config.optim)
+    memory = memory_estimate(config, report, counts, model_config, max_length=sequence,
+                             per_device_batch_size=micro_batch, gradient_checkpointing=config.gradient_checkpointing,
+                             optim=config.optim)
     if config.beta > 0 and config.method == "full":
         reference = counts.total * (2 if precision in ("bf16", "fp16") else 4) / 1024 ** 3
         memory["breakdown_gib_one_device"]["reference_model"] = round(reference, 3)
         memory["per_device_gib"] = {k: round(v + reference, 3) for k, v in memory["per_device_gib"].items()}
     return {
-        "config": config.model_dump(mode="json"), "config_hash": config_hash(config), "model_path": model_path,
-        "method": config.method, "precision": precision, "world_size": world_size,
-        "rollout": asdict(choose_rollout(config, precision)),
-        "parameters": {"total": counts.total, "trainable": counts.trainable,
-                       "trainable_percent": round(100 * counts.trainable / counts.total, 4)},
+        **report, "rollout": asdict(choose_rollout(config, precision)), "parameters": parameters_report(counts),
         "step": {"completions": config.prompts_per_step * config.num_generations, "micro_batch": micro_batch,
                  "max_sequence_tokens": sequence, "assumed_prompt_tokens": prompt_tokens},
         "memory": memory,

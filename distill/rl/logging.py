@@ -2,7 +2,7 @@
 length, clip fraction, entropy, seconds per step.
 
 Rows are what TRL's GRPOTrainer logs at each step, renamed to short keys; a resumed run first drops the
-rows past its checkpoint (`distill.sft.callbacks.rewind_log`), so the curve continues without repeats.
+rows past its checkpoint (`distill.lifecycle.rewind_log`), so the curve continues without repeats.
 """
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
-
-from distill.jsonl import JsonlReader, JsonlWriter
+from distill.lifecycle import read_log
 from distill.plots import plot_curves
+from distill.sft.callbacks import StepLogCallback
 
 RENAMES = {"completions/mean_length": "completion_length", "completions/clipped_ratio": "truncated_fraction",
            "clip_ratio/region_mean": "clip_fraction", "frac_reward_zero_std": "zero_std_fraction"}
@@ -35,19 +34,12 @@ def step_row(step: int, logs: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-class RLLogCallback(TrainerCallback):
+class RLLogCallback(StepLogCallback):
     def __init__(self, path: Path, resumed_row: dict[str, Any] | None = None, console=None):
-        self.path = Path(path)
+        super().__init__(path, resumed_row)
         self.console = console  # prints one line a step when given
-        self.elapsed_before = float(resumed_row.get("elapsed_s", 0.0)) if resumed_row else 0.0
-        self.writer: JsonlWriter | None = None
-        self.started = self.step_started = time.perf_counter()
+        self.step_started = time.perf_counter()
         self.step_seconds = 0.0
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.perf_counter()
-        if state.is_world_process_zero:
-            self.writer = JsonlWriter(self.path, flush_every=1)
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.step_started = time.perf_counter()
@@ -60,22 +52,13 @@ class RLLogCallback(TrainerCallback):
             return
         row = step_row(state.global_step, logs)
         row["step_seconds"] = round(self.step_seconds, 3)
-        row["elapsed_s"] = round(self.elapsed_before + time.perf_counter() - self.started, 3)
+        row["elapsed_s"] = self.elapsed()
         self.writer.write(row)
         if self.console is not None:
             rewards = " ".join(f"{k[7:]}={v:.2f}" for k, v in row.items() if k.startswith("reward/"))
             self.console.print(f"rl step {row['step']}/{state.max_steps}: reward {row['reward']:.3f} ({rewards}), "
                                f"length {row.get('completion_length', 0):.0f}, {row['step_seconds']:.1f} s",
                                highlight=False)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    return list(JsonlReader(path, on_error="skip")) if Path(path).exists() else []
 
 
 def plot_log(log_path: Path, png_path: Path) -> Path:

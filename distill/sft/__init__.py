@@ -25,6 +25,6 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(SkipUnusedKernelNot
 
 # Imported eagerly so the package attribute `train` is the function, not the `train` submodule.
 from distill.sft.data import build_example
-from distill.sft.train import TrainResult, dry_run, train
+from distill.sft.train import dry_run, train
 
-__all__ = ["TrainResult", "build_example", "dry_run", "train"]
+__all__ = ["build_example", "dry_run", "train"]

@@ -5,44 +5,51 @@ other ranks train but write nothing.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-from distill.files import atomic_write_text
-from distill.jsonl import JsonlReader, JsonlWriter
+from distill.jsonl import JsonlWriter
+from distill.lifecycle import read_log
 from distill.plots import plot_curves
 from distill.ui import stage_progress
 
 LOGGED = ("loss", "grad_norm", "learning_rate", "eval_loss", "epoch", "mean_token_accuracy", "entropy")
 
 
-def rewind_log(path: Path, step: int) -> dict[str, Any] | None:
-    """Keep the rows up to `step` (a resumed run redoes the steps after its checkpoint); return the last one."""
-    if not path.exists():
-        return None
-    rows = [row for row in JsonlReader(path, on_error="skip") if row.get("step", 0) <= step]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
-    return rows[-1] if rows else None
+class StepLogCallback(TrainerCallback):
+    """log.jsonl, written by the main process from train begin to train end (sft's and rl's rows alike); a
+    resumed run's clock continues from its checkpoint's row (`resumed_row`, distill.lifecycle.rewound_log)."""
 
-
-class JsonlLogCallback(TrainerCallback):
-    """One JSON object per logging event: step, loss, grad_norm, learning_rate or eval_loss, tokens so far."""
-
-    def __init__(self, path: Path, token_counter, resumed_row: dict[str, Any] | None = None):
+    def __init__(self, path: Path, resumed_row: dict[str, Any] | None = None):
         self.path = Path(path)
-        self.tokens = token_counter
         self.elapsed_before = float(resumed_row.get("elapsed_s", 0.0)) if resumed_row else 0.0
         self.writer: JsonlWriter | None = None
         self.started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, the interrupted runs' included."""
+        return round(self.elapsed_before + time.perf_counter() - self.started, 3)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
         if state.is_world_process_zero:
             self.writer = JsonlWriter(self.path, flush_every=1)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class JsonlLogCallback(StepLogCallback):
+    """One JSON object per logging event: step, loss, grad_norm, learning_rate or eval_loss, tokens so far."""
+
+    def __init__(self, path: Path, token_counter, resumed_row: dict[str, Any] | None = None):
+        super().__init__(path, resumed_row)
+        self.tokens = token_counter
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or self.writer is None or not logs:
@@ -53,13 +60,8 @@ class JsonlLogCallback(TrainerCallback):
             return  # the end-of-training summary, which metrics.json holds
         row["tokens"] = int(self.tokens.real)
         row["loss_tokens"] = int(self.tokens.supervised)
-        row["elapsed_s"] = round(self.elapsed_before + time.perf_counter() - self.started, 3)
+        row["elapsed_s"] = self.elapsed()
         self.writer.write(row)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
 
 
 class RichProgressCallback(TrainerCallback):
@@ -101,6 +103,6 @@ class RichProgressCallback(TrainerCallback):
 
 def plot_log(log_path: Path, png_path: Path) -> Path:
     """Loss (train and eval), grad norm and learning rate against the step, one panel each."""
-    rows = list(JsonlReader(log_path, on_error="skip")) if Path(log_path).exists() else []
+    rows = read_log(log_path)
     panels = (("loss", ("loss", "eval_loss")), ("grad norm", ("grad_norm",)), ("learning rate", ("learning_rate",)))
     return plot_curves(rows, panels, png_path, markers=("eval_loss",))

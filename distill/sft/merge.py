@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from distill.config import TrainingMethod
 from distill.errors import DistillError
 from distill.files import publish_dir, read_json
 
@@ -105,9 +106,9 @@ def merge_adapter(adapter_dir: Path, merged_dir: Path, *, base_path: str | None 
     return publish_dir(tmp, merged_dir)
 
 
-def finished_folders(config, out: Path, model_path: str, stop_id: int | None, *,
+def finished_folders(config: TrainingMethod, out: Path, model_path: str, stop_id: int | None, *,
                      merge_here: bool = True) -> tuple[Path | None, Path | None]:
-    """(adapter folder, folder vLLM loads) of a finished SFT or RL run (`config.method`, `config.merge`);
+    """(adapter folder, folder vLLM loads) of a finished SFT, RL or KD run (`config.method`, `config.merge`);
     merges the adapter once if that folder is missing and this process is the one that writes."""
     if config.method == "full":
         return None, out / "model"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from distill.config import SFTConfig
+from distill.config import TrainingMethod
 from distill.errors import DistillError
 from distill.sft.memory import ParamCounts
 
@@ -45,7 +45,7 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-def lora_config(config: SFTConfig, new_token_ids: list[int] | None = None):
+def lora_config(config: TrainingMethod, new_token_ids: list[int] | None = None):
     """LoRA adapters; the rows of the chat template's turn tokens (`new_token_ids`: added, or never trained in a
     base model) are trained in full beside them, or the student could never learn to write its end-of-turn token."""
     from peft import LoraConfig
@@ -56,7 +56,7 @@ def lora_config(config: SFTConfig, new_token_ids: list[int] | None = None):
                       target_modules=lora.target_modules, task_type="CAUSAL_LM", **extra)
 
 
-def quantization_config(config: SFTConfig):
+def quantization_config(config: TrainingMethod):
     from transformers import BitsAndBytesConfig
 
     q = config.quant
@@ -84,7 +84,7 @@ def fit_embeddings(model, vocabulary: int) -> list[int]:
     return list(range(rows, vocabulary))
 
 
-def load_kwargs(config: SFTConfig, precision: str, attn_implementation: str = "sdpa", *, on_gpu: bool,
+def load_kwargs(config: TrainingMethod, precision: str, attn_implementation: str = "sdpa", *, on_gpu: bool,
                 strategy: str = "single", local_rank: int = 0) -> dict:
     """from_pretrained's arguments for this method, device and launch (`strategy.requested_strategy()`)."""
     kwargs: dict = {"attn_implementation": attn_implementation}
@@ -103,7 +103,7 @@ def load_kwargs(config: SFTConfig, precision: str, attn_implementation: str = "s
     return kwargs
 
 
-def load_model(model_path: str, config: SFTConfig, precision: str, attn_implementation: str = "sdpa",
+def load_model(model_path: str, config: TrainingMethod, precision: str, attn_implementation: str = "sdpa",
                fsdp_size: int = 1):
     """`fsdp_size` > 1: transformers' own FSDP2 shards the student at load time, each rank reading its
     shard (distill.sft.strategy.shards_at_load says when)."""
@@ -149,7 +149,7 @@ def keep_4bit_layout_trainable(model) -> int:
     return len(layers)
 
 
-def count_parameters(model_path: str, config: SFTConfig) -> tuple[ParamCounts, object]:
+def count_parameters(model_path: str, config: TrainingMethod) -> tuple[ParamCounts, object]:
     """Parameter counts (and the model config) from config.json alone: built on the meta device, no weights."""
     from transformers import AutoConfig, AutoModelForCausalLM
 

@@ -1,4 +1,4 @@
-"""The shape every teacher backend shares: a Request in, a Completion out, and the Backend protocol."""
+"""The shape every teacher backend shares: a Request in, what the engine Generated out, and the Backend protocol."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -17,7 +17,7 @@ class Request:
 
 
 @dataclass
-class Completion:
+class Generated:
     text: str
     finish_reason: str | None
     prompt_tokens: int
@@ -31,7 +31,7 @@ class Backend(Protocol):
     def prepare(self, request: Request) -> None:
         """Render/tokenize the prompt of one request (called before it is queued)."""
 
-    def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
+    def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Generated]]:
         """Run the requests, pulling lazily with at most `max_in_flight` unfinished; yield each with its
         completion as soon as it finishes (in any order)."""
 

@@ -17,7 +17,7 @@ from transformers import (
 )
 
 from distill.config import GenerateConfig, SamplingConfig
-from distill.generation.backends.base import Completion, Request
+from distill.generation.backends.base import Generated, Request
 from distill.generation.prompts import render_prompt, template_opens_think
 from distill.generation.sampling import one_hot_logits, penalize, sample_rows
 from distill.generation.seeds import uniform
@@ -80,7 +80,7 @@ class HFBackend:
         request.prefilled_think = template_opens_think(text)
         request.prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
+    def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Generated]]:
         size = max(1, min(self.config.hf.batch_size, max_in_flight))
         batch: list[Request] = []
         for request in requests:
@@ -92,7 +92,7 @@ class HFBackend:
             yield from self._run(batch)
 
     @torch.inference_mode()
-    def _run(self, batch: list[Request]) -> Iterator[tuple[Request, Completion]]:
+    def _run(self, batch: list[Request]) -> Iterator[tuple[Request, Generated]]:
         sampling = self.config.sampling
         padded = self.tokenizer.pad({"input_ids": [r.prompt_ids for r in batch]}, return_tensors="pt")
         width = padded["input_ids"].shape[1]
@@ -109,7 +109,7 @@ class HFBackend:
         for request, row in zip(batch, output[:, width:].tolist()):
             yield request, self._completion(request, row)
 
-    def _completion(self, request: Request, row: list[int]) -> Completion:
+    def _completion(self, request: Request, row: list[int]) -> Generated:
         end = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
         tokens = row if end is None else row[:end + 1]  # like vLLM: the EOS token counts
         text = self.tokenizer.decode(tokens if end is None else tokens[:-1], skip_special_tokens=True)
@@ -119,7 +119,7 @@ class HFBackend:
             text, finish = text[:min(hits)], "stop"
             if end is not None and row[end] == self.tokenizer.pad_token_id:
                 tokens = tokens[:-1]  # a padded row after the stop string, not an EOS
-        return Completion(text=text, finish_reason=finish, prompt_tokens=len(request.prompt_ids),
+        return Generated(text=text, finish_reason=finish, prompt_tokens=len(request.prompt_ids),
                           completion_tokens=len(tokens))
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from distill.chat_format import PREFILL
 from distill.config import GenerateConfig
 from distill.errors import DistillError
-from distill.generation.backends.base import Completion, Request
+from distill.generation.backends.base import Generated, Request
 
 _CONTEXT_ERRORS = ("context length", "maximum context", "too long", "max_model_len", "maximum model length")
 
@@ -101,7 +101,7 @@ class OpenAIBackend:
         return self.config.openai.token_limit_param == "auto" and "max_tokens" in body \
             and "max_completion_tokens" in message
 
-    def _call(self, request: Request) -> Completion:
+    def _call(self, request: Request) -> Generated:
         body = self._body(request)
         try:
             response = self.client.chat.completions.create(**body)
@@ -110,7 +110,7 @@ class OpenAIBackend:
                 self.limit_param = "max_completion_tokens"  # for every request from now on
                 return self._call(request)
             if any(s in str(exc.message).lower() for s in _CONTEXT_ERRORS):
-                return Completion("", "prompt_too_long", 0, 0)
+                return Generated("", "prompt_too_long", 0, 0)
             raise DistillError(f"openai backend: the server refused problem '{request.problem_id}' "
                                f"sample {request.sample}: {exc.message}") from None
         except (self._openai.APIStatusError, self._openai.APIConnectionError) as exc:
@@ -121,13 +121,13 @@ class OpenAIBackend:
         # vLLM >= 0.11 names the parsed chain `reasoning`; DeepSeek's API and older vLLM `reasoning_content`.
         reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
         usage = response.usage
-        return Completion(
+        return Generated(
             text=message.content or "", finish_reason=choice.finish_reason,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             reasoning_content=reasoning)
 
-    def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
+    def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Generated]]:
         limit = max(1, min(self.config.openai.concurrency, max_in_flight))
         source = iter(requests)
         pending: dict[Future, Request] = {}

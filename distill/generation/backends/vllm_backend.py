@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from distill.config import GenerateConfig
 from distill.errors import DistillError
-from distill.generation.backends.base import Completion, Request
+from distill.generation.backends.base import Generated, Request
 from distill.generation.engine import shared_llm, shutdown_llm
 from distill.generation.prompts import render_prompt, template_opens_think
 from distill.hooks import engine_dead_error, engine_max_model_len
@@ -61,7 +61,7 @@ class VLLMBackend:
             extra = seeded_extra_args(request.key, sampling)
         return self._SamplingParams(temperature=0.0, extra_args=extra, **common)
 
-    def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
+    def generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Generated]]:
         EngineDeadError = engine_dead_error()
 
         try:
@@ -74,7 +74,7 @@ class VLLMBackend:
                 "vllm.max_num_seqs, or stop other jobs. Everything written so far is kept; rerun the same command "
                 "to resume (--verbose shows the engine's own log).") from None
 
-    def _generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Completion]]:
+    def _generate(self, requests: Iterable[Request], max_in_flight: int) -> Iterator[tuple[Request, Generated]]:
         from vllm.inputs import TokensPrompt
 
         EngineDeadError = engine_dead_error()
@@ -91,7 +91,7 @@ class VLLMBackend:
                         exhausted = True
                         break
                     if len(request.prompt_ids) >= self.max_model_len:
-                        yield request, Completion("", "prompt_too_long", len(request.prompt_ids), 0)
+                        yield request, Generated("", "prompt_too_long", len(request.prompt_ids), 0)
                         continue
                     rid = str(next(self._ids))
                     engine.add_request(rid, TokensPrompt(prompt_token_ids=request.prompt_ids),
@@ -104,7 +104,7 @@ class VLLMBackend:
                         continue
                     request = pending.pop(output.request_id)
                     choice = output.outputs[0]
-                    yield request, Completion(
+                    yield request, Generated(
                         text=choice.text, finish_reason=choice.finish_reason,
                         prompt_tokens=len(output.prompt_token_ids or request.prompt_ids),
                         completion_tokens=len(choice.token_ids))
