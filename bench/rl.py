@@ -86,13 +86,13 @@ def run_trl(model: str, steps: int, out: Path) -> dict:
     from distill.models import resolve_model
     from distill.rl.data import build_prompts, read_problems
     from distill.rl.grpo import RewardColumns
-    from distill.rl.rewards import RewardScorer, Settings
+    from distill.rl.rewards import RewardScorer, RewardSettings
 
     path = resolve_model(model)
     config = rl_config(model, out, steps)
     prompts = build_prompts(read_problems(PROBLEMS), AutoTokenizer.from_pretrained(path), config)
     timer = StepTimer()
-    with RewardScorer(["accuracy", "format"], Settings(max_completion_length=96)) as scorer:
+    with RewardScorer(["accuracy", "format"], RewardSettings(max_completion_length=96)) as scorer:
         trainer = GRPOTrainer(
             model=path, reward_funcs=RewardColumns(config, prompts, scorer).functions(),
             args=GRPOConfig(output_dir=str(out), use_cpu=True, per_device_train_batch_size=8, num_generations=4,
@@ -119,7 +119,7 @@ WORKERS = {"trl": run_trl, "distill": run_distill,
 
 def reward_rate(n: int = 512) -> dict:
     from distill.records import Problem
-    from distill.rl.rewards import RewardScorer, Settings, make_completion
+    from distill.rl.rewards import RewardScorer, RewardSettings, make_completion
 
     problem = Problem(id="p", problem="What is 6 times 7?", answer="42")
     texts = ["6 x 7 = 42\n</think>\n\nThe answer is \\boxed{42}.", "6 x 7 = 48\n</think>\n\n\\boxed{48}",
@@ -127,7 +127,7 @@ def reward_rate(n: int = 512) -> dict:
     completions = [make_completion(problem, problem.problem, texts[i % 4], 20, False, prefilled_think=True)
                    for i in range(n)]
     names = ["accuracy", "format", "language"]
-    with RewardScorer(names, Settings()) as scorer:
+    with RewardScorer(names, RewardSettings()) as scorer:
         scorer.score(completions[:8], 4)  # start the workers
         started = time.perf_counter()
         scorer.score(completions, 4)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from distill.records import Problem
-from distill.rl.rewards import Settings, accuracy, make_completion
+from distill.rl.rewards import RewardSettings, accuracy, make_completion
 from distill.verify.math import check_math, final_answer_text
 
 MV = "Math-Verify tests/test_all.py"
@@ -150,7 +150,7 @@ def distill_verdict(case: tuple[str, str, str, str, bool | None]) -> bool:
     _source, ident, gold, text, _ = case
     if case in REASONING_CASES or ident.startswith("reasoning-"):
         problem = Problem(id=ident, problem="p", domain="math", answer=gold)
-        return accuracy(make_completion(problem, "p", text, 10, False, prefilled_think=True), Settings()) == 1.0
+        return accuracy(make_completion(problem, "p", text, 10, False, prefilled_think=True), RewardSettings()) == 1.0
     return check_math(gold_of(gold), text, 5.0)[0]
 
 

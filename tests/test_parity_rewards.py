@@ -11,7 +11,7 @@ import pytest
 from distill.config import QualityConfig
 from distill.filter.checks import repetition
 from distill.records import Problem, Trace
-from distill.rl.rewards import Settings, format_, length_rewards, make_completion, overlong
+from distill.rl.rewards import RewardSettings, format_, length_rewards, make_completion, overlong
 
 OPENR1 = "open-r1 tests/test_rewards.py"
 TRL = "TRL tests/test_rewards.py"
@@ -20,7 +20,7 @@ MATH = Problem(id="m", problem="q", domain="math", answer="42")
 
 def fmt(text: str, *, answer_tag: bool) -> float:
     """The format reward with nothing prefilled, as the peers' completions are written."""
-    return format_(make_completion(MATH, "q", text, 10, False, prefilled_think=False), Settings(answer_tag=answer_tag))
+    return format_(make_completion(MATH, "q", text, 10, False, prefilled_think=False), RewardSettings(answer_tag=answer_tag))
 
 
 # (source, id, completion, expected) for the format reward: open-r1's format_reward is R1-Zero's template
@@ -127,7 +127,7 @@ def test_repetition_share_matches_the_repetition_penalty(case):
 def test_soft_overlong_punishment(case):
     source, ident, tokens, expected = case
     completion = make_completion(MATH, "q", "x</think>42", tokens, tokens > 100, prefilled_think=True)
-    value = overlong(completion, Settings(max_completion_length=100, overlong_buffer=20))
+    value = overlong(completion, RewardSettings(max_completion_length=100, overlong_buffer=20))
     _deliberate(source, ident, value == pytest.approx(expected))
 
 

@@ -10,7 +10,7 @@ from distill.errors import DistillError
 from distill.records import Problem
 from distill.rl.rewards import (
     RewardScorer,
-    Settings,
+    RewardSettings,
     accuracy,
     format_,
     get_reward,
@@ -25,7 +25,7 @@ from distill.rl.rewards import (
 MATH = Problem(id="m1", problem="What is 6 times 7?", domain="math", answer="42")
 CODE = Problem(id="c1", problem="Write add(a, b).", domain="code", entry_point="add",
                tests="def check(f):\n    assert f(2, 3) == 5\ncheck(add)\n")
-S = Settings(sandbox=SandboxConfig(timeout_s=3), max_completion_length=100, overlong_buffer=20)
+S = RewardSettings(sandbox=SandboxConfig(timeout_s=3), max_completion_length=100, overlong_buffer=20)
 
 
 def done(text: str, problem: Problem = MATH, tokens: int = 30, truncated: bool = False, prefilled: bool = True):
@@ -58,7 +58,7 @@ def test_format_wants_one_think_block_then_an_answer():
 
 
 def test_format_with_the_r1_zero_answer_tags():
-    zero = Settings(answer_tag=True)
+    zero = RewardSettings(answer_tag=True)
     tagged = done("<think> 6*7 = 42 </think> <answer> 42 </answer>", prefilled=False)
     assert tagged.answer == "42" and format_(tagged, zero) == 1.0 and accuracy(tagged, zero) == 1.0
     assert format_(done("<think> 6*7 </think> 42", prefilled=False), zero) == 0.0
@@ -94,7 +94,7 @@ def test_scorer_runs_every_reward_in_the_pool_in_order():
     completions = [done("6*7 = 42\n</think>\n\n\\boxed{42}", tokens=10),
                    done("6*7 = 40\n</think>\n\n\\boxed{40}", tokens=20)]
     names = ["accuracy", "format", "mentions_six", "length"]
-    with RewardScorer(names, Settings(custom=resolve_custom(names)), workers=1) as scorer:
+    with RewardScorer(names, RewardSettings(custom=resolve_custom(names)), workers=1) as scorer:
         scores = scorer.score(completions, group_size=2)
     assert scores == {"accuracy": [1.0, 0.0], "format": [1.0, 1.0], "mentions_six": [1.0, 1.0],
                       "length": [0.5, -0.5]}
@@ -108,7 +108,7 @@ def test_hostile_completions_get_zero_and_the_batch_finishes():
     good = done("easy\n</think>\n```python\ndef add(a, b):\n    return a + b\n```", CODE)
     names = ["accuracy", "sleeps_forever"]
     started = time.monotonic()
-    with RewardScorer(names, Settings(sandbox=SandboxConfig(timeout_s=2, max_processes=16),
+    with RewardScorer(names, RewardSettings(sandbox=SandboxConfig(timeout_s=2, max_processes=16),
                                       custom=resolve_custom(names)), workers=2) as scorer:
         scores = scorer.score([loop, bomb, good], group_size=3)
     assert scores["accuracy"] == [0.0, 0.0, 1.0]

@@ -348,7 +348,7 @@ def part_grpo_trl(work: Path, s: dict) -> dict:
 
     from distill.rl.data import build_prompts, read_problems
     from distill.rl.grpo import RewardColumns
-    from distill.rl.rewards import RewardScorer, Settings
+    from distill.rl.rewards import RewardScorer, RewardSettings
 
     config = _rl_config(work, s, "grpo-trl")
     prompts = build_prompts(read_problems(config.problems), AutoTokenizer.from_pretrained(work / "model"), config)
@@ -362,7 +362,7 @@ def part_grpo_trl(work: Path, s: dict) -> dict:
             seconds.append(time.perf_counter() - self.started)
 
     completions = s["prompts_per_step"] * s["generations"]
-    with RewardScorer(["accuracy", "format"], Settings(max_completion_length=s["completion"])) as scorer:
+    with RewardScorer(["accuracy", "format"], RewardSettings(max_completion_length=s["completion"])) as scorer:
         trainer = GRPOTrainer(
             model=str(work / "model"), reward_funcs=RewardColumns(config, prompts, scorer).functions(),
             args=GRPOConfig(output_dir=str(work / "grpo-trl"), per_device_train_batch_size=completions,

@@ -76,7 +76,7 @@ def filter_traces(config: FilterConfig, *, progress: bool = True) -> FilterResul
     total = _scan_traces(source, problems, config)  # all input read and checked before anything is written
     custom = [(name, registry.get_check(name)) for name in config.checks]
     steps = [(name, registry.get_step(name)) for name in config.steps]
-    settings = worker.Settings(verify=config.verify, math_timeout_s=config.math_timeout_s,
+    settings = worker.FilterSettings(verify=config.verify, math_timeout_s=config.math_timeout_s,
                                sandbox=config.sandbox, quality=config.quality, custom=custom)
     decontam = Decontaminator(config.decontaminate) if config.decontaminate.against else None
     timings: dict[str, float] = {}

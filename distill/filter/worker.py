@@ -2,7 +2,7 @@
 
 Each group runs as its own phase of a `distill.pool` task with its own time budget, so a hung verifier or
 custom check costs that trace one rejected check (the parent retries it with that phase skipped), never the
-run. The filter's Settings come bound to `run_task` (functools.partial), once per worker. Workers also
+run. The filter's FilterSettings come bound to `run_task` (functools.partial), once per worker. Workers also
 compute the MinHash signatures the dataset-level steps need.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ QUALITY_BUDGET_S = 30.0  # the built-in checks are linear-time; this only catche
 
 
 @dataclass(frozen=True)
-class Settings:
+class FilterSettings:
     verify: bool
     math_timeout_s: float
     sandbox: SandboxConfig
@@ -46,7 +46,7 @@ class MinhashTask:
     shingle: int
 
 
-def run_task(task: TraceTask | MinhashTask, settings: Settings) -> Any:
+def run_task(task: TraceTask | MinhashTask, settings: FilterSettings) -> Any:
     """Pool entry point: a verdict dict for a TraceTask, one signature array per text for a MinhashTask."""
     if isinstance(task, MinhashTask):
         return [signature(text, task.num_perm, task.shingle) for text in task.texts]
@@ -55,7 +55,7 @@ def run_task(task: TraceTask | MinhashTask, settings: Settings) -> Any:
                     task.skipped, settings).to_json()
 
 
-def evaluate(trace: Trace, problem: Problem | None, skipped: dict[str, str], settings: Settings) -> Verdict:
+def evaluate(trace: Trace, problem: Problem | None, skipped: dict[str, str], settings: FilterSettings) -> Verdict:
     """Run every enabled check on one trace. `skipped` maps a phase that hung or crashed to its reason."""
     results: list[tuple[str, CheckResult]] = []
     if "quality" in skipped:
@@ -79,7 +79,7 @@ def evaluate(trace: Trace, problem: Problem | None, skipped: dict[str, str], set
 
 
 def _verify(trace: Trace, problem: Problem | None, skipped: dict[str, str],
-            settings: Settings) -> tuple[str, CheckResult]:
+            settings: FilterSettings) -> tuple[str, CheckResult]:
     if problem is None:
         return "problem", CheckResult(False, f"no problem with id '{trace.problem_id}' in filter.problems")
     name = check_name(problem)

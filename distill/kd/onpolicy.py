@@ -286,10 +286,10 @@ def _fit(config: KDConfig, run: RunFolder, state, model_path: str, teacher_dir: 
 
     scorer = None
     if config.rewards:
-        from distill.rl.rewards import RewardScorer, Settings, resolve_custom
+        from distill.rl.rewards import RewardScorer, RewardSettings, resolve_custom
 
         names = [r.name for r in config.rewards]
-        scorer = RewardScorer(names, Settings(math_timeout_s=config.math_timeout_s, sandbox=config.sandbox,
+        scorer = RewardScorer(names, RewardSettings(math_timeout_s=config.math_timeout_s, sandbox=config.sandbox,
                                               answer_tag=config.template == "r1-zero",
                                               max_completion_length=config.max_completion_length,
                                               custom=resolve_custom(names)), config.reward_workers)

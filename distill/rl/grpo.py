@@ -41,7 +41,7 @@ from distill.lifecycle import (
 from distill.models import resolve_model
 from distill.rl.data import PromptSet, build_prompts, read_problems, to_completions
 from distill.rl.logging import RLLogCallback, plot_log
-from distill.rl.rewards import RewardScorer, Settings, resolve_custom
+from distill.rl.rewards import RewardScorer, RewardSettings, resolve_custom
 from distill.rl.rollout import choose_rollout
 from distill.sft.merge import starting_model
 from distill.sft.modeling import DTYPES, load_model, lora_config, resolve_precision
@@ -150,7 +150,7 @@ def _fit(config: RLConfig, run: RunFolder, state, model_path: str, progress: boo
 
     resumed_row = rewound_log(state, run.log_path, last)
     names = [r.name for r in config.rewards]
-    settings = Settings(math_timeout_s=config.math_timeout_s, sandbox=config.sandbox,
+    settings = RewardSettings(math_timeout_s=config.math_timeout_s, sandbox=config.sandbox,
                         answer_tag=config.template == "r1-zero", max_completion_length=config.max_completion_length,
                         overlong_buffer=config.overlong_buffer, custom=resolve_custom(names))
     with RewardScorer(names, settings, config.reward_workers) as scorer, ExitStack() as engines:

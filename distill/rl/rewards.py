@@ -20,7 +20,7 @@ Custom rewards use the filter's registry mechanism (`distill.filter.registry`): 
 
 Every reward of a completion runs in a worker of a `distill.pool` pool (the filter's and eval's too), each
 reward as its own time-bounded phase: a hung, crashing or hostile completion costs that reward a zero, never
-the step. The Settings come bound to `run_task`, once per worker. This module imports no torch: the pool's
+the step. The RewardSettings come bound to `run_task`, once per worker. This module imports no torch: the pool's
 forkserver preloads it.
 """
 from __future__ import annotations
@@ -94,7 +94,7 @@ def get_reward(name: str) -> Callable[[Completion], float]:
 
 # ------------------------------------------------------------------------------------ built-ins
 @dataclass(frozen=True)
-class Settings:
+class RewardSettings:
     """What the workers need: verifier bounds, the template's answer format, custom rewards."""
 
     math_timeout_s: float = 5.0
@@ -105,7 +105,7 @@ class Settings:
     custom: tuple[tuple[str, Callable], ...] = ()
 
 
-def accuracy(c: Completion, s: Settings) -> float:
+def accuracy(c: Completion, s: RewardSettings) -> float:
     if c.truncated and not c.answer:
         return 0.0
     text = c.answer
@@ -114,7 +114,7 @@ def accuracy(c: Completion, s: Settings) -> float:
     return float(verify_inline(c.problem, text, math_timeout_s=s.math_timeout_s, sandbox=s.sandbox).passed)
 
 
-def format_(c: Completion, s: Settings) -> float:
+def format_(c: Completion, s: RewardSettings) -> float:
     if not checks.think_format(c.as_trace(), c.problem, QualityConfig()).passed:
         return 0.0
     # The splitter is lenient (a lone </think> or text before <think> still splits), the reward is not:
@@ -130,13 +130,13 @@ def format_(c: Completion, s: Settings) -> float:
     return float(_WHOLE_ANSWER_TAG.fullmatch(after) is not None)
 
 
-def language(c: Completion, s: Settings) -> float:
+def language(c: Completion, s: RewardSettings) -> float:
     """1 - the share of the reasoning's letters in scripts the prompt does not use (the filter's lang_mix)."""
     share = checks.lang_mix(c.as_trace(), c.problem, QualityConfig(max_lang_mix=1.0)).score or 0.0
     return round(1.0 - float(share), 4)
 
 
-def overlong(c: Completion, s: Settings) -> float:
+def overlong(c: Completion, s: RewardSettings) -> float:
     """DAPO (Yu et al. 2025, eq. 13): soft punishment over the last `overlong_buffer` tokens before the limit."""
     limit, buffer = s.max_completion_length, s.overlong_buffer
     if c.truncated or c.tokens >= limit:
@@ -146,7 +146,7 @@ def overlong(c: Completion, s: Settings) -> float:
     return (limit - buffer - c.tokens) / buffer
 
 
-PER_COMPLETION: dict[str, Callable[[Completion, Settings], float]] = {
+PER_COMPLETION: dict[str, Callable[[Completion, RewardSettings], float]] = {
     "accuracy": accuracy, "format": format_, "language": language, "overlong": overlong}
 
 
@@ -164,7 +164,7 @@ def length_rewards(lengths: list[int], correct: list[bool]) -> list[float]:
 
 
 # --------------------------------------------------------------------------------- worker side
-def budget_s(name: str, c: Completion, s: Settings) -> float:
+def budget_s(name: str, c: Completion, s: RewardSettings) -> float:
     if name == "accuracy":
         return verify_budget_s(c.problem, s.math_timeout_s, s.sandbox)
     if name in PER_COMPLETION:
@@ -172,7 +172,7 @@ def budget_s(name: str, c: Completion, s: Settings) -> float:
     return timeout_of(dict(s.custom)[name])
 
 
-def run_task(task: tuple, settings: Settings) -> dict[str, float]:
+def run_task(task: tuple, settings: RewardSettings) -> dict[str, float]:
     """Pool entry: (completion fields, names, skipped) -> {reward name: value}; a skipped reward is 0."""
     data, names, skipped = task
     s = settings
@@ -204,7 +204,7 @@ def _on_failure(task: tuple, failure: Failure) -> Any:
 class RewardScorer:
     """Scores batches of completions on a long-lived pool; one call per batch for every reward."""
 
-    def __init__(self, names: Iterable[str], settings: Settings, workers: int = 0):
+    def __init__(self, names: Iterable[str], settings: RewardSettings, workers: int = 0):
         self.names = list(names)
         self.pool_names = [n for n in self.names if n not in GROUP_REWARDS]
         if "length" in self.names and "accuracy" not in self.pool_names:

@@ -16,7 +16,7 @@ from typing import Any
 from distill.config import RLConfig
 from distill.files import atomic_write_json
 from distill.rl.data import PromptSet, to_completions
-from distill.rl.rewards import RewardScorer, Settings
+from distill.rl.rewards import RewardScorer, RewardSettings
 
 
 def pass_rates(config: RLConfig, model_path: str, prompts: PromptSet) -> dict[str, float]:
@@ -40,7 +40,7 @@ def pass_rates(config: RLConfig, model_path: str, prompts: PromptSet) -> dict[st
             texts.append(sample.text)
             lengths.append(len(sample.token_ids))
     completions = to_completions(prompts, ids, users, texts, lengths, max_tokens)
-    settings = Settings(math_timeout_s=config.math_timeout_s, sandbox=config.sandbox,
+    settings = RewardSettings(math_timeout_s=config.math_timeout_s, sandbox=config.sandbox,
                         answer_tag=config.template == "r1-zero")
     with RewardScorer(["accuracy"], settings, config.reward_workers) as scorer:
         correct = scorer.score(completions, k)["accuracy"]
