@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from distill import files
-from distill.config import Recipe
+from distill.config import Recipe, config_hash
 from distill.layout import RunLayout
 
 
@@ -69,9 +69,23 @@ def policy_outputs(result: Any) -> dict[str, str]:
             "plot_path": str(result.plot_path)}
 
 
+def follows_sft(recipe: Recipe, section: str) -> bool:
+    """True when the recipe's `section` (rl or kd) starts from its SFT student rather than a model of its own."""
+    config = getattr(recipe, section)
+    return config is not None and config.model == str(RunLayout.of(recipe).student)
+
+
+def key_after_sft(recipe: Recipe, section: str, upstream: Mapping[str, str]) -> str:
+    """rl's and kd's key: their config, where they start (sft's key, or their own model), their problems."""
+    config = getattr(recipe, section)
+    if config is None:
+        return upstream["sft"]
+    start = upstream["sft"] if follows_sft(recipe, section) else config.model
+    return key_of(config_hash(config), start, input_digest(config.problems))
+
+
 def own_model(recipe: Recipe) -> bool:
     """The recipe trains a model of its own (R1-Zero's rl.model, or kd.model) and no stage after sft starts
     from sft's student: then no traces feed anything, and generate, filter and sft do not run."""
-    student = str(RunLayout.of(recipe).student)
-    follows = [s for s in (recipe.rl, recipe.kd) if s is not None]
-    return bool(follows) and all(s.model != student for s in follows)
+    sections = [s for s in ("rl", "kd") if getattr(recipe, s) is not None]
+    return bool(sections) and not any(follows_sft(recipe, s) for s in sections)

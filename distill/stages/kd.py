@@ -4,14 +4,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from distill.config import Recipe, config_hash
+from distill.config import Recipe
 from distill.layout import RunLayout
-from distill.stages.base import StageResult, input_digest, key_of, policy_outputs, small
+from distill.stages import base
+from distill.stages.base import StageResult, policy_outputs, small
 
 
 def follows_sft(recipe: Recipe) -> bool:
-    """True when the recipe's on-policy distillation starts from its SFT student."""
-    return recipe.kd is not None and recipe.kd.model == str(RunLayout.of(recipe).student)
+    return base.follows_sft(recipe, "kd")
 
 
 class KD:
@@ -21,10 +21,7 @@ class KD:
         return recipe.kd is not None
 
     def key(self, recipe: Recipe, upstream: Mapping[str, str]) -> str:
-        if recipe.kd is None:
-            return upstream["sft"]
-        start = upstream["sft"] if follows_sft(recipe) else recipe.kd.model
-        return key_of(config_hash(recipe.kd), start, input_digest(recipe.kd.problems))
+        return base.key_after_sft(recipe, "kd", upstream)
 
     def outputs(self, layout: RunLayout) -> list[Path]:
         return [layout.kd_dir] if layout.kd_dir is not None else []

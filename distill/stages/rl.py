@@ -4,14 +4,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from distill.config import Recipe, config_hash
+from distill.config import Recipe
 from distill.layout import RunLayout
-from distill.stages.base import StageResult, input_digest, key_of, policy_outputs, small
+from distill.stages import base
+from distill.stages.base import StageResult, policy_outputs, small
 
 
 def follows_sft(recipe: Recipe) -> bool:
-    """True when the recipe's RL starts from its SFT student; False for R1-Zero (RL on a given model)."""
-    return recipe.rl is not None and recipe.rl.model == str(RunLayout.of(recipe).student)
+    return base.follows_sft(recipe, "rl")
 
 
 class RL:
@@ -21,10 +21,7 @@ class RL:
         return recipe.rl is not None
 
     def key(self, recipe: Recipe, upstream: Mapping[str, str]) -> str:
-        if recipe.rl is None:
-            return upstream["sft"]
-        start = upstream["sft"] if follows_sft(recipe) else recipe.rl.model
-        return key_of(config_hash(recipe.rl), start, input_digest(recipe.rl.problems))
+        return base.key_after_sft(recipe, "rl", upstream)
 
     def outputs(self, layout: RunLayout) -> list[Path]:
         return [layout.policy_dir] if layout.policy_dir is not None else []
