@@ -33,7 +33,7 @@ import torch
 
 from distill.config import TrainingMethod, config_hash
 from distill.errors import DistillError
-from distill.files import atomic_write_json, atomic_write_text, publish_dir, read_json
+from distill.files import atomic_write_json, atomic_write_text, move_aside, publish_dir, read_json
 from distill.jsonl import JsonlReader
 
 LOG, RESULT, TRAINED, METRICS = "log.jsonl", "result.json", "trained.json", "metrics.json"
@@ -142,7 +142,7 @@ class RunFolder:
         return last
 
     def open(self, config: TrainingMethod):
-        """Refuse another config's checkpoints, then (main process) drop what other inputs trained and stamp
+        """Refuse another config's checkpoints, then (main process) move aside what other inputs trained and stamp
         the folder with this config. Returns the process state whose barriers the rest of the run uses."""
         from accelerate import PartialState
 
@@ -150,23 +150,23 @@ class RunFolder:
         state = PartialState(cpu=not torch.cuda.is_available())
         self.resume_point()  # before anything is written
         if state.is_main_process:
-            self._drop_stale_checkpoints()
+            self._move_aside_stale_run()
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.out / self.stamp, {"config_hash": self.config_hash, **self.inputs,
                                                       "config": config.model_dump(mode="json")})
         state.wait_for_everyone()
         return state
 
-    def _drop_stale_checkpoints(self) -> None:
-        """Checkpoints trained on another version of an input are not resumed: start over."""
+    def _move_aside_stale_run(self) -> None:
+        """Checkpoints trained on another version of an input are not resumed: the run starts over, and what the
+        old input trained moves to OUT/stale/<time>-<kind>-inputs/ (distill's one staleness policy)."""
         stamp = self.out / self.stamp
         if not self.inputs or not stamp.exists():
             return
         recorded = read_json(stamp)
         if any(recorded.get(k) != v for k, v in self.inputs.items()):
-            shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
-            for name in (TRAINED, RESULT, LOG):
-                (self.out / name).unlink(missing_ok=True)
+            move_aside([self.out / name for name in ("checkpoints", TRAINED, RESULT, LOG)],
+                       self.out / "stale", f"{self.kind.lower()}-inputs")
 
     def trained(self) -> dict[str, Any] | None:
         """trained.json's metrics when this same run trained and saved already (only the merge or the

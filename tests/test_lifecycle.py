@@ -90,7 +90,7 @@ def test_open_stamps_the_folder_as_old_runs_are_stamped(tmp_path):
     assert list(json.loads((run.out / "sft_config.json").read_text())) == ["config_hash", "train_file_digest", "config"]
 
 
-def test_checkpoints_of_another_train_file_are_dropped_not_resumed(tmp_path):
+def test_checkpoints_of_another_train_file_are_moved_aside_not_resumed(tmp_path):
     config = SFTConfig(output_dir=tmp_path)
     RunFolder(tmp_path, "sft_config.json", "SFT", config_hash(config), {"train_file_digest": "old"}).open(config)
     checkpoint(tmp_path, 2)
@@ -106,6 +106,11 @@ def test_checkpoints_of_another_train_file_are_dropped_not_resumed(tmp_path):
     assert changed.resume_point() is None
     assert not any((tmp_path / name).exists() for name in ("checkpoints", "trained.json", "result.json", "log.jsonl"))
     assert json.loads((tmp_path / "sft_config.json").read_text())["train_file_digest"] == "new"
+    # Never deleted: the old input's run is kept whole under stale/ (distill's one staleness policy).
+    [aside] = (tmp_path / "stale").iterdir()
+    assert aside.name.endswith("-sft-inputs")
+    assert sorted(p.name for p in aside.iterdir()) == ["checkpoints", "log.jsonl", "result.json", "trained.json"]
+    assert (aside / "checkpoints" / "checkpoint-2").is_dir()
 
 
 # ------------------------------------------------------------------------------------------------------ log
