@@ -162,8 +162,13 @@ def filter_(
     out_dir: Annotated[Path | None, typer.Option(help="where kept/rejected/stats go")] = None,
     allow_empty: Annotated[bool | None, typer.Option("--allow-empty", help="accept an input with no traces and "
                                                                            "write empty outputs")] = None,
+    dataset_dir: Annotated[Path | None, typer.Option(help="where the kept traces go as a Hugging Face dataset "
+                                                          "(hf/, train.parquet); default OUT_DIR/dataset")] = None,
+    export: Annotated[bool, typer.Option(help="also write the kept traces as a dataset, as `distill run` does")]
+        = True,
 ):
-    """Rejection sampling: keep verified, clean, deduplicated, decontaminated traces."""
+    """Rejection sampling: keep verified, clean, deduplicated, decontaminated traces, and export them as a
+    dataset whose `messages` are exactly what `distill sft` trains on."""
     from distill.config import load_stage
 
     recipe, overrides = split_args(args)
@@ -176,6 +181,11 @@ def filter_(
     result = module.filter_traces(config)
     console.print(module.funnel_table(result))
     console.print(f"[green]kept[/] {result.kept}, rejected {result.rejected} -> {result.output_dir}")
+    if export:
+        exported = stage_module("distill.export").export_dataset(
+            Path(result.output_dir) / "kept.jsonl", dataset_dir or Path(result.output_dir) / "dataset",
+            allow_empty=config.allow_empty)
+        console.print(f"[green]dataset[/] {exported.rows} rows: {exported.dataset_dir}, {exported.parquet_path}")
 
 
 @app.command()

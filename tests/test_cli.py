@@ -90,3 +90,31 @@ def test_bad_input_in_a_real_process_is_one_paragraph_without_traceback(tmp_path
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
         lines = [line for line in out.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], out.stderr
+
+
+def test_filter_exports_the_kept_traces_as_the_pipeline_does(tmp_path):
+    import datasets
+
+    problems = [{"id": f"p{i}", "problem": f"What is {i} + 1?", "domain": "math", "answer": str(i + 1)}
+                for i in range(3)]
+    traces = [{"problem_id": p["id"], "sample": 0, "teacher": "t",
+               "prompt": [{"role": "user", "content": p["problem"]}],
+               "completion": f"<think>\nadd one\n</think>\n\nThe answer is \\boxed{{{answer}}}.",
+               "reasoning": "add one", "answer": f"The answer is \\boxed{{{answer}}}.", "finish_reason": "stop"}
+              for p, answer in zip(problems, ["1", "2", "4"])]  # p2 is answered wrong
+    for name, rows in (("problems.jsonl", problems), ("traces.jsonl", traces)):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    done = cli("filter", "--input", str(tmp_path / "traces.jsonl"), "--problems", str(tmp_path / "problems.jsonl"),
+               "--out-dir", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    kept = [json.loads(line)["problem_id"] for line in (tmp_path / "out" / "kept.jsonl").read_text().splitlines()]
+    exported = datasets.load_from_disk(str(tmp_path / "out" / "dataset" / "hf"))
+    assert kept == ["p0", "p1"] and len(exported) == 2
+    assert exported[0]["messages"][-1]["role"] == "assistant"
+    assert (tmp_path / "out" / "dataset" / "train.parquet").exists()
+
+    elsewhere = cli("filter", "--input", str(tmp_path / "traces.jsonl"), "--problems",
+                    str(tmp_path / "problems.jsonl"), "--out-dir", str(tmp_path / "again"), "--no-export")
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert (tmp_path / "again" / "kept.jsonl").exists() and not (tmp_path / "again" / "dataset").exists()

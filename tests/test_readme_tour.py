@@ -67,6 +67,7 @@ def test_every_tour_command_runs(vllm_engine, tmp_path, monkeypatch):
     assert len((checkout / "gsm8k.jsonl").read_text().splitlines()) == 20
     assert len((checkout / "traces.jsonl").read_text().splitlines()) == 16 * 4
     assert (checkout / "filtered" / "kept.jsonl").stat().st_size > 0
+    assert (checkout / "filtered" / "dataset" / "train.parquet").exists()  # `distill filter` exports as `run` does
     assert (checkout / "dataset" / "train.parquet").exists()
     assert (checkout / "student" / "merged" / "config.json").exists()
     scores = (checkout / "runs" / "eval" / "scores.json").read_text()
