@@ -4,9 +4,11 @@
     recipe = distill.load_recipe("recipes/demo.yaml", ["sft.lora.r=32"])
     distill.generate(recipe.generate)          # teacher traces (vLLM / OpenAI-compatible / transformers)
     distill.filter_traces(recipe.filter)       # verified, clean, deduplicated, decontaminated
-    distill.train(recipe.sft)                  # full / LoRA / QLoRA student
+    distill.train_sft(recipe.sft)              # full / LoRA / QLoRA student on the kept traces
+    distill.train_rl(recipe.rl)                # GRPO on rule-based rewards
+    distill.train_kd(recipe.kd)                # on-policy distillation from the teacher's log-probs
     distill.evaluate(recipe.eval)              # pass@1, pass@k, cons@k with 95% intervals
-    distill.run(recipe)                        # all four, resumable
+    distill.run(recipe)                        # every stage the recipe has, resumable
 
 Heavy libraries (torch, vllm) load only when a stage runs.
 """
@@ -18,7 +20,9 @@ from distill.config import (
     EvalConfig,
     FilterConfig,
     GenerateConfig,
+    KDConfig,
     Recipe,
+    RLConfig,
     SFTConfig,
     load_recipe,
     load_stage,
@@ -34,7 +38,9 @@ _LAZY = {
     "check": ("distill.filter.registry", "check"),
     "dataset_step": ("distill.filter.registry", "dataset_step"),
     "verify": ("distill.verify", "verify"),
-    "train": ("distill.sft", "train"),
+    "train_sft": ("distill.sft", "train"),
+    "train_rl": ("distill.rl.grpo", "train"),
+    "train_kd": ("distill.kd.onpolicy", "train"),
     "evaluate": ("distill.eval", "evaluate"),
     "run": ("distill.pipeline", "run"),
     "resolve_model": ("distill.models", "resolve_model"),
@@ -45,7 +51,9 @@ __all__ = [
     "EvalConfig",
     "FilterConfig",
     "GenerateConfig",
+    "KDConfig",
     "Problem",
+    "RLConfig",
     "Recipe",
     "SFTConfig",
     "Trace",
@@ -59,7 +67,9 @@ __all__ = [
     "load_stage",
     "resolve_model",
     "run",
-    "train",
+    "train_kd",
+    "train_rl",
+    "train_sft",
     "verify",
 ]
 assert set(__all__) >= set(_LAZY)
