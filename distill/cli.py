@@ -360,7 +360,10 @@ def bench_spec(item: str, limit: int | None) -> dict:
 
 @app.command()
 @friendly_errors
-def run(args: recipe_args("demo sft.epochs=1") = None):
+def run(args: recipe_args("demo sft.epochs=1") = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="only say what each stage would do (skip, resume, "
+                                                                "run, or move aside and run) and where it writes")]
+        = False):
     """Run a whole recipe: generate (or import) -> filter -> sft -> kd -> rl -> eval, each stage the recipe
     configures, skipping those done earlier for the same configuration and resuming one that was cut off."""
     from distill.config import load_recipe
@@ -369,7 +372,24 @@ def run(args: recipe_args("demo sft.epochs=1") = None):
     if recipe_path is None:
         raise DistillError("usage: distill run RECIPE.yaml [KEY=VALUE ...]  (see `distill recipes list`)")
     recipe = load_recipe(recipe_path, overrides)
+    if dry_run:
+        print_preview(recipe)
+        return
     stage_module("distill.pipeline").run(recipe)
+
+
+def print_preview(recipe) -> None:
+    from rich.table import Table
+
+    from distill.layout import RunLayout
+
+    table = Table("stage", "would", "key", "recorded key", title=f"distill run: {recipe.run_dir}")
+    for row in stage_module("distill.pipeline").preview(recipe):
+        configured = row["action"] != "not configured"
+        table.add_row(row["stage"], row["action"], row["key"] if configured else "-", row["recorded_key"] or "-")
+    console.print(table)
+    for name, path in RunLayout.of(recipe).describe().items():
+        console.print(f"  {name:<14} {path}", highlight=False, markup=False)
 
 
 @app.command()

@@ -15,7 +15,7 @@ the cards, the report and the viewer then ask a `RunLayout` where things are ins
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +130,8 @@ class RunLayout:
         return folder / name if folder is not None else None
 
     def describe(self) -> dict[str, Any]:
-        """Every path, for `distill run --dry-run` and the docs."""
-        return {name: str(getattr(self, name)) for name in
-                ("run_dir", "problems", "traces", "traces_stats", "filter_dir", "kept", "dataset_dir", "student_dir",
-                 "student", "kd_dir", "policy_dir", "eval_dir", "scores", "recipe_file", "summary_file",
-                 "report_file", "stale_dir") if getattr(self, name) is not None}
+        """Every path, for `distill run --dry-run` and the docs: the fields, then the derived paths, read off the
+        class so that a path added here is described without a second list."""
+        derived = [name for name, member in vars(type(self)).items() if isinstance(member, property)]
+        return {name: str(getattr(self, name)) for name in [f.name for f in fields(self)] + derived
+                if getattr(self, name) is not None}

@@ -92,12 +92,13 @@ def _run_stage(recipe: Recipe, layout: RunLayout, stage: Stage, key: str, progre
     with no manifest (a stage command run by hand, an older distill) -> the outputs move to stale/ first."""
     name = stage.name
     old = read_manifest(layout.run_dir, name)
-    if old is not None and old.get("key") == key and old.get("status") == "done":
+    action = next_action(old, key)
+    if action == "skip":
         if progress:
             console.print(f"[dim]{name}: done earlier for this configuration (key {key}), skipped[/]")
         return StageReport(name, "skipped", key, old.get("seconds", 0.0), old.get("outputs", {}),
                            old.get("summary", {}))
-    resumed = old is not None and old.get("key") == key
+    resumed = action == "resume"
     if not resumed:
         moved = retire(layout, stage, old.get("key", "unknown") if old is not None else "unknown")
         if progress and moved is not None:
@@ -114,6 +115,28 @@ def _run_stage(recipe: Recipe, layout: RunLayout, stage: Stage, key: str, progre
     manifest.update(status="done", finished=_now(), seconds=seconds, outputs=result.outputs, summary=result.summary)
     atomic_write_json(layout.manifest(name), manifest)
     return StageReport(name, "resumed" if resumed else "ran", key, seconds, result.outputs, result.summary)
+
+
+def next_action(manifest: dict[str, Any] | None, key: str) -> str:
+    """What a run does with a stage, from its manifest: skip (done, same key), resume (running, same key),
+    or run (fresh, after moving aside any outputs of another key)."""
+    if manifest is not None and manifest.get("key") == key:
+        return "skip" if manifest.get("status") == "done" else "resume"
+    return "run"
+
+
+def preview(recipe: Recipe) -> list[dict[str, Any]]:
+    """What `distill run` would do with each stage, reading only the manifests: `distill run --dry-run`."""
+    layout, keys = RunLayout.of(recipe), stage_keys(recipe)
+    rows = []
+    for stage in PIPELINE:
+        old = read_manifest(layout.run_dir, stage.name) if stage.enabled(recipe) else None
+        action = next_action(old, keys[stage.name]) if stage.enabled(recipe) else "not configured"
+        stale = action == "run" and any(p.exists() for p in stage.outputs(layout))
+        rows.append({"stage": stage.name, "action": "move aside, run" if stale else action, "key": keys[stage.name],
+                     "recorded_key": (old or {}).get("key"),
+                     "outputs": [str(p) for p in stage.outputs(layout)] if stage.enabled(recipe) else []})
+    return rows
 
 
 def _now() -> str:

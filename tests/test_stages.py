@@ -62,3 +62,30 @@ def test_stale_outputs_move_aside_whole_and_nothing_is_deleted(tmp_path):
     assert again is None
     eval_stage = next(s for s in PIPELINE if s.name == "eval")
     assert eval_stage.outputs(layout) == []  # eval's files judge their own staleness (their meta)
+
+
+def test_dry_run_says_what_a_run_would_do_from_the_manifests_alone(tmp_path):
+    from distill.files import atomic_write_json
+    from distill.pipeline import preview
+
+    recipe = load_recipe("recipes/demo-quick.yaml", [f"run_dir={tmp_path}"])
+    layout, keys = RunLayout.of(recipe), stage_keys(recipe)
+    assert {r["stage"]: r["action"] for r in preview(recipe)} == {
+        "generate": "run", "filter": "run", "sft": "run", "kd": "not configured", "rl": "not configured",
+        "eval": "run"}
+
+    atomic_write_json(layout.manifest("generate"), {"key": keys["generate"], "status": "done"})
+    atomic_write_json(layout.manifest("filter"), {"key": keys["filter"], "status": "running"})
+    atomic_write_json(layout.manifest("sft"), {"key": "an-old-key", "status": "done"})
+    layout.student_dir.mkdir(parents=True)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    rows = {r["stage"]: r for r in preview(recipe)}
+    assert [rows[s]["action"] for s in ("generate", "filter", "sft")] == ["skip", "resume", "move aside, run"]
+    assert rows["sft"]["recorded_key"] == "an-old-key" and rows["sft"]["key"] == keys["sft"]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # a preview writes nothing
+
+    shown = CliRunner().invoke(app, ["run", "recipes/demo-quick.yaml", f"run_dir={tmp_path}", "--dry-run"],
+                               terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"sft\s*│\s*move aside, run\s*│\s*" + keys["sft"], shown.output), shown.output
+    assert str(layout.kept) in shown.output
