@@ -529,42 +529,29 @@ def plan(
     mean_tokens: Annotated[float | None, typer.Option(min=1, help="mean trace length (default: measured, else max/3)")
                            ] = None,
     teacher: Annotated[str | None, typer.Option(help="teacher model (default: generate.model)")] = None,
+    kd_prompt_tokens: Annotated[float | None, typer.Option(min=1, help="kd: prompt tokens (default: 256)")] = None,
+    kd_completion_tokens: Annotated[float | None, typer.Option(
+        min=1, help="kd: completion tokens (default: the kd log's mean, else max_completion_length)")] = None,
     usd_per_hour: Annotated[float | None, typer.Option(min=0, help="price of one GPU-hour")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
 ):
-    """GPU-hours, cost, memory per device and GPUs needed for a recipe's generation and SFT."""
+    """GPU-hours, cost, memory per device and GPUs needed for each stage a recipe runs: the teacher's generation,
+    SFT, and on-policy distillation (kd: the student's sampling, the teacher's scoring forward over every token,
+    the student's update, and the teacher's memory beside the student's)."""
     from distill.config import load_recipe
     from distill.plan import plan as make_plan
+    from distill.plan import print_plan
 
     if keep_rate is not None and not 0 < keep_rate <= 1:
         raise DistillError(f"--keep-rate {keep_rate:g}: expected a share of the traces in (0, 1], e.g. 0.3")
     path = recipe if recipe.exists() else find_recipe(str(recipe))
     result = make_plan(load_recipe(path), gpu=gpu, traces=traces, keep_rate=keep_rate, mean_tokens=mean_tokens,
-                       teacher=teacher, usd_per_hour=usd_per_hour)
+                       teacher=teacher, usd_per_hour=usd_per_hour, kd_prompt_tokens=kd_prompt_tokens,
+                       kd_completion_tokens=kd_completion_tokens)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    gen, sft_plan = result["generation"], result["sft"]
-    table = Table(title=f"{result['recipe']} on {result['gpu']} (${result['usd_per_gpu_hour']}/GPU-hour)")
-    for column in ("stage", "what", "GPU-hours", "USD"):
-        table.add_column(column)
-    table.add_row("generate", f"{gen['teacher']}: {gen['traces_generated']:,} traces, {gen['output_tokens']:.3g} tokens, "
-                  f"{gen['tokens_per_s_per_gpu']:.0f} tok/s/GPU, {gen['gpus_per_replica']} GPUs a replica",
-                  f"{gen['gpu_hours']:,.0f}", f"{gen['usd']:,.0f}")
-    gpus = ", ".join(f"{k} {v or '-'}" for k, v in sft_plan["min_gpus_by_strategy"].items())
-    table.add_row("sft", f"{sft_plan['student']} {sft_plan['method']}: {sft_plan['tokens']:.3g} tokens, "
-                  f"{sft_plan['flops']:.3g} FLOPs; fewest GPUs: {gpus}",
-                  f"{sft_plan['gpu_hours']:,.0f}", f"{sft_plan['usd']:,.0f}")
-    table.add_row("total", "", f"{result['total']['gpu_hours']:,.0f}", f"{result['total']['usd']:,.0f}")
-    console.print(table)
-    console.print(f"peak {result['gpu_peak']['bf16_tflops']} TFLOP/s bf16 ({result['gpu_peak']['source']}); "
-                  f"SFT at {result['utilisation']['sft']:.0%} utilisation ({result['utilisation']['sft_source']})",
-                  highlight=False, markup=False)
-    for name, row in sft_plan["memory_per_device_gib"].items():
-        console.print(f"memory per device, {name.replace('_', ' ')}: "
-                      + ", ".join(f"{k} {v:.1f} GiB" for k, v in row.items()))
-    for line in result["assumed"]:
-        console.print(f"[yellow]assumed[/] {line}")
+    print_plan(result, console)
 
 
 @app.command()

@@ -206,13 +206,14 @@ def pairwise(per_problem: dict[str, list[float]], seed: int) -> dict[str, dict[s
 
 
 def flops(params: dict[str, float], arm: dict[str, Any], trainer: Config, on_policy: bool) -> dict[str, float]:
-    """`distill plan`'s counting: training k N per token (plan.training_flops_per_token), sampling 2 N, the
-    teacher's forward 2 N_T."""
-    from distill.plan import training_flops_per_token
+    """`distill plan`'s counting: training k N per token (plan.training_flops_per_token), sampling a forward
+    (plan.FORWARD_FLOPS N), the teacher's forward FORWARD_FLOPS N_T."""
+    from distill.plan import FORWARD_FLOPS, training_flops_per_token
 
     k = training_flops_per_token(trainer.method, trainer.gradient_checkpointing)
-    student = k * params["student"] * arm["tokens"] + (2 * params["student"] * arm["tokens"] if on_policy else 0)
-    teacher = 2 * params["teacher"] * arm["teacher_tokens"]
+    sampling = FORWARD_FLOPS * params["student"] * arm["tokens"] if on_policy else 0
+    student = k * params["student"] * arm["tokens"] + sampling
+    teacher = FORWARD_FLOPS * params["teacher"] * arm["teacher_tokens"]
     return {"student": student, "teacher": teacher, "total": student + teacher}
 
 

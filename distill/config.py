@@ -42,6 +42,9 @@ class Config(BaseModel):
     # Fields added after runs were made: hashed only when set away from their default, so runs written
     # before the field existed keep their hash (and resume, and are skipped by `distill run`).
     hashed_if_set: ClassVar[frozenset[str]] = frozenset()
+    # Fields removed after runs were made, with the value they always held: still hashed, so those runs keep
+    # their hash (and resume, and are skipped by `distill run`).
+    retired: ClassVar[dict[str, Any]] = {}
 
 
 def config_hash(config: Config) -> str:
@@ -50,8 +53,8 @@ def config_hash(config: Config) -> str:
     def strip(cfg: Any) -> Any:
         if isinstance(cfg, Config):
             fields = type(cfg).model_fields
-            return {k: strip(getattr(cfg, k)) for k in fields if k not in cfg.unhashed
-                    and not (k in cfg.hashed_if_set and getattr(cfg, k) == fields[k].get_default(call_default_factory=True))}
+            return {**cfg.retired, **{k: strip(getattr(cfg, k)) for k in fields if k not in cfg.unhashed and not (
+                k in cfg.hashed_if_set and getattr(cfg, k) == fields[k].get_default(call_default_factory=True))}}
         if isinstance(cfg, (list, tuple)):
             return [strip(v) for v in cfg]
         if isinstance(cfg, dict):
@@ -268,10 +271,30 @@ class TrainingMethod(Config):
     merge: bool = Field(True, description="also save a merged model vLLM can load (LoRA/QLoRA)")
 
 
+class OfflineKDConfig(Config):
+    """`sft.logit_kd`: offline logit KD inside SFT. The teacher's top-k log-probabilities over every token SFT trains
+    on are stored once (distill.kd.offline), and the loss becomes alpha x top-k forward KL + (1 - alpha) x CE.
+    Defaults and their sources:
+
+        top_k 20, alpha 0.5     axolotl's KD defaults (top-k logprobs, KD/CE mix)
+        teacher_dtype auto      the student's compute precision, as kd's teacher
+    """
+
+    unhashed: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+
+    teacher: str | None = Field(None, description="hub id, folder or bundled:NAME sharing the student's tokenizer; "
+                                                   "in a recipe that generates, unset = generate.model")
+    top_k: int = Field(20, ge=1, le=4096, description="teacher log-probs kept per token (k = vocabulary: exact KL)")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="loss = alpha x top-k forward KL + (1 - alpha) x CE")
+    teacher_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="the teacher's weights while it scores the traces; auto: the student's compute precision")
+    batch_size: int = Field(4, ge=1, description="traces per teacher forward while storing")
+
+
 class SFTConfig(TrainingMethod):
     unhashed: ClassVar[frozenset[str]] = frozenset(
         {"train_file", "output_dir", "logging_steps", "save_steps", "eval_steps", "save_total_limit"})
-    hashed_if_set: ClassVar[frozenset[str]] = frozenset({"liger", "chat_template", "chat_template_tokens"})
+    hashed_if_set: ClassVar[frozenset[str]] = frozenset({"liger", "chat_template", "chat_template_tokens", "logit_kd"})
 
     model: str = DEFAULT_MODEL
     chat_template: str | None = Field(
@@ -315,6 +338,18 @@ class SFTConfig(TrainingMethod):
     trainer_args: dict[str, Any] = Field(
         default_factory=dict, description="any other field of TRL's SFTConfig, passed through as is "
                                           "(e.g. {torch_compile: true, neftune_noise_alpha: 5})")
+    logit_kd: OfflineKDConfig | None = Field(
+        None, description="offline logit KD: add the forward KL to the teacher's stored top-k log-probs to the "
+                          "cross-entropy (docs/sft.md); None = plain SFT")
+
+    @model_validator(mode="after")
+    def _kd_loss_path(self) -> SFTConfig:
+        # The KD term needs the student's logits at the supervised positions, which Liger's and TRL's fused heads
+        # never build; `auto` resolves to off under logit_kd, `on` cannot.
+        if self.logit_kd is not None and self.liger == "on":
+            raise ValueError("liger=on: logit_kd needs the student's logits at every trained token, which Liger's "
+                             "fused loss never builds; set sft.liger=auto (off under logit_kd) or remove sft.logit_kd")
+        return self
 
     @field_validator("trainer_args")
     @classmethod
@@ -406,7 +441,7 @@ class RewardConfig(Config):
         return name
 
 
-class PromptSelectionConfig(Config):
+class PassRateFilterConfig(Config):
     """open-r1's pass-rate filter: sample the policy k times per problem, keep those solved within the band."""
 
     enabled: bool = False
@@ -422,6 +457,10 @@ class RLConfig(TrainingMethod):
     unhashed: ClassVar[frozenset[str]] = frozenset(
         {"problems", "output_dir", "logging_steps", "save_steps", "save_total_limit", "reward_workers",
          "rollout", "vllm"})
+    # `selection` was renamed `pass_rate_filter` (the filter stage's `select` is another thing): runs made before
+    # the rename, all with it off, keep their hash; a run that had it on starts over once.
+    hashed_if_set: ClassVar[frozenset[str]] = frozenset({"pass_rate_filter"})
+    retired: ClassVar[dict[str, Any]] = {"selection": {"enabled": False, "k": 8, "band": [0.1, 0.9], "max_tokens": None}}
 
     model: str | None = Field(None, description="policy: hub id, folder (a merged student), adapter folder or "
                                                  "bundled:NAME; in a recipe, unset = the SFT student")
@@ -460,7 +499,7 @@ class RLConfig(TrainingMethod):
         "auto", description="who generates: auto picks vLLM (TRL's colocated engine on GPUs; on CPUs distill's engine "
                             "reloading the weights each step), transformers without vLLM or for QLoRA on CPUs")
     vllm: VLLMConfig = Field(default_factory=lambda: VLLMConfig(gpu_memory_utilization=0.3))
-    selection: PromptSelectionConfig = Field(default_factory=PromptSelectionConfig)
+    pass_rate_filter: PassRateFilterConfig = Field(default_factory=PassRateFilterConfig)
     math_timeout_s: float = Field(5.0, gt=0, description="seconds math-verify may take on one completion")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     reward_workers: int = Field(0, ge=0, description="reward processes; 0 = all cores")
@@ -469,26 +508,29 @@ class RLConfig(TrainingMethod):
     save_total_limit: int | None = Field(2, ge=1)
     seed: int = 42
 
+    @model_validator(mode="before")
+    @classmethod
+    def _selection_renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "selection" in data:
+            raise ValueError(f"selection={data['selection']!r}: the pass-rate pre-pass is called pass_rate_filter "
+                             "now (same fields: enabled, k, band, max_tokens); rename rl.selection to "
+                             "rl.pass_rate_filter")
+        return data
+
     @model_validator(mode="after")
     def _batch_fits_groups(self) -> RLConfig:
         completions = self.prompts_per_step * self.num_generations
         if completions % self.gradient_accumulation_steps:
             raise ValueError(f"gradient_accumulation_steps={self.gradient_accumulation_steps}: prompts_per_step x "
                              f"num_generations = {completions} completions a step must divide evenly by it")
-        low, high = self.selection.band
+        low, high = self.pass_rate_filter.band
         if not 0 <= low <= high <= 1:
-            raise ValueError(f"selection.band={list(self.selection.band)}: expected 0 <= low <= high <= 1")
+            raise ValueError(f"pass_rate_filter.band={list(self.pass_rate_filter.band)}: expected 0 <= low <= high "
+                             "<= 1")
         return self
 
 
 # ------------------------------------------------------------------------------------------------- kd
-class OfflineKDConfig(Config):
-    """Offline logit KD: the teacher's top-k log-probabilities stored per generated token, and the SFT mix."""
-
-    top_k: int = Field(20, ge=1, le=4096, description="teacher log-probs kept per token (k = vocabulary: exact KL)")
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="loss = alpha x top-k forward KL + (1 - alpha) x CE")
-
-
 class KDConfig(TrainingMethod):
     """On-policy distillation: the student samples, the teacher scores every sampled token, the student is
     trained on the per-token reverse KL (optionally plus the verifier's rewards). Defaults and their sources:
@@ -500,11 +542,16 @@ class KDConfig(TrainingMethod):
                                                    under it, so a reshaped sampler would bias the estimate
         learning_rate 1e-4 (LoRA)                  LoRA rates (full fine-tunes: ~1e-5 and below)
         jsd_beta 1.0                               TRL's DistillationTrainer default (reverse KL)
-        offline.top_k 20, offline.alpha 0.5        axolotl's KD defaults (top-k logprobs, KD/CE mix)
+
+    Offline logit KD (the teacher's stored top-k, a forward-KL term in SFT's loss) is `sft.logit_kd`.
     """
 
     unhashed: ClassVar[frozenset[str]] = frozenset(
-        {"problems", "output_dir", "logging_steps", "save_steps", "save_total_limit", "reward_workers"})
+        {"problems", "output_dir", "logging_steps", "save_steps", "save_total_limit", "reward_workers",
+         "micro_batch_size"})  # micro-batches sum to the step's own loss: same training, other memory
+    # kd.offline (top_k, alpha) was read by nothing and moved to sft.logit_kd; every kd run was made with it at
+    # these defaults, so they stay in the hash and those runs keep their keys.
+    retired: ClassVar[dict[str, Any]] = {"offline": {"top_k": 20, "alpha": 0.5}}
 
     model: str | None = Field(None, description="student: hub id, folder, adapter folder or bundled:NAME; in a "
                                                  "recipe, unset = the SFT student")
@@ -527,6 +574,9 @@ class KDConfig(TrainingMethod):
 
     samples_per_prompt: int = Field(4, ge=1, description="completions sampled per problem")
     prompts_per_step: int = Field(4, ge=1, description="distinct problems per optimizer step")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="completions per forward/backward pass; the step's loss is accumulated over them "
+                                "(token-weighted, so it equals the whole step's); unset = all at once")
     max_completion_length: int = Field(1024, ge=1)
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -540,8 +590,6 @@ class KDConfig(TrainingMethod):
         "auto", description="auto: the student's compute precision")
     gradient_checkpointing: bool = False
 
-    offline: OfflineKDConfig = Field(default_factory=OfflineKDConfig)
-
     math_timeout_s: float = Field(5.0, gt=0)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     reward_workers: int = Field(0, ge=0, description="reward processes; 0 = all cores")
@@ -549,6 +597,14 @@ class KDConfig(TrainingMethod):
     save_steps: int = Field(10, ge=1, description="checkpoint every N steps (a rerun resumes from the newest)")
     save_total_limit: int | None = Field(2, ge=1)
     seed: int = 42
+
+    @model_validator(mode="before")
+    @classmethod
+    def _offline_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "offline" in data:
+            raise ValueError(f"offline={data['offline']!r}: offline logit KD is part of SFT now: set sft.logit_kd "
+                             "(teacher, top_k, alpha; docs/sft.md) and remove kd.offline")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> KDConfig:
@@ -622,6 +678,11 @@ class Recipe(Config):
             sft.train_file = flt.output_dir / "kept.jsonl"
         if sft.output_dir is None:
             sft.output_dir = where.student_dir
+        if sft.logit_kd is not None and sft.logit_kd.teacher is None:
+            if self.import_traces is not None:
+                raise ValueError("sft.logit_kd.teacher=None: the recipe imports its traces, so it has no "
+                                 "generation teacher to score them; name the teacher (same tokenizer as the student)")
+            sft.logit_kd.teacher = gen.model  # the teacher that wrote the traces (tokenizer checked at train)
         if ev.output_dir is None:
             ev.output_dir = where.eval_dir
         explicit = set(ev.model_fields_set)  # a copy: the assignments below add to the live set

@@ -320,7 +320,7 @@ def rl_cases() -> list[Case]:
         "top_p": [0, 1.5], "beta": [-1], "epsilon": [0], "epsilon_high": [0], "warmup_ratio": [1, -1],
         "math_timeout_s": [0, -5], "max_completion_length": [0], "prompts_per_step": [0],
         "gradient_accumulation_steps": [3], "rewards": ["[{name: acuracy}]", "[{name: accuracy, weight: .inf}]"],
-        "selection.band": ["[0.9, 0.1]", "[-1, 2]"], "selection.k": [1], "vllm.gpu_memory_utilization": [0, 1.5],
+        "pass_rate_filter.band": ["[0.9, 0.1]", "[-1, 2]"], "pass_rate_filter.k": [1], "vllm.gpu_memory_utilization": [0, 1.5],
         "template": ["plain"], "loss_type": ["ppo"]})
     cases += option_cases("rl", base, {"--world-size": [0, -3]})
     return cases

@@ -114,3 +114,18 @@ def test_trainer_args_cannot_shadow_a_typed_field(tmp_path):
         _trainer_args(config, "fp32", tmp_path, has_eval=False)
     passed = _trainer_args(SFTConfig(trainer_args={"neftune_noise_alpha": 5}), "fp32", tmp_path, has_eval=False)
     assert passed.neftune_noise_alpha == 5 and passed.learning_rate == SFTConfig().learning_rate
+
+
+def test_rl_pass_rate_filter_renamed_without_moving_any_run():
+    """`rl.selection` became `rl.pass_rate_filter`: runs made before keep their hash (resumed, skipped), a
+    recipe that still says `selection` is told the new name."""
+    import pytest
+    from pydantic import ValidationError
+
+    from distill.config import RLConfig
+
+    assert config_hash(RLConfig()) == "bcc1243195ad"  # the hash of RLConfig() before the rename
+    on = RLConfig(pass_rate_filter={"enabled": True})
+    assert config_hash(on) != config_hash(RLConfig())
+    with pytest.raises(ValidationError, match="rename rl.selection to rl.pass_rate_filter"):
+        RLConfig(selection={"enabled": True})

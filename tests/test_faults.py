@@ -39,24 +39,30 @@ def run_ok(command: list[str], log: Path) -> None:
     assert done.returncode == 0, log.read_text()[-3000:]
 
 
-def test_sigkill_of_distill_sft_mid_training_resumes_to_the_same_curve(tmp_path: Path):
+@pytest.mark.parametrize("logit_kd", [None, {"teacher": "bundled:tiny"}], ids=["sft", "sft-logit-kd"])
+def test_sigkill_of_distill_sft_mid_training_resumes_to_the_same_curve(tmp_path: Path, logit_kd):
     write_traces(tmp_path / "kept.jsonl", 24)
-    settings = {"max_steps": 6, "save_steps": 2}
+    settings = {"max_steps": 6, "save_steps": 2, **({"logit_kd": logit_kd} if logit_kd else {})}
     straight = train(tiny_config(tmp_path, "straight", **settings), progress=False)
     config = tiny_config(tmp_path, "killed", **settings)
     (tmp_path / "sft.yaml").write_text(dump_yaml(config))
     command = [*CLI, "sft", str(tmp_path / "sft.yaml")]
     checkpoint = config.output_dir / "checkpoints" / "checkpoint-2" / "trainer_state.json"
     log_rows = config.output_dir / "log.jsonl"
-    # Killed while step 3 or later runs: the step-2 checkpoint is on disk, the run is not finished.
+    # Killed while step 3 or later runs: the step-2 checkpoint (and the teacher's store) is on disk, the run is not
+    # finished.
     kill_when(command, lambda: checkpoint.exists() and len(lines(log_rows)) >= 3, tmp_path / "sft.log")
     assert not (config.output_dir / "result.json").exists()
     run_ok(command, tmp_path / "sft.log")
     rows = read_log(config.output_dir / "log.jsonl")
     expected = read_log(straight.log_path)
-    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in expected], abs=1e-4)
-    assert json.loads((config.output_dir / "result.json").read_text())["metrics"]["resumed_from_step"] >= 2
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # steps after the checkpoint redone, none twice
+    for name in ("loss", "kd_kl", "kd_ce") if logit_kd else ("loss",):
+        assert [r[name] for r in rows] == pytest.approx([r[name] for r in expected], abs=1e-4), name
+    metrics = json.loads((config.output_dir / "result.json").read_text())["metrics"]
+    assert metrics["resumed_from_step"] >= 2
+    if logit_kd:
+        assert metrics["logit_kd"]["reused"] is True  # the store scored before the kill is not scored again
 
 
 def _slow_code_answers(traces: Path, rows: dict[str, dict]) -> None:

@@ -135,7 +135,7 @@ def test_tokenizer_with_extra_tokens_is_refused(tiny_model, tmp_path):
     ({"jsd_beta": 1.5}, "field 'jsd_beta' has the bad value 1.5"),
     ({"estimator": "k2"}, "field 'estimator' has the bad value 'k2'"),
     ({"kl_coef": 0}, "field 'kl_coef' has the bad value 0"),
-    ({"offline": {"alpha": -0.1}}, "field 'offline.alpha' has the bad value -0.1"),
+    ({"offline": {"alpha": 0.1}}, "offline logit KD is part of SFT now: set sft.logit_kd"),
     ({"samples_per_prompt": 1, "rewards": [{"name": "accuracy"}]}, "samples_per_prompt must be >= 2"),
     ({"loss": "jsd", "estimator": "k3"}, "estimator applies to loss=reverse_kl only"),
     ({"temprature": 0.7}, "unknown field 'temprature'"),
@@ -186,6 +186,17 @@ def test_sigkill_mid_run_then_rerun_continues_without_repeating_steps(reference_
     assert [r["tokens"] for r in rows] == [r["tokens"] for r in reference]
 
 
+def test_micro_batches_train_as_the_whole_step_does(reference_run, tiny_model, student_dir, tmp_path):
+    """8 completions a step in micro-batches of 3, 3 and 2: the token-weighted sum is the step's own loss, so
+    the run retraces the one-pass reference while holding a third of the logits."""
+    micro = train(kd_config(student_dir, tiny_model, tmp_path / "micro", micro_batch_size=3), progress=False)
+    rows = [json.loads(line) for line in micro.log_path.read_text().splitlines()]
+    reference = [json.loads(line) for line in reference_run.log_path.read_text().splitlines()]
+    for name in ("loss", "kl", "kl_exact", "grad_norm"):
+        assert [r[name] for r in rows] == pytest.approx([r[name] for r in reference], rel=1e-4, abs=1e-6), name
+    assert [r["tokens"] for r in rows] == [r["tokens"] for r in reference]
+
+
 def test_finished_run_returns_its_result_and_other_config_is_refused(reference_run, tiny_model, student_dir):
     again = train(kd_config(student_dir, tiny_model, reference_run.output_dir), progress=False)
     assert again.metrics == reference_run.metrics
@@ -208,7 +219,7 @@ def test_offline_topk_store_scores_the_tokens_sft_trains_on(tiny_model, student_
             for i, (q, r, a) in enumerate([("Add 3 and 39.", "3 + 39 = 42.", "\\boxed{42}"),
                                            ("What is 6 times 8?", "Six eights are 48.", "The answer is \\boxed{48}.")])]
     traces.write_text("".join(t.model_dump_json() + "\n" for t in rows))
-    stats = store_topk(traces, tiny_model, k=16, out=tmp_path / "topk.bin")
+    stats = store_topk(traces, tiny_model, k=16, out=tmp_path / "topk")
     assert stats["bytes_per_token"] == 16 * 4 and stats["bytes"] == stats["tokens"] * 64 > 0
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
@@ -220,11 +231,11 @@ def test_offline_topk_store_scores_the_tokens_sft_trains_on(tiny_model, student_
         with torch.no_grad():
             t_logits, s_logits = teacher(input_ids=ids).logits[0], student(input_ids=ids).logits[0]
         # The teacher against its own stored top-k: zero up to the float16 storage.
-        assert abs(example_loss(t_logits, example, tmp_path / "topk.bin", key, alpha=1.0).item()) < 1e-5
+        assert abs(example_loss(t_logits, example, tmp_path / "topk", key, alpha=1.0).item()) < 1e-5
         # The student: the same value as from the teacher's top-k kept in float32 memory.
         values, top = torch.log_softmax(t_logits[:-1][supervised], -1).topk(16, dim=-1)
         expected = topk_forward_kl(s_logits[:-1][supervised], top, values).mean()
-        stored = example_loss(s_logits, example, tmp_path / "topk.bin", key, alpha=1.0)
+        stored = example_loss(s_logits, example, tmp_path / "topk", key, alpha=1.0)
         assert stored.item() == pytest.approx(expected.item(), rel=1e-2) and expected.item() > 1e-5
 
 
@@ -260,6 +271,12 @@ def test_dry_run_counts_the_teacher_without_loading_weights(tiny_model, tmp_path
     assert report["parameters"]["teacher"] == report["parameters"]["total"]
     assert breakdown["teacher_weights"] > 0 and breakdown["teacher_logits"] > 0
     assert report["memory"]["per_device_gib"]["ddp"] > sum(breakdown[k] for k in ("weights", "teacher_weights"))
+    halves = dry_run(KDConfig(model=tiny_model, teacher=teacher, method="full", precision="fp32", prompts_per_step=2,
+                              samples_per_prompt=2, max_completion_length=32, micro_batch_size=2))
+    # One micro-batch's logits at a time (the figures are rounded to MiB).
+    assert halves["memory"]["breakdown_gib_one_device"]["teacher_logits"] == pytest.approx(
+        breakdown["teacher_logits"] / 2, abs=1e-3)
+    assert halves["memory"]["per_device_gib"]["ddp"] < report["memory"]["per_device_gib"]["ddp"]
 
 
 def test_jsd_loss_trains_the_student(tiny_model, student_dir, tmp_path):

@@ -102,13 +102,26 @@ def topk_forward_kl(student_logits: torch.Tensor, topk_ids: torch.Tensor,
 
     student_logits [..., V]; topk_ids [..., k] (int); topk_teacher_logprobs [..., k]. Rounding of the stored
     teacher log-probs (fp16 on disk) can make their mass exceed 1 by a hair; the tail then counts as empty."""
-    s_all = F.log_softmax(student_logits.float(), dim=-1)
-    s_top = s_all.gather(-1, topk_ids.long())
+    return _topk_kl(F.log_softmax(student_logits.float(), dim=-1), topk_ids, topk_teacher_logprobs)
+
+
+def _topk_kl(student_logprobs: torch.Tensor, topk_ids: torch.Tensor, topk_teacher_logprobs: torch.Tensor) -> torch.Tensor:
+    s_top = student_logprobs.gather(-1, topk_ids.long())
     t_top = topk_teacher_logprobs.float()
     head = (t_top.exp() * (t_top - s_top)).sum(-1)
     t_tail, s_tail = _tail_log_mass(t_top), _tail_log_mass(s_top)
     tail = t_tail.exp() * (t_tail - s_tail)
     return head + tail
+
+
+def kd_terms(student_logits: torch.Tensor, labels: torch.Tensor, topk_ids: torch.Tensor,
+             topk_teacher_logprobs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per position, the top-k forward KL and the cross-entropy of the label, from one float32 log-softmax (the
+    [tokens x vocabulary] tensor SFT's KD step holds once, not twice). kd_loss is their alpha-mix."""
+    log_probs = F.log_softmax(student_logits.float(), dim=-1)
+    kl = _topk_kl(log_probs, topk_ids, topk_teacher_logprobs)
+    nll = -log_probs.gather(-1, labels.long().clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return kl, nll
 
 
 def kd_loss(student_logits: torch.Tensor, labels: torch.Tensor, topk_ids: torch.Tensor,
@@ -117,12 +130,10 @@ def kd_loss(student_logits: torch.Tensor, labels: torch.Tensor, topk_ids: torch.
 
     All tensors are aligned per position: student_logits[..., i, :] predicts labels[..., i], whose teacher
     distribution is (topk_ids, topk_teacher_logprobs)[..., i, :]."""
-    kl = masked_mean(topk_forward_kl(student_logits, topk_ids, topk_teacher_logprobs), mask)
+    kl, nll = kd_terms(student_logits, labels, topk_ids, topk_teacher_logprobs)
     if alpha >= 1:
-        return kl
-    log_probs = F.log_softmax(student_logits.float(), dim=-1)
-    nll = -log_probs.gather(-1, labels.long().clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return alpha * kl + (1 - alpha) * masked_mean(nll, mask)
+        return masked_mean(kl, mask)
+    return alpha * masked_mean(kl, mask) + (1 - alpha) * masked_mean(nll, mask)
 
 
 def token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

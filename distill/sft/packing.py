@@ -21,7 +21,7 @@ sit closer to the contaminated run than to the alone one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -70,6 +70,16 @@ def position_ids_for(seq_lengths: list[int], width: int) -> torch.Tensor:
     return torch.cat(parts)
 
 
+class TopKRows(Protocol):
+    """The teacher's top-k store as the collator reads it (distill.kd.offline.TopKStore)."""
+
+    def lookup(self, rows) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+# Columns that hold one value per token: packing concatenated them together, flattening does too.
+TOKEN_COLUMNS = ("input_ids", "labels", "teacher_row")
+
+
 @dataclass
 class PackedCollator:
     """Pads rows to the longest in the batch; labels of padding and of each example's first token are -100.
@@ -77,15 +87,21 @@ class PackedCollator:
     `flatten` (varlen attention kernels): the whole batch becomes one row, examples kept apart by position
     resets alone; see the module docstring for why a batch of several rows would not keep them apart there.
     The token counts are plain ints computed here on the CPU, so the trainer counts tokens without a device sync.
+
+    `teacher` (offline logit KD): rows carry `teacher_row`, per token the row of the teacher's top-k store for
+    that token's label; the batch gets `teacher_topk_ids` / `teacher_topk_logprobs` [M, k], one row per
+    supervised position of the shifted labels (labels[:, 1:] != -100) in row-major order, which is the order
+    `logits[:, :-1][mask]` reads the student's predictions in.
     """
 
     pad_token_id: int
     flatten: bool = False
+    teacher: TopKRows | None = None
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         if self.flatten and len(rows) > 1:
-            rows = [{"input_ids": [t for r in rows for t in r["input_ids"]],
-                     "labels": [t for r in rows for t in r["labels"]],
+            columns = [c for c in TOKEN_COLUMNS if c in rows[0]]
+            rows = [{**{c: [t for r in rows for t in r[c]] for c in columns},
                      "seq_lengths": [int(n) for r in rows for n in r["seq_lengths"]]}]
         width = max(len(r["input_ids"]) for r in rows)
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
@@ -101,14 +117,28 @@ class PackedCollator:
         # token; prompts start examples so it is -100 already, this makes it a guarantee.
         labels[position_ids == 0] = IGNORE
         real = sum(int(sum(r["seq_lengths"])) for r in rows)
-        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
-                "num_real_tokens": real, "num_padded_tokens": input_ids.numel(),
-                "num_supervised_tokens": int((labels[:, 1:] != IGNORE).sum())}
+        batch = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
+                 "num_real_tokens": real, "num_padded_tokens": input_ids.numel(),
+                 "num_supervised_tokens": int((labels[:, 1:] != IGNORE).sum())}
+        if self.teacher is not None and "teacher_row" in rows[0]:
+            batch["teacher_topk_ids"], batch["teacher_topk_logprobs"] = self._teacher_topk(rows, labels, width)
+        return batch
+
+    def _teacher_topk(self, rows: list[dict[str, Any]], labels: torch.Tensor, width: int):
+        store_rows = torch.full((len(rows), width), -1, dtype=torch.long)
+        for i, row in enumerate(rows):
+            store_rows[i, :len(row["teacher_row"])] = torch.as_tensor(row["teacher_row"])
+        wanted = store_rows[:, 1:][labels[:, 1:] != IGNORE]
+        if bool((wanted < 0).any()):
+            raise DistillError("a trained token has no teacher distribution in the batch: the teacher's top-k "
+                               "store and the packed rows disagree (delete teacher_topk/ in the sft output folder to rebuild it)")
+        return self.teacher.lookup(wanted.numpy())
 
 
-def collator_for(pad_token_id: int, attn_implementation: str) -> PackedCollator:
-    """The collator the trainer uses: one flattened row for varlen kernels, padded rows otherwise."""
-    return PackedCollator(pad_token_id, flatten=attn_implementation in VARLEN_ATTENTION)
+def collator_for(pad_token_id: int, attn_implementation: str, teacher: TopKRows | None = None) -> PackedCollator:
+    """The collator the trainer uses: one flattened row for varlen kernels, padded rows otherwise; with the
+    teacher's top-k store under offline logit KD."""
+    return PackedCollator(pad_token_id, flatten=attn_implementation in VARLEN_ATTENTION, teacher=teacher)
 
 
 def padding_fraction(seq_lengths_column, per_device_batch_size: int) -> float:

@@ -4,6 +4,8 @@
     packing.pack         best-fit-decreasing rows; position ids keep examples apart
     modeling.load_model  full / LoRA / QLoRA student in the right dtype
     DistillTrainer       TRL's SFTTrainer, fed our rows and collator, counting real tokens
+    distill.kd.offline   with `sft.logit_kd`: the teacher's top-k per trained token, stored once (teacher_topk/),
+                         carried through packing as a row number per token; loss alpha x top-k KL + (1-alpha) x CE
     merge                adapter -> merged model, generation config that stops on the trained turn end
     distill.lifecycle    around it, as for rl and kd: resume point, log rewind, staged save, trained.json,
                          merge, metrics.json and result.json
@@ -11,7 +13,9 @@
 Output folder:
     checkpoints/checkpoint-N/   Trainer checkpoints; a rerun resumes from the newest complete one
                                 (none under FSDP on CPU ranks: distill.sft.strategy)
-    log.jsonl, training.png     loss / grad_norm / learning_rate / eval_loss per step, and their plot
+    log.jsonl, training.png     loss / grad_norm / learning_rate / eval_loss per step (kd_kl, kd_ce with
+                                logit_kd), and their plot
+    teacher_topk/               logit_kd: the teacher's stored top-k, reused while train file, teacher and k hold
     adapter/ (LoRA, QLoRA)      merged/ (LoRA, QLoRA with merge=true)      model/ (full fine-tune)
     sft_config.json (what the checkpoints belong to), trained.json (training + save finished),
     metrics.json, data_report.json, result.json (written last: the run is complete)
@@ -32,6 +36,8 @@ from distill.chat_templates import template_token_ids
 from distill.config import PromptConfig, SFTConfig, config_hash
 from distill.errors import DistillError
 from distill.files import file_digest
+from distill.kd.losses import kd_terms
+from distill.kd.offline import TopKStore, check_teacher, ensure_store
 from distill.lifecycle import (
     RunFolder,
     TrainResult,
@@ -52,6 +58,7 @@ from distill.sft.check import check, first_trace, refuse
 from distill.sft.data import build_dataset, check_train_file, default_num_proc, load_tokenizer
 from distill.sft.loss import loss_path, tiled_head
 from distill.sft.modeling import (
+    DTYPES,
     attention_implementation,
     checkpoint_bytes,
     fit_embeddings,
@@ -97,6 +104,27 @@ class TokenCounter:
         self._pending = [0, 0, 0]
 
 
+@dataclass
+class KDTermLog:
+    """The two terms of the logit-KD loss, summed over the micro-batches since the last log and reported as token
+    means (log.jsonl's kd_kl and kd_ce); kept on the device until a log, so a step never waits on it."""
+
+    sums: torch.Tensor | None = None  # [KL sum, CE sum, tokens]
+
+    def add(self, kl: torch.Tensor, nll: torch.Tensor) -> None:
+        terms = torch.stack([kl.detach().sum(), nll.detach().sum(), torch.tensor(float(kl.numel()), device=kl.device)])
+        self.sums = terms if self.sums is None else self.sums + terms
+
+    def pop(self, accelerator) -> dict[str, float]:
+        # Every rank logs and reduces, whether or not it had tokens, so the collective lines up.
+        sums = self.sums if self.sums is not None else torch.zeros(3, device=accelerator.device)
+        if accelerator.num_processes > 1:
+            sums = accelerator.reduce(sums, reduction="sum")
+        self.sums = None
+        kl, nll, tokens = (float(x) for x in sums.tolist())
+        return {"kd_kl": kl / tokens, "kd_ce": nll / tokens} if tokens else {}
+
+
 class DistillTrainer(SFTTrainer):
     """SFTTrainer on pre-tokenized, pre-packed rows; counts the real tokens each micro-batch carries.
 
@@ -107,10 +135,14 @@ class DistillTrainer(SFTTrainer):
     `Trainer.compute_loss`, the same token-weighted mean over the accumulated batch).
     """
 
-    def __init__(self, *args, token_counter: TokenCounter, fused_loss: bool, **kwargs):
+    def __init__(self, *args, token_counter: TokenCounter, fused_loss: bool, kd_alpha: float | None = None, **kwargs):
         self.tokens = token_counter
         self.fused_loss = fused_loss
+        self.kd_alpha = kd_alpha  # offline logit KD's mix; None: plain SFT
+        self.kd_terms = KDTermLog()
         super().__init__(*args, **kwargs)
+        if kd_alpha is not None:
+            self.loss_is_scaled_for_ga = True  # _logit_kd_loss normalises over the accumulated batch itself
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # Counted by the collator on the CPU: reading them off the device would sync the host every micro-batch.
@@ -121,6 +153,10 @@ class DistillTrainer(SFTTrainer):
             if supervised is None:  # a collator of another kind: count on the device (one sync)
                 supervised = (inputs["labels"][:, 1:] != IGNORE).sum()
             self.tokens.add(int(real), int(padded), int(supervised))
+        teacher = inputs.pop("teacher_topk_ids", None), inputs.pop("teacher_topk_logprobs", None)
+        if self.kd_alpha is not None and model.training and teacher[0] is not None:
+            return self._logit_kd_loss(model, inputs, *teacher, num_items_in_batch)
+        # Evaluation stays the plain cross-entropy: eval_loss compares with a run without logit_kd.
         if self.fused_loss:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
@@ -128,8 +164,29 @@ class DistillTrainer(SFTTrainer):
         return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
 
+    def _logit_kd_loss(self, model, inputs, top_ids: torch.Tensor, top_logprobs: torch.Tensor,
+                       num_items_in_batch) -> torch.Tensor:
+        """alpha x top-k forward KL + (1 - alpha) x CE on the supervised positions (the collator's teacher rows are
+        in the order `logits[:, :-1][mask]` reads them), normalised as the model's own loss is: summed, over the
+        supervised tokens of the whole accumulated batch (num_items_in_batch, already summed over ranks)."""
+        labels = inputs.pop("labels")
+        logits = model(**inputs, use_cache=False).logits[:, :-1]
+        targets = labels[:, 1:] != IGNORE
+        kl, nll = kd_terms(logits[targets], labels[:, 1:][targets], top_ids, top_logprobs)
+        self.kd_terms.add(kl, nll)
+        total = self.kd_alpha * kl.sum() + (1 - self.kd_alpha) * nll.sum()
+        if num_items_in_batch is None:
+            return total / max(kl.numel(), 1) / self.current_gradient_accumulation_steps
+        # As transformers' Trainer.compute_loss: the divisor counts every rank's tokens, DDP averages gradients.
+        scale = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
+        return total / num_items_in_batch * scale
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         self.tokens.sync(self.accelerator)  # every rank logs, so the reduce lines up
+        if self.kd_alpha is not None:
+            terms = self.kd_terms.pop(self.accelerator)
+            if "loss" in logs:
+                logs = {**logs, **terms}
         super().log(logs, start_time)
 
 
@@ -170,12 +227,14 @@ def _trainer_args(config: SFTConfig, precision: str, checkpoints: Path, has_eval
     return TRLConfig(**typed, **config.trainer_args)
 
 
-def packed_data(config: SFTConfig, model_path: str, attention: str, num_proc: int | None):
+def packed_data(config: SFTConfig, model_path: str, attention: str, num_proc: int | None,
+                teacher: TopKStore | None = None):
     """The kept traces tokenized (cached under output_dir/cache), then packed: (data, row length, train rows,
-    eval rows or None)."""
+    eval rows or None). With the teacher's top-k store, every row carries its tokens' store rows."""
     template = (config.chat_template, tuple(config.chat_template_tokens))
     data = build_dataset(Path(config.train_file), model_path, config.max_length, config.overlong,
-                         config.eval_fraction, config.seed, Path(config.output_dir) / "cache", num_proc, *template)
+                         config.eval_fraction, config.seed, Path(config.output_dir) / "cache", num_proc, *template,
+                         teacher_records=teacher.records if teacher is not None else None)
     rows_of = row_length(config.max_length, data.report["longest_kept"], attention)
     train_rows = pack(data.train, rows_of, config.packing, num_proc)
     eval_rows = pack(data.eval, rows_of, config.packing, num_proc) if data.eval is not None else None
@@ -191,8 +250,9 @@ def epoch_tokens(config: SFTConfig) -> tuple[int, int]:
 
 
 def _fit(config: SFTConfig, run: RunFolder, state, model_path: str, precision: str, progress: bool,
-         callbacks: list[TrainerCallback]) -> dict[str, Any]:
-    """Tokenize, pack, train (resuming), evaluate and save the model or adapter; returns the run's metrics."""
+         callbacks: list[TrainerCallback], teacher: TopKStore | None = None) -> dict[str, Any]:
+    """Tokenize, pack, train (resuming), evaluate and save the model or adapter; returns the run's metrics.
+    `teacher`: the teacher's top-k store under offline logit KD."""
     out = run.out
     last = run.resume_point()
     template = (config.chat_template, tuple(config.chat_template_tokens))
@@ -202,7 +262,7 @@ def _fit(config: SFTConfig, run: RunFolder, state, model_path: str, precision: s
     attention = config.attn_implementation or attention_implementation()
     # Rank 0 tokenizes and packs into the Arrow cache; the other ranks then read the same cache.
     with state.main_process_first():
-        data, rows_of, train_rows, eval_rows = packed_data(config, model_path, attention, num_proc)
+        data, rows_of, train_rows, eval_rows = packed_data(config, model_path, attention, num_proc, teacher)
 
     resumed_row = rewound_log(state, run.log_path, last)
     tokens = TokenCounter()
@@ -214,13 +274,13 @@ def _fit(config: SFTConfig, run: RunFolder, state, model_path: str, precision: s
     if progress:
         hooks.append(RichProgressCallback(tokens))
     # Sharded strategies: the model runs a forward pass only once wrapped, so the check waits for step 0.
-    collator = collator_for(tokenizer.pad_token_id, attention)
+    collator = collator_for(tokenizer.pad_token_id, attention, teacher)
     late_check = PackingCheckAtStart(collator) if config.packing and requested_strategy() in SHARDED else None
     # The arguments before the model: under ZeRO-3 they register the DeepSpeed config that makes
     # from_pretrained load each rank's partition (zero3_init_flag) instead of the whole student.
     sharded_at_load = shards_at_load(config.method)
     args = _trainer_args(config, precision, out / "checkpoints", eval_rows is not None, sharded_at_load)
-    loss = loss_path(config.liger)
+    loss = loss_path(config.liger, logit_kd=teacher is not None)
     args.use_liger_kernel = loss == "liger"
     model = load_model(model_path, config, precision, attention,
                        fsdp_size=state.num_processes if sharded_at_load else 1)
@@ -233,7 +293,7 @@ def _fit(config: SFTConfig, run: RunFolder, state, model_path: str, precision: s
         data_collator=collator,
         peft_config=lora_config(config, new_tokens) if config.method != "full" else None,
         callbacks=hooks + callbacks + ([late_check] if late_check else []), token_counter=tokens,
-        fused_loss=tiled_head(loss),
+        fused_loss=tiled_head(loss), kd_alpha=config.logit_kd.alpha if teacher is not None else None,
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; log.jsonl and the progress bar have them
     strategy = check_strategy(trainer.accelerator, trainer.model)
@@ -268,6 +328,18 @@ def _fit(config: SFTConfig, run: RunFolder, state, model_path: str, precision: s
     }
 
 
+def _teacher_store(config: SFTConfig, state, model_path: str, precision: str) -> tuple[TopKStore | None, dict]:
+    """Offline logit KD's store, made before the student loads (the teacher and the student are never in memory
+    together); (None, {}) for plain SFT. The tokenizer check runs first, before any weights load. Rank 0 scores,
+    the other ranks then find the same store and reuse it."""
+    if config.logit_kd is None:
+        return None, {}
+    teacher_path = check_teacher(config, model_path)
+    dtype = DTYPES[precision if config.logit_kd.teacher_dtype == "auto" else config.logit_kd.teacher_dtype]
+    with state.main_process_first():
+        return ensure_store(config, teacher_path, model_path, dtype)
+
+
 def train(config: SFTConfig, *, progress: bool = True, callbacks: list[TrainerCallback] | None = None,
           eval_prompts: PromptConfig | None = None) -> TrainResult:
     """Fine-tune `config.model` on `config.train_file` into `config.output_dir`.
@@ -294,8 +366,10 @@ def train(config: SFTConfig, *, progress: bool = True, callbacks: list[TrainerCa
     metrics = run.trained()
     if metrics is None:
         refuse(check(config, first_trace(Path(config.train_file)), eval_prompts, model_path))
-        metrics = run.mark_trained(state, _fit(config, run, state, model_path, resolve_precision(config.precision),
-                                               progress, list(callbacks or [])))
+        precision = resolve_precision(config.precision)
+        teacher, figures = _teacher_store(config, state, model_path, precision)
+        fitted = _fit(config, run, state, model_path, precision, progress, list(callbacks or []), teacher)
+        metrics = run.mark_trained(state, {**fitted, **({"logit_kd": figures} if teacher is not None else {})})
     return run.finish(config, state, model_path, metrics, plot_log, "training.png",
                       reports={"data_report.json": metrics["data"]})
 
@@ -313,7 +387,7 @@ def dry_run(config: SFTConfig, world_size: int = 1) -> dict[str, Any]:
     memory = memory_estimate(config, report, counts, model_config, max_length=config.max_length,
                              per_device_batch_size=config.per_device_batch_size,
                              gradient_checkpointing=config.gradient_checkpointing, optim=config.optim,
-                             loss_path=loss_path(config.liger), device="gpu" if torch.cuda.is_available() else "cpu",
+                             loss_path=loss_path(config.liger, logit_kd=config.logit_kd is not None), device="gpu" if torch.cuda.is_available() else "cpu",
                              checkpoint_bytes=checkpoint_bytes(model_path, model_config, counts.total))
     sequences = config.per_device_batch_size * config.gradient_accumulation_steps * world_size
     return {

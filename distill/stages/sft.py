@@ -37,7 +37,8 @@ class SFT:
         from distill.generation.engine import shutdown_llm
         from distill.sft import train
 
-        if not engine_stays_for_training(torch.cuda.is_available()):
+        # sft.logit_kd loads the teacher with transformers to score the traces: the engine's memory goes first.
+        if not engine_stays_for_training(torch.cuda.is_available()) or recipe.sft.logit_kd is not None:
             shutdown_llm()
         # train() returns the device memory its trainer held before eval's engine starts.
         result = train(recipe.sft, progress=progress, eval_prompts=recipe.eval.prompts)

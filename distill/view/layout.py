@@ -3,7 +3,7 @@
 The stage manifests (RUN_DIR/stages/<stage>.json) name every output; the run layout's defaults
 (distill.config.defaults: traces.jsonl, filter/, eval/) are the fallback, so a run directory that was moved or
 copied, whose manifests hold the old absolute paths, still opens. Any part may be missing: a run stopped after
-the filter has no eval.
+the filter has no eval. A folder of `distill kd --out-dir` alone opens too, for its disagreement record.
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from typing import Any
 
 import yaml
 
-from distill.config import defaults
+from distill.config import ConfigError, Recipe, defaults, validate_config
 from distill.errors import DistillError
 from distill.files import read_json_if_any
+from distill.kd import disagreement
 from distill.layout import RunLayout, eval_files
 from distill.stages import NAMES
 
@@ -31,6 +32,11 @@ class RunFiles:
     filter_dir: Path | None = None    # kept.jsonl, rejected.jsonl, stats.json
     problems: Path | None = None      # the training problems, with gold answers
     eval_dir: Path | None = None      # scores.json and one folder per model
+    kd_dir: Path | None = None        # kd's output: disagreement.jsonl (distill.kd.disagreement)
+
+    def disagreement_file(self) -> Path | None:
+        path = self.kd_dir / disagreement.FILE if self.kd_dir is not None else None
+        return path if path is not None and path.exists() else None
 
     def filter_file(self, name: str) -> Path | None:
         path = self.filter_dir / name if self.filter_dir is not None else None
@@ -66,20 +72,33 @@ def find_layout(run_dir: Path) -> RunFiles:
                            "`distill demo` (the folder holding recipe.yaml and stages/)")
     recipe = _read_recipe(run_dir / "recipe.yaml")
     outputs = {stage: (read_json_if_any(RunLayout.manifest_of(run_dir, stage)) or {}).get("outputs", {})
-               for stage in ("generate", "filter", "eval")}
+               for stage in ("generate", "filter", "kd", "eval")}
     where = defaults(run_dir)
     traces = _first_file(outputs["generate"].get("traces"), where.traces)
     kept = _first_file(outputs["filter"].get("kept"), where.filter_dir / "kept.jsonl", run_dir / "kept.jsonl")
     scores = _first_file(outputs["eval"].get("scores"), where.eval_dir / "scores.json", run_dir / "scores.json")
+    record = _first_file(*(Path(folder) / disagreement.FILE for folder in (
+        outputs["kd"].get("output_dir"), _recipe_kd_dir(recipe), where.kd_dir, run_dir) if folder))
     section = recipe.get("filter") or {}
     problems = section.get("problems") or (recipe.get("generate") or {}).get("problems")
     layout = RunFiles(run_dir, recipe.get("name") or run_dir.name, recipe, traces=traces,
                        filter_dir=kept.parent if kept else None, eval_dir=scores.parent if scores else None,
-                       problems=_first_file(problems, run_dir / str(problems)) if problems else None)
-    if layout.traces is None and layout.filter_dir is None and layout.eval_dir is None:
-        raise DistillError(f"{run_dir}: no traces.jsonl, filter/kept.jsonl or eval/scores.json here; give the "
-                           "run directory of `distill run` or `distill demo`")
+                       problems=_first_file(problems, run_dir / str(problems)) if problems else None,
+                       kd_dir=record.parent if record else None)
+    if layout.traces is None and layout.filter_dir is None and layout.eval_dir is None and layout.kd_dir is None:
+        raise DistillError(f"{run_dir}: no traces.jsonl, filter/kept.jsonl, eval/scores.json or kd/{disagreement.FILE} "
+                           "here; give the run directory of `distill run` or `distill demo`, or a `distill kd` folder")
     return layout
+
+
+def _recipe_kd_dir(recipe: dict[str, Any]) -> Path | None:
+    """Where the run's layout puts kd (a `kd:` section's output_dir): a recipe that no longer validates has none."""
+    if not recipe.get("kd"):
+        return None
+    try:
+        return RunLayout.of(validate_config(Recipe, recipe, "recipe.yaml")).kd_dir
+    except ConfigError:
+        return None
 
 
 def _read_recipe(path: Path) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Samples are the filter's verdicts (kept.jsonl and rejected.jsonl, each reject with every failing check),
 or the raw traces when the filter has not run. Eval pages put the models side by side on each benchmark
-problem: the per-problem result line of each model and its samples with their verdicts.
+problem: the per-problem result line of each model and its samples with their verdicts. The kd page puts each
+recorded answer's per-token teacher - student log-probs before and after training side by side.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from distill.errors import DistillError
 from distill.eval.table import rows as score_rows
 from distill.files import read_json_if_any
+from distill.kd import disagreement
 from distill.problems import iter_problems
 from distill.records import Problem
 from distill.view.layout import RunFiles
@@ -110,7 +112,7 @@ class RunData:
             "filtered": layout.filter_dir is not None, "counts": dict(counts),
             "problems": len(self.problems()) or len(problem_ids),
             "reasons": dict(reasons.most_common()), "funnel": (stats or {}).get("funnel"),
-            "plots": layout.plots(), "eval": evaluation,
+            "plots": layout.plots(), "eval": evaluation, "kd": layout.disagreement_file() is not None,
         }
 
     # ---------------------------------------------------------------------------------------- problems
@@ -259,3 +261,22 @@ class RunData:
         keep = ("sample", "completion", "reasoning", "answer", "passed", "check", "detail", "extracted", "vote",
                 "finish_reason", "completion_tokens")
         return [{k: row[k] for k in keep if k in row} for _, row in sorted(found.items())]
+
+
+    # ---------------------------------------------------------------------------------------------- kd
+    def kd_page(self) -> dict[str, Any]:
+        """The disagreement record (a handful of rows, read whole): each sample with its phases side by side,
+        and the token means per phase."""
+        path = self.layout.disagreement_file()
+        if path is None:
+            raise DistillError(f"this run has no kd disagreement record (kd/{disagreement.FILE})")
+        found = disagreement.read(path.parent)
+        samples: dict[int, dict[str, Any]] = {}
+        keep = ("step", "completion", "tokens", "teacher_logprobs", "student_logprobs", "disagreement", "kl", "mean",
+                "mean_abs", "mean_kl")
+        for row in found:
+            sample = samples.setdefault(row.get("sample", 0), {"sample": row.get("sample", 0), "phases": {}})
+            sample.update(problem_id=row.get("problem_id"), problem=row.get("problem"))
+            sample["phases"][row.get("phase")] = {k: row[k] for k in keep if k in row}
+        return {"phases": disagreement.summary(found), "order": list(disagreement.PHASES),
+                "items": [samples[k] for k in sorted(samples)]}

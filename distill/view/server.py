@@ -5,6 +5,7 @@
     GET /api/problems         ?offset&limit&q&only=all|none_kept
     GET /api/samples          ?offset&limit&status=all|kept|rejected&reason=CHECK&q=TEXT&problem=ID
     GET /api/eval             ?bench&offset&limit&q&show=all|differ|improved|regressed
+    GET /api/kd               kd's disagreement record: per sample and phase, each token's teacher - student
     GET /run/<path>.png       a plot of the run
 
 It listens on 127.0.0.1 by default: the traces may be private, and the page has no login.
@@ -53,7 +54,7 @@ def make_server(run_dir: Path, host: str = "127.0.0.1", port: int = 0, log=None)
             if path.startswith("/run/"):
                 return self.send_plot(unquote(path.removeprefix("/run/")))
             api = {"/api/overview": data.overview, "/api/problems": data.problems_page,
-                   "/api/samples": data.samples_page, "/api/eval": data.eval_page}
+                   "/api/samples": data.samples_page, "/api/eval": data.eval_page, "/api/kd": data.kd_page}
             if path not in api:
                 return self.send_json({"error": f"no such page: {path}"}, HTTPStatus.NOT_FOUND)
             return self.send_json(api[path](**arguments(api[path], query)))

@@ -1,4 +1,4 @@
-// distill view: one page, four tabs, state in the URL hash (#samples?status=rejected&reason=dedup_exact).
+// distill view: one page, five tabs, state in the URL hash (#samples?status=rejected&reason=dedup_exact).
 // Every list is a page fetched from /api/...; nothing is rendered as HTML from the run's text (model
 // output goes in through textContent), so a trace holding markup shows as text.
 "use strict";
@@ -95,6 +95,8 @@ function renderOverview(o) {
       el("a", { class: "link", onclick: () => go("samples", { status: "rejected", reason: name }) }, name), count]), [1]));
   if (o.eval) parts.push(el("h2", {}, `Evaluation (k=${o.eval.k})`), table(o.eval.header, o.eval.rows),
     el("p", {}, el("a", { class: "link", onclick: () => go("eval", {}) }, "answers side by side →")));
+  if (o.kd) parts.push(el("h2", {}, "On-policy distillation"),
+    el("p", {}, el("a", { class: "link", onclick: () => go("kd", {}) }, "where the student disagrees with the teacher, token by token →")));
   if (o.plots.length) parts.push(el("h2", {}, "Plots"), el("div", { class: "plots" }, o.plots.map((p) =>
     el("figure", {}, el("img", { src: `/run/${encodeURI(p)}`, alt: p }), el("figcaption", {}, p)))));
   main.replaceChildren(...parts.filter(Boolean));
@@ -171,6 +173,88 @@ async function renderEval(params) {
         page.models.map((m) => modelColumn(m, p.models[m])))))));
 }
 
+// ------------------------------------------------------------------------------------------------ kd
+// Every token of a few fixed answers, coloured by log p_teacher - log p_student on one diverging scale for
+// all columns (so before and after compare): red where the student wrote a token the teacher finds less
+// likely (what on-policy distillation pushes down), blue where the teacher finds it likelier.
+const PHASE_NAMES = {
+  before: "before: the initial student's answer",
+  after: "after: the same tokens, trained student",
+  after_sample: "after: the trained student's own answer",
+};
+const RED = [178, 24, 43], BLUE = [33, 102, 172];
+
+function niceCeil(x) {
+  if (!(x > 0)) return 0.1;
+  const power = 10 ** Math.floor(Math.log10(x));
+  return [1, 2, 5, 10].map((m) => m * power).find((v) => v >= x);
+}
+
+// The scale: the 95th percentile of |difference| over every token shown, rounded up; beyond it, full colour.
+function scaleOf(items) {
+  const sizes = items.flatMap((s) => Object.values(s.phases).flatMap((p) => p.disagreement || [])).map(Math.abs);
+  sizes.sort((a, b) => a - b);
+  return niceCeil(sizes.length ? sizes[Math.floor(0.95 * (sizes.length - 1))] : 0);
+}
+
+function colour(value, scale) {
+  const t = Math.max(-1, Math.min(1, value / scale));
+  const [r, g, b] = (t < 0 ? RED : BLUE).map((c) => Math.round(255 + (c - 255) * Math.abs(t)));
+  return `rgb(${r}, ${g}, ${b})`;
+}
+
+const signed = (x, digits) => (x >= 0 ? "+" : "") + x.toFixed(digits ?? 3);
+
+function legend(scale) {
+  const stops = [-1, -0.5, 0, 0.5, 1];
+  return el("div", { class: "legend", id: "kd-legend" },
+    el("span", { class: "muted" }, "log p_teacher − log p_student (nats):"),
+    el("div", { class: "legend-scale" },
+      el("div", { class: "legend-bar", style: `background: linear-gradient(to right, ${colour(-scale, scale)}, #fff, ${colour(scale, scale)})` }),
+      el("div", { class: "legend-ticks" }, stops.map((s) => el("span", {}, signed(s * scale, 2))))),
+    el("span", { class: "muted" }, "red: the student wrote a token the teacher finds less likely; blue: the teacher finds it likelier; hover a token for its values"));
+}
+
+function tokenSpan(phase, i, scale) {
+  const gap = phase.disagreement[i], text = phase.tokens[i];
+  const title = `${JSON.stringify(text)}\nlog p_teacher − log p_student = ${signed(gap)}\n` +
+    `teacher ${phase.teacher_logprobs[i].toFixed(3)} · student ${phase.student_logprobs[i].toFixed(3)}` +
+    (phase.kl ? ` · KL(s‖t) here ${phase.kl[i].toFixed(4)}` : "");
+  const strong = Math.abs(gap) > 0.6 * scale;
+  // A newline is shown as ↵ before the break, so a token that is only whitespace still has a colour to see.
+  return el("span", { class: `tok${strong ? " strong" : ""}`, style: `background: ${colour(gap, scale)}`, title,
+    "data-gap": gap.toFixed(4) }, text.replace(/\n/g, "↵\n"));
+}
+
+function phaseColumn(name, phase, scale) {
+  if (!phase) return el("div", { class: "model" }, el("h4", {}, PHASE_NAMES[name] || name), el("p", { class: "muted" }, "not recorded"));
+  return el("div", { class: "model" },
+    el("h4", {}, PHASE_NAMES[name] || name, " ", el("span", { class: "muted" },
+      `mean ${signed(phase.mean)} · |mean| ${phase.mean_abs.toFixed(3)}` +
+      (phase.mean_kl !== undefined ? ` · KL ${phase.mean_kl.toFixed(4)}` : "") + ` · ${phase.tokens.length} tokens`)),
+    el("div", { class: "tokens", "data-phase": name }, phase.tokens.map((_, i) => tokenSpan(phase, i, scale))));
+}
+
+async function renderKD() {
+  const page = await api("kd");
+  const scale = scaleOf(page.items);
+  const phases = page.order.filter((p) => page.phases[p]);
+  main.replaceChildren(
+    el("p", {}, "A few fixed answers of the student, written greedily at the start of training, each token coloured by ",
+      "how much likelier the teacher finds it than the student does. After training the trained student scores the same ",
+      "tokens again, and writes an answer of its own."),
+    el("h2", {}, "Mean per phase"),
+    table(["phase", "samples", "tokens", "mean log p_t − log p_s", "mean |log p_t − log p_s|", "mean KL(student ‖ teacher)"],
+      phases.map((p) => { const s = page.phases[p]; return [PHASE_NAMES[p] || p, s.samples, s.tokens, signed(s.mean),
+        s.mean_abs.toFixed(3), s.mean_kl.toFixed(4)]; }), [1, 2, 3, 4, 5]),
+    legend(scale),
+    el("div", { id: "kd" }, page.items.map((s) => el("div", { class: "card" },
+      el("h3", {}, `${s.problem_id} #${s.sample}`),
+      el("div", { class: "problem" }, s.problem),
+      el("div", { class: "side", style: `grid-template-columns: repeat(${page.order.length}, 1fr)` },
+        page.order.map((p) => phaseColumn(p, s.phases[p], scale)))))));
+}
+
 // -------------------------------------------------------------------------------------------- router
 async function render() {
   const { tab, params } = state();
@@ -180,10 +264,12 @@ async function render() {
       overview = await api("overview");
       document.getElementById("run-name").textContent = `distill view: ${overview.name}`;
       document.title = `distill view: ${overview.name}`;
+      document.querySelector('nav a[data-tab="kd"]').hidden = !overview.kd;
     }
     if (tab === "problems") await renderProblems(params);
     else if (tab === "samples") await renderSamples(params);
     else if (tab === "eval") await renderEval(params);
+    else if (tab === "kd") await renderKD();
     else renderOverview(overview);
     document.body.dataset.rendered = tab;  // for the headless-browser test: the tab is on screen
   } catch (error) {
