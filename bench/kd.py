@@ -1,7 +1,7 @@
 """On-policy distillation step time and tokens/s: `distill kd` against TRL's DistillationTrainer with its defaults.
 
     .venv/bin/python bench/kd.py [--student bundled:smollm2-135m-instruct] [--teacher bundled:smollm2-135m-instruct]
-                                 [--steps 4] [--prompts 4] [--tokens 64]
+                                 [--steps 4] [--prompts 4] [--tokens 64] [--contenders trl,distill,...]
 
 Same student, teacher and prompts for both: the demo's arithmetic problems rendered as distill renders them
 (chat template, R1's instruction, '<think>\\n' prefill), `--prompts` completions a step (one per problem: TRL's
@@ -12,7 +12,10 @@ trainer draws one completion per prompt), at most `--tokens` completion tokens, 
   save_strategy="no", logging_steps=1))`; everything else TRL's default (beta 1.0 = reverse KL over the full
   vocabulary in chunks, gradient checkpointing on, bf16 on, transformers generate on the trained model).
 - distill: `distill.kd.train(KDConfig(...same batch..., method=full, samples_per_prompt=1))` with its defaults
-  otherwise (reverse KL k1 as the advantage, precision auto: bf16 here, sampling from a bf16 copy on CPUs).
+  otherwise (reverse KL k1 as the advantage, precision auto: bf16 here, rollout auto: vLLM reloading the student's
+  weights each step where vLLM is installed).
+- distill-overlap: the same with `overlap=true` (the next step's completions drawn while this step trains).
+- distill-transformers: the same with `rollout=transformers` (sampling from a bf16 copy of the student).
 
 Each contender runs in a fresh subprocess; the first step (warm-up) is left out and the median of the others
 counts. Tokens/s = (prompt + completion) tokens of a step / step time, from each trainer's own counts. Writes
@@ -21,6 +24,7 @@ bench/results/kd.{json,md} with the load average before and after each contender
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -40,12 +44,12 @@ def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def kd_config(options, out: Path):
+def kd_config(options, out: Path, **settings):
     from distill.kd import KDConfig
 
     return KDConfig(model=options.student, teacher=options.teacher, problems=PROBLEMS, output_dir=out,
                     method="full", prompts_per_step=options.prompts, samples_per_prompt=1,
-                    max_completion_length=options.tokens, max_steps=options.steps, save_steps=1000)
+                    max_completion_length=options.tokens, max_steps=options.steps, save_steps=1000, **settings)
 
 
 def run_trl(options, out: Path) -> dict:
@@ -93,20 +97,23 @@ def peak_rss_gib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 3)
 
 
-def run_distill(options, out: Path) -> dict:
+def run_distill(options, out: Path, **settings) -> dict:
     from distill.kd import dry_run, train
 
-    estimate = dry_run(kd_config(options, out))["memory"]["per_device_gib"]["ddp"]
-    result = train(kd_config(options, out), progress=False)
+    estimate = dry_run(kd_config(options, out, **settings))["memory"]["per_device_gib"]["ddp"]
+    result = train(kd_config(options, out, **settings), progress=False)
     rows = [json.loads(line) for line in result.log_path.read_text().splitlines()]
     per_step = [b - a for a, b in zip([0, *[r["tokens"] for r in rows]], [r["tokens"] for r in rows])]
     return {"seconds": [r["step_seconds"] for r in rows], "tokens": per_step,
             "lengths": [r["completion_length"] for r in rows], "phases": result.metrics["median_step_phases_s"],
             "rollout": result.metrics["rollout"], "precision": result.metrics["precision"],
+            "rollout_sync_s": result.metrics.get("rollout_sync_s"),
             "peak_rss_gib": result.metrics["peak_rss_gib"], "dry_run_estimate_gib": estimate}
 
 
-WORKERS = {"trl": run_trl, "distill": run_distill}
+WORKERS = {"trl": run_trl, "distill": run_distill,
+           "distill-overlap": functools.partial(run_distill, overlap=True),
+           "distill-transformers": functools.partial(run_distill, rollout="transformers")}
 
 
 def summarize(raw: dict) -> dict:
@@ -115,8 +122,8 @@ def summarize(raw: dict) -> dict:
     rates = [t / s for t, s in zip(tokens, seconds) if s > 0]
     return {"seconds_per_step": round(step, 3), "tokens_per_s": round(statistics.median(rates), 1),
             "mean_completion_tokens": round(statistics.mean(raw["lengths"][1:]), 1),
-            "steps_timed": len(seconds), **{k: v for k, v in raw.items() if k in ("phases", "rollout", "precision", "peak_rss_gib",
-                                                    "dry_run_estimate_gib")}}
+            "steps_timed": len(seconds), **{k: v for k, v in raw.items() if k in (
+                "phases", "rollout", "precision", "peak_rss_gib", "dry_run_estimate_gib", "rollout_sync_s")}}
 
 
 def main() -> None:
@@ -126,6 +133,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--contenders", default=",".join(WORKERS), help="comma-separated, trl first (the baseline)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -136,7 +144,10 @@ def main() -> None:
 
     results: dict = {"student": options.student, "teacher": options.teacher, "steps": options.steps,
                      "prompts_per_step": options.prompts, "max_completion_tokens": options.tokens, "contenders": {}}
-    for name in WORKERS:
+    names = options.contenders.split(",")
+    if names[0] != "trl" or not set(names) <= set(WORKERS):
+        raise SystemExit(f"--contenders: trl first, then any of {sorted(WORKERS)}")
+    for name in names:
         before = loadavg()
         with tempfile.TemporaryDirectory() as tmp:
             command = [sys.executable, __file__, "--worker", name, "--out", tmp, "--student", options.student,
@@ -149,23 +160,30 @@ def main() -> None:
         results["contenders"][name] = {**summarize(json.loads(line[7:])), "load_avg_before": before,
                                        "load_avg_after": loadavg()}
         print(name, results["contenders"][name], flush=True)
-    trl, ours = results["contenders"]["trl"], results["contenders"]["distill"]
-    results["speedup_step"] = round(trl["seconds_per_step"] / ours["seconds_per_step"], 2)
-    results["speedup_tokens_per_s"] = round(ours["tokens_per_s"] / trl["tokens_per_s"], 2)
+    trl = results["contenders"]["trl"]
+    for c in results["contenders"].values():
+        c["speedup_step"] = round(trl["seconds_per_step"] / c["seconds_per_step"], 2)
+        c["speedup_tokens_per_s"] = round(c["tokens_per_s"] / trl["tokens_per_s"], 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "kd.json").write_text(json.dumps(results, indent=2) + "\n")
     md = [f"# bench/kd.py: on-policy distillation, {options.student} <- {options.teacher}", "",
           (f"{options.prompts} completions a step, at most {options.tokens} tokens, full fine-tune, "
            f"median of steps 2..{options.steps}"), "",
-          "| contender | s / step | tokens/s | mean completion tokens | peak RSS GiB | load avg (before/after) |",
-          "| --- | ---: | ---: | ---: | ---: | --- |"]
+          ("| contender | s / step | x TRL per step | tokens/s | x TRL tokens/s | mean completion tokens | peak RSS GiB "
+           "| load avg (before/after) |"),
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name, c in results["contenders"].items():
-        md.append(f"| {name} | {c['seconds_per_step']} | {c['tokens_per_s']} | {c['mean_completion_tokens']} | "
-                  f"{c.get('peak_rss_gib')} | {c['load_avg_before']} / {c['load_avg_after']} |")
-    md.append(f"\nspeedup: {results['speedup_step']}x per step, {results['speedup_tokens_per_s']}x tokens/s; "
-              f"distill's median phases: {ours.get('phases')} (rollout: {ours.get('rollout')}, {ours.get('precision')})")
-    md.append(f"distill's peak RSS {ours.get('peak_rss_gib')} GiB against its dry-run estimate "
-              f"{ours.get('dry_run_estimate_gib')} GiB (the process RSS includes torch and the tokenizers)")
+        md.append(f"| {name} | {c['seconds_per_step']} | {c['speedup_step']} | {c['tokens_per_s']} | "
+                  f"{c['speedup_tokens_per_s']} | {c['mean_completion_tokens']} | {c.get('peak_rss_gib')} | "
+                  f"{c['load_avg_before']} / {c['load_avg_after']} |")
+    md.append("")
+    for name, c in results["contenders"].items():
+        if "phases" in c:
+            md.append(f"- {name}: median phases {c['phases']} (rollout: {c.get('rollout')}, {c.get('precision')}); "
+                      f"peak RSS {c.get('peak_rss_gib')} GiB against its dry-run estimate "
+                      f"{c.get('dry_run_estimate_gib')} GiB")
+    md.append("\nThe process RSS includes torch and the tokenizers; a vLLM engine runs in a process of its own, "
+              "not counted in it.")
     (RESULTS / "kd.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

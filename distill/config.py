@@ -548,7 +548,9 @@ class KDConfig(TrainingMethod):
 
     unhashed: ClassVar[frozenset[str]] = frozenset(
         {"problems", "output_dir", "logging_steps", "save_steps", "save_total_limit", "reward_workers",
-         "micro_batch_size"})  # micro-batches sum to the step's own loss: same training, other memory
+         "micro_batch_size",  # micro-batches sum to the step's own loss: same training, other memory
+         "rollout", "vllm"})  # who samples, as in rl: the same distribution from another engine
+    hashed_if_set: ClassVar[frozenset[str]] = frozenset({"overlap"})  # runs made before it existed keep their keys
     # kd.offline (top_k, alpha) was read by nothing and moved to sft.logit_kd; every kd run was made with it at
     # these defaults, so they stay in the hash and those runs keep their keys.
     retired: ClassVar[dict[str, Any]] = {"offline": {"top_k": 20, "alpha": 0.5}}
@@ -589,6 +591,14 @@ class KDConfig(TrainingMethod):
     teacher_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", description="auto: the student's compute precision")
     gradient_checkpointing: bool = False
+    rollout: Literal["auto", "vllm", "transformers"] = Field(
+        "auto", description="who samples the student's completions: auto picks distill's vLLM engine (the student's "
+                            "weights reloaded each step) where vLLM is installed, transformers otherwise or for QLoRA")
+    vllm: VLLMConfig = Field(default_factory=lambda: VLLMConfig(gpu_memory_utilization=0.3))
+    overlap: bool = Field(
+        False, description="sample the next step's completions while this step trains (vLLM rollouts only): one step "
+                           "off-policy, corrected per token by the truncated importance weight min(s_now / s_sampler, "
+                           "2) as verl's TIS")
 
     math_timeout_s: float = Field(5.0, gt=0)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
@@ -613,6 +623,9 @@ class KDConfig(TrainingMethod):
                              "when rewards are set")
         if self.loss == "jsd" and "estimator" in self.model_fields_set:
             raise ValueError("estimator applies to loss=reverse_kl only (jsd uses the full distributions)")
+        if self.overlap and self.rollout == "transformers":
+            raise ValueError("overlap=true samples in the vLLM engine's own process while the step trains; "
+                             "rollout=transformers would sample in the training process: use rollout=auto or vllm")
         return self
 
 

@@ -23,9 +23,9 @@ def grpo_trainer_with_rollout():
     num_generations, ...)`, returning `(completion_ids, logprobs)` (logprobs None: TRL computes the old
     log-probs itself), and that its transformers path generates from `self.model_wrapped`. TRL has no public
     hook for a custom rollout engine, so the subclass overrides that one method:
-      - `vllm_rollout` (distill's reloading vLLM engine, rl/vllm_rollout.py): the engine is synced to the
+      - `vllm_rollout` (distill's reloading vLLM engine, rollout/vllm_engine.py): the engine is synced to the
         policy at `self.state.global_step` and generates the completions;
-      - `rollout_copy` (a bf16 copy of the policy, rl/transformers_rollout.py): the copy is synced and put in
+      - `rollout_copy` (a bf16 copy of the policy, rollout/transformers_copy.py): the copy is synced and put in
         place of `self.model_wrapped` for TRL's own generate path, then the trained model is put back;
       - neither, or TRL's own vLLM (`self.use_vllm`): TRL's method unchanged.
     """
@@ -67,7 +67,7 @@ def reload_engine_weights(llm, weights_path: str) -> None:
     Internal API: `LLM.collective_rpc("reload_weights", kwargs={"weights_path": ...})`, which calls the
     worker's `reload_weights` and so the model runner's `reload_weights(weights_iterator=None,
     weights_path=None, is_checkpoint_format=True)`. It is the one way to reload that restores vLLM-CPU's
-    loadable layer layout before loading (the RL rollout engine on CPUs, rl/vllm_rollout.py)."""
+    loadable layer layout before loading (the RL rollout engine on CPUs, rollout/vllm_engine.py)."""
     llm.collective_rpc("reload_weights", kwargs={"weights_path": weights_path})
 
 

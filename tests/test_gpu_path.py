@@ -91,7 +91,7 @@ def test_the_teacher_engine_is_stopped_before_training_on_a_gpu_only():
 
 # ---- 4: QLoRA never goes to the colocated vLLM engine
 def test_qlora_on_a_gpu_with_vllm_generates_with_transformers():
-    from distill.rl.rollout import choose_rollout
+    from distill.rollout import choose_rollout
 
     qlora = RLConfig(model="bundled:tiny", method="qlora")
     chosen = choose_rollout(qlora, "bf16", on_gpu=True, has_vllm=True)

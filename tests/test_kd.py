@@ -51,7 +51,8 @@ def student_dir(tiny_model, tmp_path_factory) -> str:
 def kd_config(student: str, teacher: str, out: Path, **overrides) -> KDConfig:
     settings = {"model": student, "teacher": teacher, "problems": PROBLEMS, "output_dir": out, "method": "full",
                 "precision": "fp32", "max_steps": 5, "prompts_per_step": 4, "samples_per_prompt": 2,
-                "max_completion_length": 8, "learning_rate": 3e-3, "save_steps": 1, "save_total_limit": None}
+                "max_completion_length": 8, "learning_rate": 3e-3, "save_steps": 1, "save_total_limit": None,
+                "rollout": "transformers"}  # seeded per step: a resumed run retraces; the engine has its own test
     return KDConfig(**{**settings, **overrides})
 
 
@@ -139,6 +140,7 @@ def test_tokenizer_with_extra_tokens_is_refused(tiny_model, tmp_path):
     ({"samples_per_prompt": 1, "rewards": [{"name": "accuracy"}]}, "samples_per_prompt must be >= 2"),
     ({"loss": "jsd", "estimator": "k3"}, "estimator applies to loss=reverse_kl only"),
     ({"temprature": 0.7}, "unknown field 'temprature'"),
+    ({"overlap": True, "rollout": "transformers"}, "rollout=transformers would sample in the training process"),
 ])
 def test_bad_kd_values_give_one_line_errors(values, expected):
     with pytest.raises(ConfigError) as info:
@@ -239,6 +241,44 @@ def test_offline_topk_store_scores_the_tokens_sft_trains_on(tiny_model, student_
         assert stored.item() == pytest.approx(expected.item(), rel=1e-2) and expected.item() > 1e-5
 
 
+# ------------------------------------------------------------------------------------- vLLM rollouts
+def test_engine_draws_become_the_batch_generate_would_make(tokenizer_tiny):
+    """Prompts left-padded, completions right-padded, the mask up to and including the first stop token; a row
+    cut by the length limit is masked by its length even where the padding is the stop token's own id."""
+    from distill.kd.sampling import batch_of
+
+    stop = tokenizer_tiny.eos_token_id
+    prompts = [[11, 12, 13], [21]]
+    drawn = [([5, stop, 7], [-0.5, -0.1, -2.0]), ([6, 8], [-1.0, -3.0])]  # row 0 stopped, row 1 was cut
+    input_ids, attention_mask, mask, logprobs = batch_of(prompts, drawn, pad_id=stop, stop_ids=[stop])
+    assert input_ids.tolist() == [[11, 12, 13, 5, stop, 7], [stop, stop, 21, 6, 8, stop]]
+    assert attention_mask.tolist() == [[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 0]]
+    assert mask.tolist() == [[1, 1, 0], [1, 1, 0]]
+    assert logprobs.flatten().tolist() == pytest.approx([-0.5, -0.1, -2.0, -1.0, -3.0, 0.0])
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_rollouts_overlapping_the_update_train_the_student(tiny_model, student_dir, tmp_path):
+    """The student samples in distill's vLLM engine, its weights reloaded each step, and the next step's draw runs
+    while this step trains. Each token keeps the engine's log-prob: the first batch is on-policy (weight 1 up to the
+    engine's bf16), the later ones one update stale (weights near 1, truncated at 2); the KL falls as on the
+    transformers path."""
+    from distill.config import VLLMConfig
+
+    config = kd_config(student_dir, tiny_model, tmp_path / "kd", rollout="vllm", overlap=True,
+                       vllm=VLLMConfig(kv_cache_gib=1, max_model_len=512, enforce_eager=True))
+    result = train(config, progress=False)
+    rows = [json.loads(line) for line in result.log_path.read_text().splitlines()]
+    assert result.metrics["rollout"] == "vllm-reload" and result.metrics["overlap"] is True
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[0]["is_weight"] == pytest.approx(1.0, abs=0.05)
+    assert all(0.5 < r["is_weight"] <= 2.0 for r in rows), [r["is_weight"] for r in rows]
+    exact = [r["kl_exact"] for r in rows]
+    assert sum(exact[-2:]) / 2 < 0.85 * exact[0], exact
+    assert result.metrics["rollout_sync_s"] > 0
+
+
 # -------------------------------------------------------------------------------------------- recipes
 KD_RECIPES = sorted((ROOT / "distill" / "recipes" / "kd").glob("*.yaml"))
 
@@ -256,7 +296,7 @@ def test_kd_recipes_validate_and_run_a_step_with_the_models_overridden(path, tin
     small = config.model_copy(update={
         "model": tiny_model, "teacher": tiny_model, "problems": PROBLEMS, "output_dir": tmp_path / "kd",
         "max_steps": 1, "prompts_per_step": 1, "samples_per_prompt": 2, "max_completion_length": 8,
-        "precision": "fp32", "gradient_checkpointing": False})
+        "precision": "fp32", "gradient_checkpointing": False, "rollout": "transformers"})
     result = train(small, progress=False)
     assert result.metrics["steps"] == 1 and result.policy.exists()
 

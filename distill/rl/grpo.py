@@ -3,7 +3,7 @@
     data.read_problems / build_prompts   Problem JSONL -> the generation stage's prompts (or R1-Zero's template)
     pass_rate_filter.filter_problems     optional pass-rate pre-pass (open-r1's 0.1-0.9 band)
     rollout.choose_rollout               colocated vLLM on GPUs; on CPUs vLLM reloading the weights each step
-                                         (vllm_rollout) or transformers (transformers_rollout); printed
+                                         (rollout.vllm_engine) or transformers (rollout.transformers_copy); printed
     rewards.RewardScorer                 every reward of a step in the filter's time-bounded process pool
     sft.modeling.load_model              full / LoRA / QLoRA policy, as in `sft`
     logging.RLLogCallback / plot_log     per-step JSONL and its PNG
@@ -42,7 +42,7 @@ from distill.models import resolve_model
 from distill.rl.data import PromptSet, build_prompts, read_problems, to_completions
 from distill.rl.logging import RLLogCallback, plot_log
 from distill.rl.rewards import RewardScorer, RewardSettings, resolve_custom
-from distill.rl.rollout import choose_rollout
+from distill.rollout import choose_rollout
 from distill.sft.merge import starting_model
 from distill.sft.modeling import DTYPES, load_model, lora_config, resolve_precision
 
@@ -130,7 +130,7 @@ def _fit(config: RLConfig, run: RunFolder, state, model_path: str, progress: boo
     from transformers import AutoTokenizer, PrinterCallback
 
     from distill.rl.pass_rate_filter import filter_problems
-    from distill.rl.transformers_rollout import RolloutCopy
+    from distill.rollout.transformers_copy import RolloutCopy
 
     out = run.out
     last = run.resume_point()
@@ -156,7 +156,7 @@ def _fit(config: RLConfig, run: RunFolder, state, model_path: str, progress: boo
     with RewardScorer(names, settings, config.reward_workers) as scorer, ExitStack() as engines:
         vllm_rollout = None
         if rollout.backend == "vllm-reload":
-            from distill.rl.vllm_rollout import VLLMRollout
+            from distill.rollout.vllm_engine import VLLMRollout
 
             vllm_rollout = VLLMRollout(model_path, config)
             engines.callback(vllm_rollout.close)

@@ -6,7 +6,7 @@ small matmuls and dtype casts per token, and bf16 has native math here). So befo
 trained weights are folded into a bf16 copy (LoRA: W + scale * B @ A per adapted layer; full: every
 weight cast), and TRL's own generate path runs on that copy. The trainer's weights are never touched.
 QLoRA keeps TRL's path (its base is 4-bit; a dequantized copy would cost the memory QLoRA saves).
-`policy_weights` is also what the vLLM rollout engine reloads each step (vllm_rollout.py).
+`policy_weights` is also what the vLLM rollout engine reloads each step (rollout/vllm_engine.py).
 """
 from __future__ import annotations
 
