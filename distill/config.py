@@ -624,8 +624,8 @@ class KDConfig(TrainingMethod):
         if self.loss == "jsd" and "estimator" in self.model_fields_set:
             raise ValueError("estimator applies to loss=reverse_kl only (jsd uses the full distributions)")
         if self.overlap and self.rollout == "transformers":
-            raise ValueError("overlap=true samples in the vLLM engine's own process while the step trains; "
-                             "rollout=transformers would sample in the training process: use rollout=auto or vllm")
+            raise ValueError("overlap=true: the next step is drawn in the vLLM engine's own process while this one "
+                             "trains, and rollout=transformers samples in the training process; use rollout=auto or vllm")
         return self
 
 

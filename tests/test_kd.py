@@ -140,7 +140,7 @@ def test_tokenizer_with_extra_tokens_is_refused(tiny_model, tmp_path):
     ({"samples_per_prompt": 1, "rewards": [{"name": "accuracy"}]}, "samples_per_prompt must be >= 2"),
     ({"loss": "jsd", "estimator": "k3"}, "estimator applies to loss=reverse_kl only"),
     ({"temprature": 0.7}, "unknown field 'temprature'"),
-    ({"overlap": True, "rollout": "transformers"}, "rollout=transformers would sample in the training process"),
+    ({"overlap": True, "rollout": "transformers"}, "rollout=transformers samples in the training process; use rollout=auto or vllm"),
 ])
 def test_bad_kd_values_give_one_line_errors(values, expected):
     with pytest.raises(ConfigError) as info:

@@ -62,7 +62,7 @@ from distill.lifecycle import (
     save_trained,
 )
 from distill.models import resolve_model, shown_model
-from distill.rollout import choose_rollout
+from distill.rollout import Rollout, choose_rollout
 from distill.sft.modeling import DTYPES, load_model, lora_config, resolve_precision
 
 
@@ -458,15 +458,15 @@ ASSUMED_PROMPT_TOKENS = 256  # prompt length the memory estimate (and `distill p
 
 def step_memory(config: KDConfig, counts, model_config, teacher_counts, teacher_config, *, precision: str,
                 world_size: int = 1, prompt_tokens: int = ASSUMED_PROMPT_TOKENS,
-                device: str = "gpu", engine: bool = False) -> dict[str, Any]:
+                device: str = "gpu", rollout: Rollout | None = None) -> dict[str, Any]:
     """Per-device memory of one step from parameter counts and model configs alone (nothing resolved, no weights;
-    `precision` resolved, `device` "gpu" or "cpu", `engine`: the student samples in a vLLM engine): what `dry_run`
-    reports and `distill plan` shows for kd.
+    `precision` resolved, `device` "gpu" or "cpu", `rollout` who samples, None: nothing beside the trainer): what
+    `dry_run` reports and `distill plan` shows for kd.
 
     A step holds the student's training state and one micro-batch of (prompt + completion) sequences for the
     backward pass (the model's own full-vocabulary logits: no fused head here), the frozen teacher in its dtype, and the
-    teacher's completion logits in fp32; sampling with transformers on CPUs with bf16 math, also the student's bf16
-    copy. A vLLM engine is another process: its bf16 weights and KV cache are reported apart (`rollout_engine_gib`)."""
+    teacher's completion logits in fp32; sampling from a bf16 copy (`rollout.bf16_copy`), also that copy. A vLLM
+    engine is another process: its bf16 weights and KV cache are reported apart (`rollout_engine_gib`)."""
     from distill.sft.memory import GIB, ModelShape
 
     # One micro-batch's sequences are held for the backward pass, with their logits (the student's and the
@@ -481,13 +481,12 @@ def step_memory(config: KDConfig, counts, model_config, teacher_counts, teacher_
     extra = {
         "teacher_weights": teacher_counts.total * teacher_dtype.itemsize,
         "teacher_logits": sequences * config.max_completion_length * vocab * 4,
-        "sampling_copy": counts.total * 2 if not engine and device == "cpu" and precision == "bf16"
-        and config.method != "qlora" else 0,
+        "sampling_copy": counts.total * 2 if rollout is not None and rollout.bf16_copy else 0,
     }
     memory["breakdown_gib_one_device"].update({k: round(v / GIB, 3) for k, v in extra.items()})
     memory["per_device_gib"] = {k: round(v + sum(extra.values()) / GIB, 3)
                                 for k, v in memory["per_device_gib"].items()}
-    if engine:
+    if rollout is not None and rollout.backend == "vllm-reload":
         cache = config.vllm.kv_cache_gib if device == "cpu" else None  # on GPUs: gpu_memory_utilization's share
         memory["rollout_engine_gib"] = {"weights": round(counts.total * 2 / GIB, 3), "kv_cache": cache}
     return memory
@@ -506,7 +505,7 @@ def dry_run(config: KDConfig, world_size: int = 1, prompt_tokens: int = ASSUMED_
     rollout = choose_rollout(config, report["precision"])
     memory = step_memory(config, counts, model_config, teacher_counts, teacher_config, precision=report["precision"],
                          world_size=world_size, prompt_tokens=prompt_tokens,
-                         device="gpu" if torch.cuda.is_available() else "cpu", engine=rollout.backend != "transformers")
+                         device="gpu" if torch.cuda.is_available() else "cpu", rollout=rollout)
     return {
         **report, "teacher_path": teacher_dir, "parameters": parameters_report(counts, teacher=teacher_counts.total),
         "rollout": {"backend": rollout.backend, "reason": rollout.reason},

@@ -89,13 +89,12 @@ def batch_of(prompts: list[list[int]], drawn: list[tuple[list[int], list[float]]
 
 
 class StudentSampler:
-    """Draws each step's completions from the student as it is now (`draw`), or starts the next step's draw and
-    returns at once (`start`, the engine only: the sampling overlaps the step that trains meanwhile)."""
+    """Draws each step's completions from the student as it is now (`draw`), or, with `kd.overlap`, starts the next
+    step's draw in the engine and returns at once (`start`)."""
 
     def __init__(self, rollout: Rollout, config: KDConfig, model_path: str, tokenizer, stop_ids: list[int],
                  precision: str, autocast, *, resumed_at: int = 0):
-        self.rollout, self.config, self.tokenizer, self.stop_ids = rollout, config, tokenizer, stop_ids
-        self.autocast = autocast
+        self.config, self.tokenizer, self.stop_ids, self.autocast = config, tokenizer, stop_ids, autocast
         self.engine = self.copy = None
         self.background = None
         if rollout.backend == "vllm-reload":
@@ -118,23 +117,16 @@ class StudentSampler:
     def draw(self, student, rows: list[dict], step: int) -> Batch:
         """`samples_per_prompt` completions per row from the student's current weights (`step` updates done)."""
         if self.engine is not None:
-            return self.start(student, rows, weights_at=step).result()
+            self.engine.sync(student, step)
+            return self._engine_draw(rows, self._prompt_ids(rows))
         if self.copy is not None:
             self.copy.sync(student)
         return self._transformers(self.copy.model if self.copy else student, rows, step)
 
     def start(self, student, rows: list[dict], *, weights_at: int) -> Future:
-        """Draw from the student's weights (`weights_at` updates done) in the engine. With `kd.overlap` this returns
-        at once: the weights are copied here, then written, reloaded and sampled from in the background while the
-        caller trains (and changes its own weights)."""
-        n = self.config.samples_per_prompt
-        # Tokenized here, not in the background: a fast tokenizer shared between threads can refuse a concurrent call.
-        prompts = [self.tokenizer(row["prompt"], add_special_tokens=False)["input_ids"] for row in rows for _ in range(n)]
-        if self.background is None:
-            self.engine.sync(student, weights_at)
-            done: Future = Future()
-            done.set_result(self._engine_draw(rows, prompts))
-            return done
+        """kd.overlap: the weights (`weights_at` updates done) are copied here, then written, reloaded into the
+        engine and sampled from in the background; the caller trains (and changes its own weights) meanwhile."""
+        prompts = self._prompt_ids(rows)
         weights = None if weights_at == self.engine.synced_step else self.engine.snapshot(student)
 
         def load_and_draw() -> Batch:
@@ -144,20 +136,28 @@ class StudentSampler:
 
         return self.background.submit(load_and_draw)
 
-    def _engine_draw(self, rows: list[dict], prompts: list[list[int]]) -> Batch:
+    def _prompt_ids(self, rows: list[dict]) -> list[list[int]]:
+        # In the calling thread, never the background one: a fast tokenizer shared between threads can refuse a
+        # concurrent call.
+        return [self.tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+                for row in rows for _ in range(self.config.samples_per_prompt)]
+
+    def _batch(self, rows: list[dict], input_ids, attention_mask, mask, logprobs=None) -> Batch:
         n = self.config.samples_per_prompt
-        drawn = self.engine.sample(prompts)
-        input_ids, attention_mask, mask, logprobs = batch_of(prompts, drawn, self.tokenizer.pad_token_id,
-                                                             self.stop_ids)
         return Batch(input_ids, attention_mask, mask, [row["problem_id"] for row in rows for _ in range(n)],
-                     [row["user"] for row in rows for _ in range(n)], logprobs if self.config.overlap else None)
+                     [row["user"] for row in rows for _ in range(n)], logprobs)
+
+    def _engine_draw(self, rows: list[dict], prompts: list[list[int]]) -> Batch:
+        input_ids, attention_mask, mask, logprobs = batch_of(prompts, self.engine.sample(prompts),
+                                                             self.tokenizer.pad_token_id, self.stop_ids)
+        return self._batch(rows, input_ids, attention_mask, mask, logprobs if self.config.overlap else None)
 
     def _transformers(self, model, rows: list[dict], step: int) -> Batch:
         """Seeded by (seed, step): a resumed run draws what the uninterrupted run would have."""
         from transformers import GenerationConfig
 
-        config, n = self.config, self.config.samples_per_prompt
-        texts = [row["prompt"] for row in rows for _ in range(n)]
+        config = self.config
+        texts = [row["prompt"] for row in rows for _ in range(config.samples_per_prompt)]
         # A fresh generation config: the model's own may carry a repetition penalty or top-k, and samples must
         # come from the student's distribution (at `temperature`) for the KL estimate to be one.
         generation = GenerationConfig(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
@@ -170,8 +170,7 @@ class StudentSampler:
                                                        self.autocast)
         finally:
             torch.set_rng_state(generator_state)
-        return Batch(input_ids, attention_mask, mask, [row["problem_id"] for row in rows for _ in range(n)],
-                     [row["user"] for row in rows for _ in range(n)])
+        return self._batch(rows, input_ids, attention_mask, mask)
 
     def timings(self) -> dict[str, float]:
         return self.engine.timings() if self.engine is not None else {}
