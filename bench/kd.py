@@ -1,7 +1,7 @@
 """On-policy distillation step time and tokens/s: `distill kd` against TRL's DistillationTrainer with its defaults.
 
     .venv/bin/python bench/kd.py [--student bundled:smollm2-135m-instruct] [--teacher bundled:smollm2-135m-instruct]
-                                 [--steps 4] [--prompts 4] [--tokens 64] [--contenders trl,distill,...]
+                                 [--steps 6] [--prompts 4] [--tokens 64] [--contenders trl,distill,...]
 
 Same student, teacher and prompts for both: the demo's arithmetic problems rendered as distill renders them
 (chat template, R1's instruction, '<think>\\n' prefill), `--prompts` completions a step (one per problem: TRL's
@@ -130,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--student", default="bundled:smollm2-135m-instruct")
     parser.add_argument("--teacher", default="bundled:smollm2-135m-instruct")
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--contenders", default=",".join(WORKERS), help="comma-separated, trl first (the baseline)")

@@ -191,10 +191,11 @@ def micro_batches(batch: Batch, size: int | None) -> list[tuple[Batch, slice]]:
 
 
 def accumulate_gradients(config: KDConfig, student, teacher: Teacher, batch: Batch, centred: torch.Tensor | None,
-                         autocast) -> tuple[dict[str, float], float]:
+                         autocast, between=lambda: None) -> tuple[dict[str, float], float]:
     """Forward and backward over the step's completions, `micro_batch_size` at a time. Each micro-batch's
     token mean is weighted by its share of the step's tokens, so the summed loss, gradient and figures equal one
     pass over the whole step while only one micro-batch's logits (student's and teacher's) are held at once.
+    `between` runs between the passes (kd.overlap: the trainer takes its cores back once the next draw is done).
     Returns the step's figures and the seconds the teacher's scoring took."""
     keep = batch.completion_length
     step_tokens = batch.completion_mask.sum().clamp(min=1)
@@ -205,6 +206,7 @@ def accumulate_gradients(config: KDConfig, student, teacher: Teacher, batch: Bat
         completion_ids = part.input_ids[:, -keep:]
         teacher_logits = teacher.logits(part.input_ids, part.attention_mask, keep)
         score_s += time.perf_counter() - started
+        between()
         with autocast():
             logits = student_logits(student, part)
         mask = part.completion_mask
@@ -224,6 +226,7 @@ def accumulate_gradients(config: KDConfig, student, teacher: Teacher, batch: Bat
         if config.loss == "jsd":
             loss = loss + config.kl_coef * masked_mean(
                 generalized_jsd(logits, teacher_logits, config.jsd_beta, config.temperature), mask)
+        between()
         (loss * share).backward()
         with torch.no_grad():
             exact = masked_mean(torch.stack([exact_reverse_kl(logits[i].detach(), teacher_logits[i])
@@ -359,10 +362,12 @@ def _fit(config: KDConfig, run: RunFolder, state, model_path: str, teacher_dir: 
                 centred, logged = reward_advantage(config, scorer, prompts, batch, tokenizer)
                 centred = centred.to(device)
                 row.update(logged)
-            figures, score_s = accumulate_gradients(config, student, teacher, batch, centred, autocast)
+            with sampler.training_beside(next_draw) as cores:
+                figures, score_s = accumulate_gradients(config, student, teacher, batch, centred, autocast,
+                                                        between=cores.widen)
+                grad_norm = torch.nn.utils.clip_grad_norm_(list(_trainable(student).values()), config.max_grad_norm)
+                optimizer.step()
             row.update(figures)
-            grad_norm = torch.nn.utils.clip_grad_norm_(list(_trainable(student).values()), config.max_grad_norm)
-            optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             t3 = time.perf_counter()

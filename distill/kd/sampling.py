@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -102,7 +103,7 @@ class StudentSampler:
 
             # Seeded by the step the run starts at: a resumed run does not replay the first start's stream.
             self.engine = VLLMRollout(model_path, config, stop_ids=stop_ids, seed=config.seed + resumed_at,
-                                      logprobs=config.overlap)
+                                      logprobs=config.overlap, beside_trainer=config.overlap)
             self.background = ThreadPoolExecutor(1, thread_name_prefix="kd-sampling") if config.overlap else None
         elif rollout.bf16_copy:
             from distill.rollout.transformers_copy import RolloutCopy
@@ -135,6 +136,16 @@ class StudentSampler:
             return self._engine_draw(rows, prompts)
 
         return self.background.submit(load_and_draw)
+
+    def training_beside(self, draw: Future | None):
+        """The trainer's compute while `draw` runs in the engine: kept off the engine's cores on a CPU until the
+        draw is done (distill.rollout.cores; the block's `widen()` checks), as it was otherwise."""
+        from distill.rollout.cores import Unpinned
+
+        cores = self.engine.cores if self.engine is not None else None
+        if draw is None or draw.done() or cores is None:
+            return Unpinned()
+        return cores.trainer_only(until=draw.done)
 
     def _prompt_ids(self, rows: list[dict]) -> list[list[int]]:
         # In the calling thread, never the background one: a fast tokenizer shared between threads can refuse a
@@ -172,8 +183,13 @@ class StudentSampler:
             torch.set_rng_state(generator_state)
         return self._batch(rows, input_ids, attention_mask, mask)
 
-    def timings(self) -> dict[str, float]:
-        return self.engine.timings() if self.engine is not None else {}
+    def timings(self) -> dict[str, Any]:
+        """The engine's reload and generate medians, and on a CPU the cores it computes on and the trainer's."""
+        if self.engine is None:
+            return {}
+        cores = self.engine.cores
+        return {**self.engine.timings(), "engine_cores": None if cores is None else
+                {"worker": sorted(cores.worker), "trainer": sorted(cores.trainer)}}
 
     def close(self) -> None:
         if self.background is not None:

