@@ -66,7 +66,7 @@ def test_the_trainer_takes_its_cores_back_once_the_draw_is_done():
             drawn[0] = True
             block.widen()
             assert os.sched_getaffinity(0) == set(mine) and torch.get_num_threads() == threads
-            # the scheduler spins on for a while after a draw: it stays on the worker's cores until the block ends
+            # the scheduler's own cores come back when the block ends
             assert os.sched_getaffinity(scheduler.pid) == set(worker)
         assert os.sched_getaffinity(scheduler.pid) == set(mine)
         assert os.sched_getaffinity(0) == set(mine) and torch.get_num_threads() == threads
