@@ -142,8 +142,8 @@ def test_qlora_under_zero3_loads_without_a_device_map():
 PARENT = textwrap.dedent("""
     import subprocess, sys, time
     from pathlib import Path
-    from distill.generation.engine import _child_pids, record_engine_processes
-    before = _child_pids()
+    from distill.generation.engine import child_pids, record_engine_processes
+    before = child_pids()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     record_engine_processes(before, Path(sys.argv[1]))
     print(child.pid, flush=True)

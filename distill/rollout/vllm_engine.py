@@ -35,12 +35,6 @@ from distill.rollout.cores import EngineCores, binding_beside_trainer
 from distill.rollout.transformers_copy import policy_weights
 
 
-def _children() -> set[int]:
-    import psutil
-
-    return {child.pid for child in psutil.Process().children(recursive=True)}
-
-
 def _scratch_parent() -> str | None:
     """/dev/shm where there is one: the per-step file then never touches a disk."""
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
@@ -55,10 +49,10 @@ class VLLMRollout:
         `beside_trainer`: it draws while the trainer trains (kd.overlap), so on a CPU it takes half the cores."""
         from vllm import SamplingParams
 
-        from distill.generation.engine import start_llm
+        from distill.generation.engine import child_pids, start_llm
 
         self.folder = Path(tempfile.mkdtemp(prefix="distill-rollout-", dir=_scratch_parent()))
-        before = _children()
+        before = child_pids()
         binding = binding_beside_trainer(os.sched_getaffinity(0)) if beside_trainer and not torch.cuda.is_available() \
             else None
         if binding is not None:  # read by the engine's processes as they start; theirs only
@@ -70,7 +64,7 @@ class VLLMRollout:
                 del os.environ["VLLM_CPU_OMP_THREADS_BIND"]
         # On a CPU: the cores the engine computes on, to pause it between draws and keep an overlapping trainer off
         # them (cores.py).
-        self.cores = None if torch.cuda.is_available() else EngineCores.of(sorted(_children() - before))
+        self.cores = None if torch.cuda.is_available() else EngineCores.of(sorted(child_pids() - before))
         # logprobs=0: the sampled token's log-prob under the engine's weights (vLLM's raw log-probs, temperature 1),
         # the denominator of the importance weight when the trainer has moved on since (kd's overlap).
         self.params = SamplingParams(n=1, temperature=config.temperature, top_p=config.top_p,
